@@ -1,0 +1,39 @@
+"""The FastAPI application, built around a container (never at import time)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from plaudit import __version__
+from plaudit.api import problems
+from plaudit.api.middleware import BodyGuard
+from plaudit.api.routes import events, health, keys, players, sources
+from plaudit.bootstrap import Container
+
+DESCRIPTION = """\
+Plaudit turns domain events from your LMS, CRM or HRIS into points, levels, badges and
+leaderboards. Authenticate with `Authorization: Bearer <API key>`. Errors are RFC 9457
+`application/problem+json`; every POST honours an `Idempotency-Key` header.
+"""
+
+
+def create_app(container: Container) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    app = FastAPI(
+        title="Plaudit",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    problems.install(app)
+    for module in (health, events, players, sources, keys):
+        app.include_router(module.router)
+    app.add_middleware(BodyGuard, max_bytes=container.settings.api.max_body_bytes)
+    return app

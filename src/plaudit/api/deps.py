@@ -1,0 +1,58 @@
+"""Dependencies: the container, the caller (Principal) and the scope each route needs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import Depends, Request
+
+from plaudit.bootstrap import Container
+from plaudit.domain.auth import Principal, Scope
+from plaudit.errors import AuthenticationFailed, PermissionDenied
+
+
+def container_of(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(container_of)]
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller, from ``Authorization: Bearer <key>``; cached for the request."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    header = request.headers.get("authorization")
+    if not header:
+        raise AuthenticationFailed(
+            "missing Authorization header; send 'Authorization: Bearer <API key>'"
+        )
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationFailed("malformed Authorization header; expected 'Bearer <API key>'")
+    principal = await anyio.to_thread.run_sync(container_of(request).tenancy.authenticate, token)
+    request.state.principal = principal
+    return principal
+
+
+def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
+    async def dependency(request: Request) -> Principal:
+        principal = await authenticate(request)
+        if not principal.allows(scope):
+            raise PermissionDenied(f"this API key lacks the {scope.value!r} scope")
+        return principal
+
+    dependency.__name__ = f"require_{scope.name.lower()}"
+    dependency.required_scope = scope  # type: ignore[attr-defined]
+    return dependency
+
+
+Reader = Annotated[Principal, Depends(require(Scope.READ))]
+EventWriter = Annotated[Principal, Depends(require(Scope.EVENTS_WRITE))]
+PlayerWriter = Annotated[Principal, Depends(require(Scope.PLAYERS_WRITE))]
+Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]

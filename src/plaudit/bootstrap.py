@@ -1,0 +1,68 @@
+"""The composition root: the one place where settings become adapters and services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from plaudit.domain.clock import Clock, utc_now
+from plaudit.services.events import EventLogService
+from plaudit.services.idempotency import IdempotencyService
+from plaudit.services.ingest import IngestService
+from plaudit.services.players import PlayerService
+from plaudit.services.tenancy import CreatedKey, TenancyService
+from plaudit.settings import Settings
+from plaudit.store import migrate
+from plaudit.store.sql.database import SqlDatabase, create_database
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: SqlDatabase
+    clock: Clock
+    tenancy: TenancyService
+    ingest: IngestService
+    players: PlayerService
+    event_log: EventLogService
+    idempotency: IdempotencyService
+    default_tenant: str = field(default="default")
+
+    def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            self.db.ping()
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with why
+            checks["database"] = f"error: {type(exc).__name__}: {exc}"
+        return checks
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def build(settings: Settings, clock: Clock = utc_now) -> Container:
+    """Wire adapters and services. Opens no connection until one is used."""
+    db = create_database(settings.resolved_database_url)
+    return Container(
+        settings=settings,
+        db=db,
+        clock=clock,
+        tenancy=TenancyService(db, clock),
+        ingest=IngestService(db, clock, settings.ingest.max_future_skew),
+        players=PlayerService(db, clock),
+        event_log=EventLogService(db),
+        idempotency=IdempotencyService(
+            db, clock, settings.idempotency.ttl, settings.idempotency.in_flight_timeout
+        ),
+        default_tenant=settings.default_tenant,
+    )
+
+
+def prepare_embedded(container: Container) -> CreatedKey | None:
+    """Embedded start: migrate, make the default tenant, and a first admin key if none.
+
+    Returns the new key (to print once) or None when the tenant already has keys.
+    """
+    migrate.upgrade(container.db.engine)
+    container.tenancy.ensure_tenant(container.default_tenant, "Default tenant")
+    return container.tenancy.ensure_first_admin_key(container.default_tenant)

@@ -1,0 +1,173 @@
+"""Ingestion: validate, map identities to players, append to the log, dedupe, track sequences."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from plaudit.domain.clock import Clock
+from plaudit.domain.events import (
+    EventResult,
+    IncomingEvent,
+    IngestReport,
+    Outcome,
+    check_occurred_at,
+    first_occurrences,
+)
+from plaudit.domain.ids import new_id
+from plaudit.domain.players import PLAYER_ID_PREFIX, Identity, Player
+from plaudit.domain.sequences import Run, gaps_between, merge_runs, runs_of
+from plaudit.errors import FieldError, InvalidInput
+from plaudit.store.ports import Database, NewEventRow, UnitOfWork
+
+# Gaps listed per source in an ingest response; the sources API pages through all of them.
+GAPS_IN_REPORT = 100
+
+Submitted = IncomingEvent | Sequence[FieldError]
+"""What the API hands over per event: a well-formed event, or why it was not well-formed."""
+
+
+class IngestService:
+    def __init__(self, db: Database, clock: Clock, max_future_skew: timedelta) -> None:
+        self.db = db
+        self.clock = clock
+        self.max_future_skew = max_future_skew
+
+    def ingest(self, tenant_id: str, items: Sequence[Submitted], atomic: bool = False) -> IngestReport:
+        """Store every acceptable event durably; report each as accepted/duplicate/rejected.
+
+        With ``atomic`` any invalid event rejects the whole batch (InvalidInput, nothing written).
+        """
+        now = self.clock()
+        results: list[EventResult | None] = [None] * len(items)
+        valid: list[tuple[int, IncomingEvent]] = []
+        for index, item in enumerate(items):
+            errors = self._problems(item, now)
+            if errors:
+                key, source = (item.key, item.source) if isinstance(item, IncomingEvent) else (None, None)
+                results[index] = EventResult(index, Outcome.REJECTED, key, source, errors=errors)
+            else:
+                assert isinstance(item, IncomingEvent)
+                valid.append((index, item))
+
+        if atomic and len(valid) < len(items):
+            rejected = [r for r in results if r is not None]
+            raise InvalidInput(
+                f"batch rejected: {len(rejected)} of {len(items)} events are invalid "
+                "(atomic=true writes nothing unless every event is valid)",
+                [
+                    FieldError(f"[{r.index}].{e.field}" if e.field else f"[{r.index}]", e.message)
+                    for r in rejected
+                    for e in r.errors
+                ],
+            )
+
+        firsts = first_occurrences([event for _, event in valid])
+        unique = [pair for pair, first in zip(valid, firsts, strict=True) if first]
+        gaps: dict[str, list[Run]] = {}
+        if unique:
+            with self.db.write() as uow:
+                placed = self._append(uow, tenant_id, unique, now, results)
+                gaps = self._track_sequences(uow, tenant_id, placed)
+                uow.commit()
+
+        # Repeats within the batch point at the first occurrence's outcome.
+        first_result: dict[tuple[str, str], EventResult] = {}
+        for (index, event), first in zip(valid, firsts, strict=True):
+            ident = (event.source, event.key)
+            if first:
+                result = results[index]
+                assert result is not None
+                first_result[ident] = result
+            else:
+                original = first_result[ident]
+                results[index] = EventResult(
+                    index,
+                    Outcome.DUPLICATE,
+                    event.key,
+                    event.source,
+                    event_id=original.event_id,
+                    player_id=original.player_id,
+                )
+        final = [r for r in results if r is not None]
+        assert len(final) == len(items)
+        return IngestReport(final, gaps)
+
+    def _problems(self, item: Submitted, now: datetime) -> tuple[FieldError, ...]:
+        if not isinstance(item, IncomingEvent):
+            return tuple(item)
+        problem = check_occurred_at(item.occurred_at, now, self.max_future_skew)
+        return (FieldError("occurred_at", problem),) if problem else ()
+
+    def _append(
+        self,
+        uow: UnitOfWork,
+        tenant_id: str,
+        unique: list[tuple[int, IncomingEvent]],
+        now: datetime,
+        results: list[EventResult | None],
+    ) -> list[NewEventRow]:
+        """Append events new to the log; fill ``results``; return the rows that got in."""
+        wanted = {Identity(event.source, event.actor) for _, event in unique}
+        known = uow.players.resolve(tenant_id, wanted)
+        missing = sorted(wanted - known.keys(), key=lambda i: (i.source, i.external_id))
+        if missing:
+            new_players = [
+                Player(new_id(PLAYER_ID_PREFIX), tenant_id, None, None, None, {}, now, now)
+                for _ in missing
+            ]
+            uow.players.add_many(new_players)
+            links = [(ident, p.id) for ident, p in zip(missing, new_players, strict=True)]
+            uow.players.add_identities(tenant_id, links, now)
+            known.update(links)
+
+        rows = [
+            NewEventRow(
+                id=new_id("evt"),
+                source=event.source,
+                key=event.key,
+                type=event.type,
+                player_id=known[Identity(event.source, event.actor)],
+                actor=event.actor,
+                occurred_at=event.occurred_at,
+                properties=event.properties,
+                sequence=event.sequence,
+            )
+            for _, event in unique
+        ]
+        inserted = uow.events.append(tenant_id, rows, now)
+        duplicates = [(r.source, r.key) for r in rows if (r.source, r.key) not in inserted]
+        stored = uow.events.existing_ids(tenant_id, duplicates) if duplicates else {}
+        placed = []
+        for (index, event), row in zip(unique, rows, strict=True):
+            ident = (row.source, row.key)
+            if ident in inserted:
+                placed.append(row)
+                results[index] = EventResult(
+                    index, Outcome.ACCEPTED, event.key, event.source, row.id, row.player_id
+                )
+            else:
+                event_id, player_id = stored[ident]
+                results[index] = EventResult(
+                    index, Outcome.DUPLICATE, event.key, event.source, event_id, player_id
+                )
+        return placed
+
+    @staticmethod
+    def _track_sequences(
+        uow: UnitOfWork, tenant_id: str, placed: list[NewEventRow]
+    ) -> dict[str, list[Run]]:
+        by_source: dict[str, list[int]] = defaultdict(list)
+        for row in placed:
+            if row.sequence is not None:
+                by_source[row.source].append(row.sequence)
+        gaps: dict[str, list[Run]] = {}
+        for source, numbers in by_source.items():
+            added = runs_of(numbers)
+            touching = uow.sequences.runs_touching(tenant_id, source, added[0][0], added[-1][1])
+            merged = merge_runs(touching, added)
+            if merged != touching:
+                uow.sequences.replace_runs(tenant_id, source, touching, merged)
+            gaps[source] = gaps_between(uow.sequences.all_runs(tenant_id, source))[:GAPS_IN_REPORT]
+        return gaps

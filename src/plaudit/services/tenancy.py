@@ -1,0 +1,95 @@
+"""Tenants and API keys: who may call, for which tenant, with which scopes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from plaudit.domain.auth import Principal, Scope, generate_key, hash_key, looks_like_key
+from plaudit.domain.clock import Clock
+from plaudit.domain.ids import new_id
+from plaudit.errors import AuthenticationFailed, FieldError, InvalidInput, NotFound
+from plaudit.store.ports import ApiKeyRecord, Database, Tenant
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    record: ApiKeyRecord
+    secret: str  # shown once, never stored
+
+
+class TenancyService:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    def ensure_tenant(self, tenant_id: str, name: str | None = None) -> tuple[Tenant, bool]:
+        """Get the tenant, creating it if needed; the flag says whether it was created."""
+        with self.db.write() as uow:
+            existing = uow.tenants.get(tenant_id)
+            if existing is not None:
+                return existing, False
+            tenant = Tenant(tenant_id, name or tenant_id, self.clock())
+            uow.tenants.add(tenant)
+            uow.commit()
+            return tenant, True
+
+    def create_key(self, tenant_id: str, name: str, scopes: frozenset[Scope]) -> CreatedKey:
+        if not name.strip() or len(name) > 200:
+            raise InvalidInput(
+                "key name is empty or too long", [FieldError("name", "1 to 200 characters")]
+            )
+        material = generate_key()
+        record = ApiKeyRecord(
+            id=new_id("key"),
+            tenant_id=tenant_id,
+            name=name.strip(),
+            display_prefix=material.display_prefix,
+            scopes=scopes,
+            created_at=self.clock(),
+            revoked_at=None,
+        )
+        with self.db.write() as uow:
+            if uow.tenants.get(tenant_id) is None:
+                raise NotFound(f"tenant {tenant_id!r} does not exist")
+            uow.keys.add(record, material.hash)
+            uow.commit()
+        return CreatedKey(record, material.secret)
+
+    def ensure_first_admin_key(self, tenant_id: str) -> CreatedKey | None:
+        """Create an admin key when the tenant has no usable key (first start)."""
+        with self.db.read() as uow:
+            if uow.keys.count_active(tenant_id) > 0:
+                return None
+        return self.create_key(tenant_id, "first admin key", frozenset({Scope.ADMIN}))
+
+    def list_keys(self, tenant_id: str | None) -> list[ApiKeyRecord]:
+        with self.db.read() as uow:
+            return uow.keys.list(tenant_id)
+
+    def revoke_key(self, tenant_id: str | None, key_id: str) -> ApiKeyRecord:
+        with self.db.write() as uow:
+            record = self._find_key(uow.keys.list(tenant_id), key_id)
+            if record.revoked_at is not None:
+                return record
+            now = self.clock()
+            uow.keys.revoke(record.tenant_id, record.id, now)
+            uow.commit()
+        return replace(record, revoked_at=now)
+
+    @staticmethod
+    def _find_key(records: list[ApiKeyRecord], key_id: str) -> ApiKeyRecord:
+        for record in records:
+            if key_id in (record.id, record.display_prefix):
+                return record
+        raise NotFound(f"no API key {key_id!r}")
+
+    def authenticate(self, secret: str) -> Principal:
+        if not looks_like_key(secret):
+            raise AuthenticationFailed("the bearer token is not a Plaudit API key")
+        with self.db.read() as uow:
+            record = uow.keys.find_by_hash(hash_key(secret))
+        if record is None:
+            raise AuthenticationFailed("unknown API key")
+        if record.revoked_at is not None:
+            raise AuthenticationFailed("this API key has been revoked")
+        return Principal(tenant_id=record.tenant_id, subject=record.id, scopes=record.scopes)

@@ -1,0 +1,70 @@
+"""Settings, read from PLAUDIT_* environment variables (and an optional .env) by bootstrap only.
+
+Nested parts use a double underscore: ``PLAUDIT_API__MAX_BODY_BYTES=1048576``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # 1,000 events of about 1 KiB each fit with room to spare; anything larger is a mistake.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # The batch limit the API documents; larger batches get 413.
+    max_batch: int = Field(default=1000, ge=1, le=10_000)
+    page_size_max: int = Field(default=1000, ge=1)
+
+
+class IngestSettings(BaseModel):
+    # Sources' clocks drift; an occurred_at further ahead than this is a bug on their side.
+    max_future_skew: timedelta = timedelta(minutes=15)
+
+
+class IdempotencySettings(BaseModel):
+    # The IETF draft asks that keys be honoured for at least 24 hours.
+    ttl: timedelta = timedelta(hours=24)
+    # A request holding a key longer than this is presumed dead (its process crashed), so
+    # a retry may take the key over instead of getting 409 forever.
+    in_flight_timeout: timedelta = timedelta(minutes=2)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PLAUDIT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    data_dir: Path = Path("data")
+    # Default: a SQLite file in data_dir (the embedded mode).
+    database_url: str | None = None
+    # Default tenant created in the embedded mode.
+    default_tenant: str = "default"
+    log_level: str = "info"
+    api: ApiSettings = ApiSettings()
+    ingest: IngestSettings = IngestSettings()
+    idempotency: IdempotencySettings = IdempotencySettings()
+
+    @model_validator(mode="after")
+    def _known_database(self) -> Settings:
+        url = self.database_url
+        if url is not None and not url.startswith("sqlite"):
+            raise ValueError(
+                f"PLAUDIT_DATABASE_URL: unsupported database {url.split(':', 1)[0]!r} "
+                "(this build supports sqlite:///path)"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'plaudit.db').resolve()}"

@@ -1,0 +1,157 @@
+"""Store ports. Services depend on these; adapters (``store.sql``) implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from plaudit.domain.auth import Scope
+from plaudit.domain.events import StoredEvent
+from plaudit.domain.players import Identity, Player
+from plaudit.domain.sequences import Run
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    id: str
+    tenant_id: str
+    name: str
+    display_prefix: str
+    scopes: frozenset[Scope]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEventRow:
+    """An event ready for the log: identity already resolved to a player."""
+
+    id: str
+    source: str
+    key: str
+    type: str
+    player_id: str
+    actor: str
+    occurred_at: datetime
+    properties: Mapping[str, Any]
+    sequence: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    player_ids: Sequence[str] = ()
+    source: str | None = None
+    type: str | None = None
+    occurred_from: datetime | None = None
+    occurred_until: datetime | None = None
+    after_position: int = 0
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    fingerprint: str
+    state: str  # "in_flight" | "done"
+    status_code: int | None
+    content_type: str | None
+    body: bytes | None
+    created_at: datetime
+    expires_at: datetime
+
+
+class TenantRepository(Protocol):
+    def get(self, tenant_id: str) -> Tenant | None: ...
+    def add(self, tenant: Tenant) -> None: ...
+
+
+class ApiKeyRepository(Protocol):
+    def add(self, record: ApiKeyRecord, key_hash: str) -> None: ...
+    def find_by_hash(self, key_hash: str) -> ApiKeyRecord | None: ...
+    def get(self, tenant_id: str, key_id: str) -> ApiKeyRecord | None: ...
+    def list(self, tenant_id: str | None) -> list[ApiKeyRecord]: ...
+    def revoke(self, tenant_id: str, key_id: str, at: datetime) -> bool: ...
+    def count_active(self, tenant_id: str) -> int: ...
+
+
+class PlayerRepository(Protocol):
+    def get(self, tenant_id: str, player_id: str) -> Player | None: ...
+    def resolve(self, tenant_id: str, wanted: Iterable[Identity]) -> dict[Identity, str]: ...
+    def add_many(self, players: Sequence[Player]) -> None: ...
+    def add_identities(self, tenant_id: str, links: Sequence[tuple[Identity, str]],
+                       at: datetime) -> None: ...
+    def identities_of(self, tenant_id: str, player_id: str) -> list[Identity]: ...
+    def list(self, tenant_id: str, after_id: str | None, limit: int,
+             source: str | None = None) -> list[Player]: ...
+    def update(self, player: Player) -> None: ...
+    def repoint_identities(self, tenant_id: str, from_player: str, to_player: str) -> int: ...
+    def record_merge(self, tenant_id: str, absorbed_id: str, survivor_id: str,
+                     at: datetime) -> None: ...
+
+
+class EventRepository(Protocol):
+    def append(self, tenant_id: str, rows: Sequence[NewEventRow],
+               received_at: datetime) -> set[tuple[str, str]]:
+        """Insert rows not yet in the log; return (source, key) of those inserted."""
+        ...
+    def existing_ids(self, tenant_id: str, keys: Iterable[tuple[str, str]]
+                     ) -> dict[tuple[str, str], tuple[str, str]]:
+        """(source, key) -> (event id, player id) for events already in the log."""
+        ...
+    def get(self, tenant_id: str, event_id: str) -> StoredEvent | None: ...
+    def query(self, tenant_id: str, query: EventQuery) -> list[StoredEvent]: ...
+    def reassign_player(self, tenant_id: str, from_player: str, to_player: str) -> int: ...
+    def sources(self, tenant_id: str) -> list[tuple[str, int]]: ...
+
+
+class SequenceRepository(Protocol):
+    def runs_touching(self, tenant_id: str, source: str, first: int, last: int) -> list[Run]: ...
+    def replace_runs(self, tenant_id: str, source: str, removed: Sequence[Run],
+                     added: Sequence[Run]) -> None: ...
+    def all_runs(self, tenant_id: str, source: str) -> list[Run]: ...
+
+
+class IdempotencyRepository(Protocol):
+    def get(self, tenant_id: str, key: str) -> IdempotencyRecord | None: ...
+    def claim(self, tenant_id: str, key: str, fingerprint: str, now: datetime,
+              expires_at: datetime) -> bool:
+        """Insert an in-flight record; False if the key is already taken."""
+        ...
+    def take_over(self, tenant_id: str, key: str, fingerprint: str, now: datetime,
+                  expires_at: datetime, stale_before: datetime) -> bool:
+        """Replace an expired record or an in-flight one older than ``stale_before``."""
+        ...
+    def complete(self, tenant_id: str, key: str, status_code: int, content_type: str,
+                 body: bytes) -> None: ...
+    def release(self, tenant_id: str, key: str) -> None: ...
+    def purge_expired(self, now: datetime) -> int: ...
+
+
+class UnitOfWork(Protocol):
+    tenants: TenantRepository
+    keys: ApiKeyRepository
+    players: PlayerRepository
+    events: EventRepository
+    sequences: SequenceRepository
+    idempotency: IdempotencyRepository
+
+    def commit(self) -> None: ...
+
+
+class Database(Protocol):
+    """A source of units of work. ``write()`` serializes writers where the backend needs it."""
+
+    def write(self) -> AbstractContextManager[UnitOfWork]: ...
+    def read(self) -> AbstractContextManager[UnitOfWork]: ...
+    def ping(self) -> None: ...
+    def close(self) -> None: ...
+

@@ -1,0 +1,117 @@
+"""Engine set-up and units of work over SQLAlchemy Core."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+
+from plaudit.store.sql.repositories import (
+    SqlApiKeys,
+    SqlEvents,
+    SqlIdempotency,
+    SqlPlayers,
+    SqlSequences,
+    SqlTenants,
+)
+
+_IMMEDIATE = "plaudit_immediate"
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode("utf-8")
+
+
+class SqlUnitOfWork:
+    """Repositories sharing one connection and one transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.tenants = SqlTenants(conn)
+        self.keys = SqlApiKeys(conn)
+        self.players = SqlPlayers(conn)
+        self.events = SqlEvents(conn)
+        self.sequences = SqlSequences(conn)
+        self.idempotency = SqlIdempotency(conn)
+        self.committed = False
+
+    def commit(self) -> None:
+        self.conn.commit()
+        self.committed = True
+
+
+class SqlDatabase:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        # SQLite has one writer at a time; queueing writers here (rather than in SQLite's
+        # busy loop) keeps latency fair and avoids SQLITE_BUSY under load.
+        self._write_lock = threading.Lock()
+
+    @contextmanager
+    def write(self) -> Iterator[SqlUnitOfWork]:
+        with self._write_lock, self.engine.connect() as conn:
+            conn.execution_options(**{_IMMEDIATE: True})
+            conn.begin()
+            uow = SqlUnitOfWork(conn)
+            try:
+                yield uow
+            finally:
+                if not uow.committed:
+                    conn.rollback()
+
+    @contextmanager
+    def read(self) -> Iterator[SqlUnitOfWork]:
+        # A read transaction sees one snapshot; closing the connection ends it.
+        with self.engine.connect() as conn:
+            conn.begin()
+            yield SqlUnitOfWork(conn)
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def create_database(url: str) -> SqlDatabase:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        raise ValueError(f"unsupported database backend {parsed.get_backend_name()!r}")
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+        pool_size=8,
+        max_overflow=32,
+    )
+    _configure_sqlite(engine)
+    return SqlDatabase(engine)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own handling
+        # defers it and breaks BEGIN IMMEDIATE).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk (the WAL is fsynced) before the API acknowledges.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,527 @@
+"""Repositories over SQLAlchemy Core. Bulk statements on hot paths, never ORM objects per row."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Insert, RowMapping, Table, and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from plaudit.domain.auth import Scope
+from plaudit.domain.events import StoredEvent
+from plaudit.domain.players import Identity, Player
+from plaudit.domain.sequences import Run
+from plaudit.store.ports import (
+    ApiKeyRecord,
+    EventQuery,
+    IdempotencyRecord,
+    NewEventRow,
+    Tenant,
+)
+from plaudit.store.sql import tables as t
+
+# SQLite allows 32,766 bound parameters per statement; stay well below for IN lists.
+_IN_CHUNK = 900
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class SqlTenants:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        row = self.conn.execute(select(t.tenants).where(t.tenants.c.id == tenant_id)).first()
+        return Tenant(row.id, row.name, row.created_at) if row else None
+
+    def add(self, tenant: Tenant) -> None:
+        self.conn.execute(
+            t.tenants.insert().values(id=tenant.id, name=tenant.name, created_at=tenant.created_at)
+        )
+
+
+def _key_record(row: RowMapping) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        display_prefix=row["display_prefix"],
+        scopes=frozenset(Scope(s) for s in row["scopes"].split()),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+class SqlApiKeys:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, record: ApiKeyRecord, key_hash: str) -> None:
+        self.conn.execute(
+            t.api_keys.insert().values(
+                id=record.id,
+                tenant_id=record.tenant_id,
+                name=record.name,
+                hash=key_hash,
+                display_prefix=record.display_prefix,
+                scopes=" ".join(sorted(record.scopes)),
+                created_at=record.created_at,
+                revoked_at=record.revoked_at,
+            )
+        )
+
+    def find_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        row = self.conn.execute(select(t.api_keys).where(t.api_keys.c.hash == key_hash)).first()
+        return _key_record(row._mapping) if row else None
+
+    def get(self, tenant_id: str, key_id: str) -> ApiKeyRecord | None:
+        row = self.conn.execute(
+            select(t.api_keys).where(
+                t.api_keys.c.tenant_id == tenant_id, t.api_keys.c.id == key_id
+            )
+        ).first()
+        return _key_record(row._mapping) if row else None
+
+    def list(self, tenant_id: str | None) -> list[ApiKeyRecord]:
+        stmt = select(t.api_keys).order_by(t.api_keys.c.created_at, t.api_keys.c.id)
+        if tenant_id is not None:
+            stmt = stmt.where(t.api_keys.c.tenant_id == tenant_id)
+        return [_key_record(r) for r in self.conn.execute(stmt).mappings()]
+
+    def revoke(self, tenant_id: str, key_id: str, at: datetime) -> bool:
+        result = self.conn.execute(
+            update(t.api_keys)
+            .where(
+                t.api_keys.c.tenant_id == tenant_id,
+                t.api_keys.c.id == key_id,
+                t.api_keys.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=at)
+        )
+        return result.rowcount == 1
+
+    def count_active(self, tenant_id: str) -> int:
+        return int(
+            self.conn.execute(
+                select(func.count())
+                .select_from(t.api_keys)
+                .where(t.api_keys.c.tenant_id == tenant_id, t.api_keys.c.revoked_at.is_(None))
+            ).scalar_one()
+        )
+
+
+def _player(row: RowMapping) -> Player:
+    return Player(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        display_name=row["display_name"],
+        time_zone=row["time_zone"],
+        locale=row["locale"],
+        attributes=row["attributes"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        merged_into=row["merged_into"],
+    )
+
+
+class SqlPlayers:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, tenant_id: str, player_id: str) -> Player | None:
+        row = self.conn.execute(
+            select(t.players).where(t.players.c.tenant_id == tenant_id, t.players.c.id == player_id)
+        ).first()
+        return _player(row._mapping) if row else None
+
+    def resolve(self, tenant_id: str, wanted: Iterable[Identity]) -> dict[Identity, str]:
+        by_source: dict[str, list[str]] = defaultdict(list)
+        for ident in wanted:
+            by_source[ident.source].append(ident.external_id)
+        found: dict[Identity, str] = {}
+        c = t.identities.c
+        for source, external_ids in by_source.items():
+            for chunk in _chunks(external_ids):
+                rows = self.conn.execute(
+                    select(c.external_id, c.player_id).where(
+                        c.tenant_id == tenant_id, c.source == source, c.external_id.in_(chunk)
+                    )
+                )
+                for external_id, player_id in rows:
+                    found[Identity(source, external_id)] = player_id
+        return found
+
+    def add_many(self, players: Sequence[Player]) -> None:
+        if not players:
+            return
+        self.conn.execute(
+            t.players.insert(),
+            [
+                {
+                    "id": p.id,
+                    "tenant_id": p.tenant_id,
+                    "display_name": p.display_name,
+                    "time_zone": p.time_zone,
+                    "locale": p.locale,
+                    "attributes": dict(p.attributes),
+                    "created_at": p.created_at,
+                    "updated_at": p.updated_at,
+                    "merged_into": p.merged_into,
+                }
+                for p in players
+            ],
+        )
+
+    def add_identities(
+        self, tenant_id: str, links: Sequence[tuple[Identity, str]], at: datetime
+    ) -> None:
+        if not links:
+            return
+        self.conn.execute(
+            t.identities.insert(),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "source": ident.source,
+                    "external_id": ident.external_id,
+                    "player_id": player_id,
+                    "created_at": at,
+                }
+                for ident, player_id in links
+            ],
+        )
+
+    def identities_of(self, tenant_id: str, player_id: str) -> list[Identity]:
+        c = t.identities.c
+        rows = self.conn.execute(
+            select(c.source, c.external_id)
+            .where(c.tenant_id == tenant_id, c.player_id == player_id)
+            .order_by(c.source, c.external_id)
+        )
+        return [Identity(source, external_id) for source, external_id in rows]
+
+    def list(
+        self, tenant_id: str, after_id: str | None, limit: int, source: str | None = None
+    ) -> list[Player]:
+        c = t.players.c
+        stmt = (
+            select(t.players)
+            .where(c.tenant_id == tenant_id, c.merged_into.is_(None))
+            .order_by(c.id)
+            .limit(limit)
+        )
+        if after_id is not None:
+            stmt = stmt.where(c.id > after_id)
+        if source is not None:
+            ic = t.identities.c
+            stmt = stmt.where(
+                select(ic.player_id)
+                .where(ic.tenant_id == tenant_id, ic.source == source, ic.player_id == c.id)
+                .exists()
+            )
+        return [_player(r) for r in self.conn.execute(stmt).mappings()]
+
+    def update(self, player: Player) -> None:
+        self.conn.execute(
+            update(t.players)
+            .where(t.players.c.tenant_id == player.tenant_id, t.players.c.id == player.id)
+            .values(
+                display_name=player.display_name,
+                time_zone=player.time_zone,
+                locale=player.locale,
+                attributes=dict(player.attributes),
+                updated_at=player.updated_at,
+                merged_into=player.merged_into,
+            )
+        )
+
+    def repoint_identities(self, tenant_id: str, from_player: str, to_player: str) -> int:
+        c = t.identities.c
+        result = self.conn.execute(
+            update(t.identities)
+            .where(c.tenant_id == tenant_id, c.player_id == from_player)
+            .values(player_id=to_player)
+        )
+        return result.rowcount
+
+    def record_merge(self, tenant_id: str, absorbed_id: str, survivor_id: str, at: datetime) -> None:
+        self.conn.execute(
+            t.player_merges.insert().values(
+                tenant_id=tenant_id, absorbed_id=absorbed_id, survivor_id=survivor_id, merged_at=at
+            )
+        )
+        # Earlier merges into the absorbed player now lead to the survivor.
+        self.conn.execute(
+            update(t.players)
+            .where(t.players.c.tenant_id == tenant_id, t.players.c.merged_into == absorbed_id)
+            .values(merged_into=survivor_id)
+        )
+
+
+def _event(row: RowMapping) -> StoredEvent:
+    return StoredEvent(
+        position=row["position"],
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        source=row["source"],
+        key=row["key"],
+        type=row["type"],
+        player_id=row["player_id"],
+        actor=row["actor"],
+        occurred_at=row["occurred_at"],
+        received_at=row["received_at"],
+        properties=row["properties"],
+        sequence=row["sequence"],
+    )
+
+
+class SqlEvents:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def append(
+        self, tenant_id: str, rows: Sequence[NewEventRow], received_at: datetime
+    ) -> set[tuple[str, str]]:
+        if not rows:
+            return set()
+        c = t.events.c
+        stmt: Insert = (
+            _insert(self.conn, t.events)
+            .on_conflict_do_nothing(index_elements=[c.tenant_id, c.source, c.key])
+            .returning(c.source, c.key)
+        )
+        # One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING per page: the unique
+        # constraint decides what is a duplicate, and RETURNING says what got in.
+        inserted = self.conn.execute(
+            stmt,
+            [
+                {
+                    "id": r.id,
+                    "tenant_id": tenant_id,
+                    "source": r.source,
+                    "key": r.key,
+                    "type": r.type,
+                    "player_id": r.player_id,
+                    "actor": r.actor,
+                    "occurred_at": r.occurred_at,
+                    "received_at": received_at,
+                    "properties": r.properties,
+                    "sequence": r.sequence,
+                }
+                for r in rows
+            ],
+        )
+        return {(source, key) for source, key in inserted}
+
+    def existing_ids(
+        self, tenant_id: str, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, str]]:
+        by_source: dict[str, list[str]] = defaultdict(list)
+        for source, key in keys:
+            by_source[source].append(key)
+        c = t.events.c
+        found: dict[tuple[str, str], tuple[str, str]] = {}
+        for source, source_keys in by_source.items():
+            for chunk in _chunks(source_keys):
+                rows = self.conn.execute(
+                    select(c.key, c.id, c.player_id).where(
+                        c.tenant_id == tenant_id, c.source == source, c.key.in_(chunk)
+                    )
+                )
+                for key, event_id, player_id in rows:
+                    found[(source, key)] = (event_id, player_id)
+        return found
+
+    def get(self, tenant_id: str, event_id: str) -> StoredEvent | None:
+        row = self.conn.execute(
+            select(t.events).where(t.events.c.tenant_id == tenant_id, t.events.c.id == event_id)
+        ).first()
+        return _event(row._mapping) if row else None
+
+    def query(self, tenant_id: str, query: EventQuery) -> list[StoredEvent]:
+        c = t.events.c
+        conditions = [c.tenant_id == tenant_id, c.position > query.after_position]
+        if query.player_ids:
+            conditions.append(c.player_id.in_(list(query.player_ids)))
+        if query.source is not None:
+            conditions.append(c.source == query.source)
+        if query.type is not None:
+            conditions.append(c.type == query.type)
+        if query.occurred_from is not None:
+            conditions.append(c.occurred_at >= query.occurred_from)
+        if query.occurred_until is not None:
+            conditions.append(c.occurred_at < query.occurred_until)
+        stmt = select(t.events).where(and_(*conditions)).order_by(c.position).limit(query.limit)
+        return [_event(r) for r in self.conn.execute(stmt).mappings()]
+
+    def reassign_player(self, tenant_id: str, from_player: str, to_player: str) -> int:
+        c = t.events.c
+        result = self.conn.execute(
+            update(t.events)
+            .where(c.tenant_id == tenant_id, c.player_id == from_player)
+            .values(player_id=to_player)
+        )
+        return result.rowcount
+
+    def sources(self, tenant_id: str) -> list[tuple[str, int]]:
+        c = t.events.c
+        rows = self.conn.execute(
+            select(c.source, func.count())
+            .where(c.tenant_id == tenant_id)
+            .group_by(c.source)
+            .order_by(c.source)
+        )
+        return [(source, int(count)) for source, count in rows]
+
+
+class SqlSequences:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def runs_touching(self, tenant_id: str, source: str, first: int, last: int) -> list[Run]:
+        c = t.sequence_runs.c
+        rows = self.conn.execute(
+            select(c.first, c.last)
+            .where(
+                c.tenant_id == tenant_id,
+                c.source == source,
+                c.first <= last + 1,
+                c.last >= first - 1,
+            )
+            .order_by(c.first)
+        )
+        return [(int(a), int(b)) for a, b in rows]
+
+    def replace_runs(
+        self, tenant_id: str, source: str, removed: Sequence[Run], added: Sequence[Run]
+    ) -> None:
+        c = t.sequence_runs.c
+        for first, _ in removed:
+            self.conn.execute(
+                delete(t.sequence_runs).where(
+                    c.tenant_id == tenant_id, c.source == source, c.first == first
+                )
+            )
+        if added:
+            self.conn.execute(
+                t.sequence_runs.insert(),
+                [
+                    {"tenant_id": tenant_id, "source": source, "first": a, "last": b}
+                    for a, b in added
+                ],
+            )
+
+    def all_runs(self, tenant_id: str, source: str) -> list[Run]:
+        c = t.sequence_runs.c
+        rows = self.conn.execute(
+            select(c.first, c.last)
+            .where(c.tenant_id == tenant_id, c.source == source)
+            .order_by(c.first)
+        )
+        return [(int(a), int(b)) for a, b in rows]
+
+
+class SqlIdempotency:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
+        c = t.idempotency_keys.c
+        row = self.conn.execute(
+            select(t.idempotency_keys).where(c.tenant_id == tenant_id, c.key == key)
+        ).first()
+        if row is None:
+            return None
+        return IdempotencyRecord(
+            fingerprint=row.fingerprint,
+            state=row.state,
+            status_code=row.status_code,
+            content_type=row.content_type,
+            body=row.body,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+        )
+
+    def claim(
+        self, tenant_id: str, key: str, fingerprint: str, now: datetime, expires_at: datetime
+    ) -> bool:
+        c = t.idempotency_keys.c
+        result = self.conn.execute(
+            _insert(self.conn, t.idempotency_keys)
+            .values(
+                tenant_id=tenant_id,
+                key=key,
+                fingerprint=fingerprint,
+                state="in_flight",
+                created_at=now,
+                expires_at=expires_at,
+            )
+            .on_conflict_do_nothing(index_elements=[c.tenant_id, c.key])
+        )
+        return result.rowcount == 1
+
+    def take_over(
+        self,
+        tenant_id: str,
+        key: str,
+        fingerprint: str,
+        now: datetime,
+        expires_at: datetime,
+        stale_before: datetime,
+    ) -> bool:
+        c = t.idempotency_keys.c
+        result = self.conn.execute(
+            update(t.idempotency_keys)
+            .where(
+                c.tenant_id == tenant_id,
+                c.key == key,
+                (c.expires_at <= now) | ((c.state == "in_flight") & (c.created_at < stale_before)),
+            )
+            .values(
+                fingerprint=fingerprint,
+                state="in_flight",
+                status_code=None,
+                content_type=None,
+                body=None,
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+        return result.rowcount == 1
+
+    def complete(
+        self, tenant_id: str, key: str, status_code: int, content_type: str, body: bytes
+    ) -> None:
+        c = t.idempotency_keys.c
+        self.conn.execute(
+            update(t.idempotency_keys)
+            .where(c.tenant_id == tenant_id, c.key == key)
+            .values(state="done", status_code=status_code, content_type=content_type, body=body)
+        )
+
+    def release(self, tenant_id: str, key: str) -> None:
+        c = t.idempotency_keys.c
+        self.conn.execute(
+            delete(t.idempotency_keys).where(
+                c.tenant_id == tenant_id, c.key == key, c.state == "in_flight"
+            )
+        )
+
+    def purge_expired(self, now: datetime) -> int:
+        result = self.conn.execute(
+            delete(t.idempotency_keys).where(t.idempotency_keys.c.expires_at <= now)
+        )
+        return result.rowcount

@@ -1,0 +1,159 @@
+"""Tables. Every one carries ``tenant_id``; names of constraints follow one convention."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("display_prefix", String(16), nullable=False),
+    Column("scopes", String(200), nullable=False),  # space-separated
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+    Index(None, "tenant_id", "created_at"),
+)
+
+players = Table(
+    "players",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("display_name", String(200)),
+    Column("time_zone", String(64)),
+    Column("locale", String(35)),
+    Column("attributes", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("merged_into", String(40)),
+    Index(None, "tenant_id", "id"),
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("source", String(64), primary_key=True),
+    Column("external_id", String(255), primary_key=True),
+    Column("player_id", String(40), ForeignKey("players.id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "player_id"),
+)
+
+player_merges = Table(
+    "player_merges",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("absorbed_id", String(40), primary_key=True),
+    Column("survivor_id", String(40), nullable=False),
+    Column("merged_at", UtcDateTime, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    # The log's order: monotonic, never reused (AUTOINCREMENT on SQLite).
+    Column("position", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("type", String(128), nullable=False),
+    Column("player_id", String(40), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("properties", JSON, nullable=False),
+    Column("sequence", BigInteger),
+    UniqueConstraint("tenant_id", "source", "key"),
+    Index(None, "tenant_id", "player_id", "position"),
+    Index(None, "tenant_id", "type", "position"),
+    Index(None, "tenant_id", "occurred_at"),
+    sqlite_autoincrement=True,
+)
+
+sequence_runs = Table(
+    "sequence_runs",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("source", String(64), primary_key=True),
+    Column("first", BigInteger, primary_key=True),
+    Column("last", BigInteger, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # in_flight | done
+    Column("status_code", Integer),
+    Column("content_type", String(100)),
+    Column("body", LargeBinary),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index(None, "expires_at"),
+)
