@@ -32,7 +32,7 @@ class Container:
         try:
             self.db.ping()
             checks["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with why
+        except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}: {exc}"
         return checks
 

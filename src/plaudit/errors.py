@@ -1,17 +1,17 @@
 """Plaudit's errors: one root, no HTTP in sight (the API maps them to problem+json).
 
-    PlauditError
-    ├── InvalidInput            bad input the caller can fix; carries field errors
-    │   ├── MalformedRequest    the body is not JSON at all
-    │   ├── PayloadTooLarge     body or batch over the documented limit
-    │   └── UnsupportedMediaType
-    ├── AuthenticationFailed    missing, malformed, unknown or revoked credentials
-    ├── PermissionDenied        authenticated, but without the needed scope
-    ├── NotFound                the named resource does not exist (in this tenant)
-    ├── Conflict                the request contradicts the current state
-    │   └── IdempotencyKeyInFlight
-    ├── IdempotencyKeyReused    same key, different request
-    └── ConfigurationError      settings or environment are unusable (CLI, start-up)
+PlauditError
+├── InvalidInput            bad input the caller can fix; carries field errors
+│   ├── MalformedRequest    the body is not JSON at all
+│   ├── PayloadTooLarge     body or batch over the documented limit
+│   └── UnsupportedMediaType
+├── AuthenticationFailed    missing, malformed, unknown or revoked credentials
+├── PermissionDenied        authenticated, but without the needed scope
+├── NotFound                the named resource does not exist (in this tenant)
+├── Conflict                the request contradicts the current state
+│   └── IdempotencyKeyInFlight
+├── IdempotencyKeyReused    same key, different request
+└── ConfigurationError      settings or environment are unusable (CLI, start-up)
 """
 
 from __future__ import annotations

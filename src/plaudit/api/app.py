@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 
 from plaudit import __version__
@@ -20,10 +22,19 @@ leaderboards. Authenticate with `Authorization: Bearer <API key>`. Errors are RF
 """
 
 
-def create_app(container: Container) -> FastAPI:
+Background = Callable[[], Coroutine[Any, Any, None]]
+
+
+def create_app(container: Container, background: Sequence[Background] = ()) -> FastAPI:
+    """``background``: long-running tasks (in-process workers) that live as long as the app."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with anyio.create_task_group() as tasks:
+            for job in background:
+                tasks.start_soon(job)
+            yield
+            tasks.cancel_scope.cancel()
 
     app = FastAPI(
         title="Plaudit",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio.to_thread
 from fastapi.routing import APIRoute
@@ -37,7 +38,7 @@ def _storable(status: int) -> bool:
 
 
 class IdempotentRoute(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def idempotent(request: Request) -> Response:
@@ -53,9 +54,7 @@ class IdempotentRoute(APIRoute):
             digest.update(body)
             service = container_of(request).idempotency
             tenant = principal.tenant_id
-            stored = await anyio.to_thread.run_sync(
-                service.begin, tenant, key, digest.hexdigest()
-            )
+            stored = await anyio.to_thread.run_sync(service.begin, tenant, key, digest.hexdigest())
             if stored is not None:
                 return Response(
                     stored.body,

@@ -7,7 +7,13 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from plaudit.domain.events import MAX_KEY_LENGTH, EventResult, IngestReport, StoredEvent
+from plaudit.domain.events import (
+    MAX_KEY_LENGTH,
+    EventResult,
+    IngestReport,
+    Outcome,
+    StoredEvent,
+)
 from plaudit.domain.players import SOURCE_PATTERN, Identity, Player
 from plaudit.services.players import PlayerView
 from plaudit.store.ports import ApiKeyRecord
@@ -85,8 +91,6 @@ def result_json(r: EventResult) -> dict[str, Any]:
 
 def report_json(report: IngestReport) -> dict[str, Any]:
     """Built by hand: a 1,000-event report through pydantic costs more than the insert."""
-    from plaudit.domain.events import Outcome
-
     return {
         "accepted": report.count(Outcome.ACCEPTED),
         "duplicates": report.count(Outcome.DUPLICATE),

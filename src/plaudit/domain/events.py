@@ -71,7 +71,9 @@ class IngestReport:
         return sum(1 for r in self.results if r.outcome is outcome)
 
 
-def check_occurred_at(occurred_at: datetime, now: datetime, max_future_skew: timedelta) -> str | None:
+def check_occurred_at(
+    occurred_at: datetime, now: datetime, max_future_skew: timedelta
+) -> str | None:
     """Why an occurred_at is unacceptable, or None. Past times are fine (backfills)."""
     if occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
         return "must carry a time zone (e.g. 2026-05-01T10:00:00Z)"

@@ -48,8 +48,7 @@ class PlayerRef:
         source, sep, external_id = ref.partition(":")
         if not sep or not external_id or not _SOURCE_RE.match(source):
             raise ValueError(
-                f"player reference {ref!r} is neither a player id (plr_…) "
-                "nor source:external_id"
+                f"player reference {ref!r} is neither a player id (plr_…) nor source:external_id"
             )
         return PlayerRef(identity=Identity(source, external_id))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 Run = tuple[int, int]  # inclusive [first, last]
@@ -31,4 +32,4 @@ def merge_runs(existing: Iterable[Run], added: Iterable[Run]) -> list[Run]:
 
 def gaps_between(runs: list[Run]) -> list[Run]:
     """Missing numbers between the first and the last received, as inclusive runs."""
-    return [(a_last + 1, b_first - 1) for (_, a_last), (b_first, _) in zip(runs, runs[1:], strict=False)]
+    return [(a_last + 1, b_first - 1) for (_, a_last), (b_first, _) in itertools.pairwise(runs)]

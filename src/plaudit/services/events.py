@@ -32,7 +32,7 @@ class EventLogService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def list(
+    def page(
         self, tenant_id: str, filters: EventFilter, cursor: str | None, limit: int
     ) -> Page[StoredEvent]:
         if (
@@ -75,6 +75,13 @@ class EventLogService:
     def sources(self, tenant_id: str) -> list[SourceSummary]:
         with self.db.read() as uow:
             return [SourceSummary(s, n) for s, n in uow.events.sources(tenant_id)]
+
+    def last_sequences(self, tenant_id: str) -> dict[str, int]:
+        """The highest sequence number received from each source that sends them."""
+        with self.db.read() as uow:
+            sources = [s for s, _ in uow.events.sources(tenant_id)]
+            last = {s: uow.sequences.all_runs(tenant_id, s) for s in sources}
+        return {s: runs[-1][1] for s, runs in last.items() if runs}
 
     def sequence_gaps(self, tenant_id: str, source: str) -> tuple[list[Run], list[Run]]:
         """(received runs, missing runs) of a source's sequence numbers."""

@@ -38,8 +38,7 @@ class IdempotencyService:
             )
         if record.state != "done":
             raise IdempotencyKeyInFlight(
-                "the first request with this Idempotency-Key is still being processed; "
-                "retry later"
+                "the first request with this Idempotency-Key is still being processed; retry later"
             )
         return record
 

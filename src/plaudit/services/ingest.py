@@ -34,7 +34,9 @@ class IngestService:
         self.clock = clock
         self.max_future_skew = max_future_skew
 
-    def ingest(self, tenant_id: str, items: Sequence[Submitted], atomic: bool = False) -> IngestReport:
+    def ingest(
+        self, tenant_id: str, items: Sequence[Submitted], atomic: bool = False
+    ) -> IngestReport:
         """Store every acceptable event durably; report each as accepted/duplicate/rejected.
 
         With ``atomic`` any invalid event rejects the whole batch (InvalidInput, nothing written).
@@ -45,7 +47,9 @@ class IngestService:
         for index, item in enumerate(items):
             errors = self._problems(item, now)
             if errors:
-                key, source = (item.key, item.source) if isinstance(item, IncomingEvent) else (None, None)
+                key, source = (
+                    (item.key, item.source) if isinstance(item, IncomingEvent) else (None, None)
+                )
                 results[index] = EventResult(index, Outcome.REJECTED, key, source, errors=errors)
             else:
                 assert isinstance(item, IncomingEvent)

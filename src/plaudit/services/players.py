@@ -82,12 +82,12 @@ class PlayerService:
             player = find_player(uow, tenant_id, ref)
             return PlayerView(player, uow.players.identities_of(tenant_id, player.id))
 
-    def list(
+    def page(
         self, tenant_id: str, cursor: str | None, limit: int, source: str | None = None
     ) -> Page[Player]:
         after = decode_cursor(cursor) if cursor else None
         with self.db.read() as uow:
-            players = uow.players.list(tenant_id, after, limit + 1, source)
+            players = uow.players.page(tenant_id, after, limit + 1, source)
         more = len(players) > limit
         players = players[:limit]
         return Page(players, encode_cursor(players[-1].id) if more else None)

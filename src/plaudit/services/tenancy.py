@@ -64,11 +64,11 @@ class TenancyService:
 
     def list_keys(self, tenant_id: str | None) -> list[ApiKeyRecord]:
         with self.db.read() as uow:
-            return uow.keys.list(tenant_id)
+            return uow.keys.all_of(tenant_id)
 
     def revoke_key(self, tenant_id: str | None, key_id: str) -> ApiKeyRecord:
         with self.db.write() as uow:
-            record = self._find_key(uow.keys.list(tenant_id), key_id)
+            record = self._find_key(uow.keys.all_of(tenant_id), key_id)
             if record.revoked_at is not None:
                 return record
             now = self.clock()

@@ -14,7 +14,7 @@ from plaudit.api.deps import ContainerDep, EventWriter, Reader
 from plaudit.api.event_body import parse_events
 from plaudit.api.idempotency import IdempotentRoute
 from plaudit.api.problems import problem_response
-from plaudit.api.schemas import EventIn, EventOut, EventPage, IngestReportOut, report_json
+from plaudit.api.schemas import EventOut, EventPage, IngestReportOut, report_json
 from plaudit.domain.events import Outcome
 from plaudit.errors import InvalidInput
 from plaudit.services.events import EventFilter
@@ -54,8 +54,9 @@ async def ingest_events(
     request: Request,
     principal: EventWriter,
     container: ContainerDep,
-    atomic: Annotated[bool, Query(description="Reject the whole batch if any event is invalid")]
-    = False,
+    atomic: Annotated[
+        bool, Query(description="Reject the whole batch if any event is invalid")
+    ] = False,
 ) -> Response:
     """Returns once the accepted events are committed to the log (durable), before scoring."""
     body = await request.body()
@@ -82,7 +83,7 @@ async def list_events(
     container: ContainerDep,
     player: Annotated[str | None, Query(description="Player id or source:external_id")] = None,
     source: str | None = None,
-    type: str | None = None,  # noqa: A002 - the API's own word
+    type: str | None = None,
     occurred_from: AwareDatetime | None = None,
     occurred_until: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -90,14 +91,12 @@ async def list_events(
 ) -> EventPage:
     filters = EventFilter(player, source, type, occurred_from, occurred_until)
     page = await anyio.to_thread.run_sync(
-        container.event_log.list, principal.tenant_id, filters, cursor, limit
+        container.event_log.page, principal.tenant_id, filters, cursor, limit
     )
     return EventPage(items=[EventOut.of(e) for e in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{event_id}", response_model=EventOut, summary="One event of the log")
 async def get_event(event_id: str, principal: Reader, container: ContainerDep) -> EventOut:
-    event = await anyio.to_thread.run_sync(
-        container.event_log.get, principal.tenant_id, event_id
-    )
+    event = await anyio.to_thread.run_sync(container.event_log.get, principal.tenant_id, event_id)
     return EventOut.of(event)

@@ -23,7 +23,6 @@ from plaudit.services.players import UNSET, PlayerPatch
 router = APIRouter(prefix="/v1/players", tags=["players"], route_class=IdempotentRoute)
 
 
-
 @router.get("", response_model=PlayerPageOut, summary="Players, by id, with cursor paging")
 async def list_players(
     principal: Reader,
@@ -33,7 +32,7 @@ async def list_players(
     source: Annotated[SourceName | None, Query(description="Only players seen from it")] = None,
 ) -> PlayerPageOut:
     page = await anyio.to_thread.run_sync(
-        container.players.list, principal.tenant_id, cursor, limit, source
+        container.players.page, principal.tenant_id, cursor, limit, source
     )
     return PlayerPageOut(items=[PlayerOut.of(p) for p in page.items], next_cursor=page.next_cursor)
 

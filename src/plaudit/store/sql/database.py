@@ -11,6 +11,14 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 
+from plaudit.store.ports import (
+    ApiKeyRepository,
+    EventRepository,
+    IdempotencyRepository,
+    PlayerRepository,
+    SequenceRepository,
+    TenantRepository,
+)
 from plaudit.store.sql.repositories import (
     SqlApiKeys,
     SqlEvents,
@@ -32,12 +40,12 @@ class SqlUnitOfWork:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.tenants = SqlTenants(conn)
-        self.keys = SqlApiKeys(conn)
-        self.players = SqlPlayers(conn)
-        self.events = SqlEvents(conn)
-        self.sequences = SqlSequences(conn)
-        self.idempotency = SqlIdempotency(conn)
+        self.tenants: TenantRepository = SqlTenants(conn)
+        self.keys: ApiKeyRepository = SqlApiKeys(conn)
+        self.players: PlayerRepository = SqlPlayers(conn)
+        self.events: EventRepository = SqlEvents(conn)
+        self.sequences: SequenceRepository = SqlSequences(conn)
+        self.idempotency: IdempotencyRepository = SqlIdempotency(conn)
         self.committed = False
 
     def commit(self) -> None:

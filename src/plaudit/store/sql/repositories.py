@@ -89,13 +89,11 @@ class SqlApiKeys:
 
     def get(self, tenant_id: str, key_id: str) -> ApiKeyRecord | None:
         row = self.conn.execute(
-            select(t.api_keys).where(
-                t.api_keys.c.tenant_id == tenant_id, t.api_keys.c.id == key_id
-            )
+            select(t.api_keys).where(t.api_keys.c.tenant_id == tenant_id, t.api_keys.c.id == key_id)
         ).first()
         return _key_record(row._mapping) if row else None
 
-    def list(self, tenant_id: str | None) -> list[ApiKeyRecord]:
+    def all_of(self, tenant_id: str | None) -> list[ApiKeyRecord]:
         stmt = select(t.api_keys).order_by(t.api_keys.c.created_at, t.api_keys.c.id)
         if tenant_id is not None:
             stmt = stmt.where(t.api_keys.c.tenant_id == tenant_id)
@@ -213,7 +211,7 @@ class SqlPlayers:
         )
         return [Identity(source, external_id) for source, external_id in rows]
 
-    def list(
+    def page(
         self, tenant_id: str, after_id: str | None, limit: int, source: str | None = None
     ) -> list[Player]:
         c = t.players.c
@@ -257,7 +255,9 @@ class SqlPlayers:
         )
         return result.rowcount
 
-    def record_merge(self, tenant_id: str, absorbed_id: str, survivor_id: str, at: datetime) -> None:
+    def record_merge(
+        self, tenant_id: str, absorbed_id: str, survivor_id: str, at: datetime
+    ) -> None:
         self.conn.execute(
             t.player_merges.insert().values(
                 tenant_id=tenant_id, absorbed_id=absorbed_id, survivor_id=survivor_id, merged_at=at

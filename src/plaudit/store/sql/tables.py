@@ -114,8 +114,12 @@ events = Table(
     "events",
     metadata,
     # The log's order: monotonic, never reused (AUTOINCREMENT on SQLite).
-    Column("position", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    Column(
+        "position",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     Column("id", String(40), nullable=False, unique=True),
     Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
     Column("source", String(64), nullable=False),

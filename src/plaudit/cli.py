@@ -1,0 +1,319 @@
+"""The ``plaudit`` command. Every failure is one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from plaudit.errors import PlauditError
+
+app = typer.Typer(
+    name="plaudit",
+    help="Plaudit: a self-hosted gamification engine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class CliError(Exception):
+    """A failure to report as one line."""
+
+
+def _settings() -> Any:
+    from plaudit.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CliError(f"invalid setting {where}: {first['msg']}") from None
+
+
+def _container() -> Any:
+    from plaudit.bootstrap import build
+
+    return build(_settings())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000)")] = None,
+    demo: Annotated[
+        bool, typer.Option(help="Load the demo program and stream demo events")
+    ] = False,
+    demo_rate: Annotated[float, typer.Option(help="Demo events per second")] = 2.0,
+    access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
+) -> None:
+    """Run the API (embedded mode: SQLite, in-process workers)."""
+    import uvicorn
+
+    from plaudit.api.app import create_app
+    from plaudit.bootstrap import prepare_embedded
+    from plaudit.workers.demo_feed import DemoFeed
+
+    settings = _settings()
+    host = host or settings.api.host
+    port = port if port is not None else settings.api.port
+    # Bind first: a busy port fails in one line, before anything is written.
+    sock = _listen(host, port)
+    container = _container()
+    created = prepare_embedded(container)
+    background = []
+    if demo:
+        from plaudit.services.demo import load_demo_program
+
+        count = load_demo_program(container.ingest, container.players, container.default_tenant)
+        background.append(DemoFeed(container, demo_rate).run)
+        out.print(
+            f"[green]Demo program loaded[/]: {count} people; streaming {demo_rate:g} events/s"
+        )
+    api = create_app(container, background=background)
+    url = f"http://{host}:{port}"
+    out.print(f"[bold]Plaudit[/] on [cyan]{url}[/]  (docs: {url}/docs)")
+    out.print(f"Data: {container.settings.resolved_database_url}")
+    if created is not None:
+        out.print(
+            f"[bold yellow]Admin API key (shown once, store it now):[/] {created.secret}",
+            soft_wrap=True,
+        )
+        out.print(
+            f"Try: curl -H 'Authorization: Bearer {created.secret}' {url}/v1/events?limit=5",
+            soft_wrap=True,
+        )
+    else:
+        out.print("Admin key: created on first start; make another with `plaudit keys create`.")
+    sys.stdout.flush()
+    config = uvicorn.Config(
+        api, host=host, port=port, log_level=settings.log_level, access_log=access_log
+    )
+    try:
+        asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+    finally:
+        container.close()
+        sock.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from plaudit.store import migrate as migrations
+
+    container = _container()
+    try:
+        before = migrations.current_revision(container.db.engine)
+        migrations.upgrade(container.db.engine)
+        after = migrations.current_revision(container.db.engine)
+    finally:
+        container.close()
+    if before == after:
+        out.print(f"Schema already current ({after}).")
+    else:
+        out.print(f"Schema migrated from {before or 'empty'} to {after}.")
+
+
+@app.command()
+def demo(
+    url: Annotated[str, typer.Option(help="Server to send to")] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="PLAUDIT_API_KEY", help="Key with events:write (default: make one)"),
+    ] = None,
+    rate: Annotated[float, typer.Option(min=0.1, help="Events per second")] = 100.0,
+    count: Annotated[int, typer.Option(min=1, help="Events to send")] = 1000,
+    batch: Annotated[int, typer.Option(min=1, max=1000, help="Events per request")] = 50,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: new each run)")] = None,
+) -> None:
+    """Load the demo program and stream synthetic LMS and CRM events to a running server.
+
+    Without --api-key it works on the local data directory: loads the demo program there and
+    makes an events:write key for itself.
+    """
+    import time
+
+    from plaudit.workers.demo_feed import send_over_http
+
+    start_after: dict[str, int] = {}
+    if api_key is None:
+        from plaudit.bootstrap import prepare_embedded
+        from plaudit.domain.auth import Scope
+        from plaudit.services.demo import load_demo_program
+
+        container = _container()
+        try:
+            prepare_embedded(container)
+            load_demo_program(container.ingest, container.players, container.default_tenant)
+            api_key = container.tenancy.create_key(
+                container.default_tenant, "demo", frozenset({Scope.EVENTS_WRITE})
+            ).secret
+            start_after = container.event_log.last_sequences(container.default_tenant)
+        finally:
+            container.close()
+    send_over_http(
+        url,
+        api_key,
+        rate=rate,
+        count=count,
+        batch=batch,
+        seed=seed if seed is not None else time.time_ns() % 1_000_000,
+        console=out,
+        start_after=start_after,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for")],
+    scope: Annotated[
+        list[str], typer.Option(help="events:write, players:write, read or admin (repeatable)")
+    ],
+    tenant: Annotated[str | None, typer.Option(help="Tenant (default: the default tenant)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Create an API key and print its secret (once)."""
+    from plaudit.bootstrap import prepare_embedded
+    from plaudit.domain.auth import parse_scopes
+
+    try:
+        scopes = parse_scopes(scope)
+    except ValueError as exc:
+        raise CliError(f"--scope: {exc}") from None
+    container = _container()
+    try:
+        prepare_embedded(container)
+        created = container.tenancy.create_key(tenant or container.default_tenant, name, scopes)
+    finally:
+        container.close()
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "id": created.record.id,
+                    "key": created.secret,
+                    "scopes": sorted(created.record.scopes),
+                }
+            )
+        )
+    else:
+        record = created.record
+        out.print(f"Created {record.id} ({', '.join(sorted(scopes))}) for {record.tenant_id}.")
+        out.print("Secret (shown once, store it now):")
+        print(created.secret)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None,
+) -> None:
+    """List API keys (never their secrets)."""
+    from rich.table import Table
+
+    container = _container()
+    try:
+        _require_schema(container)
+        records = container.tenancy.list_keys(tenant)
+    finally:
+        container.close()
+    table = Table("id", "tenant", "name", "prefix", "scopes", "created", "revoked")
+    for column in table.columns:
+        column.no_wrap = True
+    for r in records:
+        table.add_row(
+            r.id,
+            r.tenant_id,
+            r.name,
+            r.display_prefix + "…",
+            " ".join(sorted(r.scopes)),
+            r.created_at.strftime("%Y-%m-%d %H:%M"),
+            r.revoked_at.strftime("%Y-%m-%d %H:%M") if r.revoked_at else "",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="Key id (key_…) or its prefix")],
+) -> None:
+    """Revoke a key: it stops working at once."""
+    container = _container()
+    try:
+        _require_schema(container)
+        record = container.tenancy.revoke_key(None, key_id)
+    finally:
+        container.close()
+    out.print(f"Revoked {record.id} ({record.name}).")
+
+
+def _require_schema(container: Any) -> None:
+    from plaudit.store import migrate as migrations
+
+    migrations.ensure_current(container.db.engine)
+
+
+def main() -> None:
+    """Entry point: run the app, turning every expected failure into one line."""
+    import sqlalchemy.exc
+
+    try:
+        app(standalone_mode=False)
+    except (CliError, PlauditError) as exc:
+        detail = exc.detail if isinstance(exc, PlauditError) else str(exc)
+        err.print(f"plaudit: error: {detail}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except sqlalchemy.exc.OperationalError as exc:
+        err.print(f"plaudit: error: database: {exc.orig}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except OSError as exc:
+        err.print(f"plaudit: error: {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("plaudit: aborted", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            err.print(f"plaudit: error: {exc.format_message()}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        if os.environ.get("PLAUDIT_DEBUG"):
+            raise
+        err.print(
+            f"plaudit: internal error: {type(exc).__name__}: {exc} "
+            "(set PLAUDIT_DEBUG=1 for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(70)

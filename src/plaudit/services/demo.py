@@ -1,0 +1,57 @@
+"""Load the demo program into a tenant: the people, their attributes, linked identities."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from plaudit.demo import DemoPerson, people
+from plaudit.domain.events import IncomingEvent
+from plaudit.domain.players import Identity
+from plaudit.errors import Conflict
+from plaudit.services.ingest import IngestService
+from plaudit.services.players import PlayerPatch, PlayerService
+
+
+def load_demo_program(
+    ingest: IngestService,
+    players: PlayerService,
+    tenant_id: str,
+    team: list[DemoPerson] | None = None,
+) -> int:
+    """Idempotent: the HRIS 'hired' events dedupe, attributes and links converge."""
+    team = team or people()
+    now = ingest.clock()
+    hired = [
+        IncomingEvent(
+            key=f"hris-hired-{p.crm_id}",
+            source="hris",
+            type="employee.hired",
+            actor=p.email,
+            occurred_at=now - timedelta(days=30),
+            properties={"team": p.team, "region": p.region},
+        )
+        for p in team
+    ]
+    ingest.ingest(tenant_id, hired)
+    for p in team:
+        ref = f"hris:{p.email}"
+        players.update(
+            tenant_id,
+            ref,
+            PlayerPatch(
+                display_name=p.name,
+                time_zone=p.time_zone,
+                attributes={
+                    "team": p.team,
+                    "region": p.region,
+                    "role": "seller" if p.seller else "learner",
+                },
+            ),
+        )
+        for identity in (Identity("lms", p.email), Identity("crm", p.crm_id)):
+            try:
+                players.link_identity(tenant_id, ref, identity)
+            except Conflict:
+                # Events from that source arrived before the HRIS record: same person.
+                players.merge(tenant_id, ref, f"{identity.source}:{identity.external_id}")
+    return len(team)

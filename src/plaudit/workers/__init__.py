@@ -1,0 +1,1 @@
+"""Background work: in-process in the embedded mode."""
