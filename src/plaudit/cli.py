@@ -280,40 +280,26 @@ def _require_schema(container: Any) -> None:
 
 
 def main() -> None:
-    """Entry point: run the app, turning every expected failure into one line."""
+    """Entry point: click reports usage errors (exit 2); ours become one line (exit 1)."""
     import sqlalchemy.exc
 
     try:
-        app(standalone_mode=False)
+        app()
     except (CliError, PlauditError) as exc:
-        detail = exc.detail if isinstance(exc, PlauditError) else str(exc)
-        err.print(f"plaudit: error: {detail}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _fail(exc.detail if isinstance(exc, PlauditError) else str(exc))
     except sqlalchemy.exc.OperationalError as exc:
-        err.print(f"plaudit: error: database: {exc.orig}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _fail(f"database: {exc.orig}")
     except OSError as exc:
-        err.print(f"plaudit: error: {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("plaudit: aborted", highlight=False)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            err.print(f"plaudit: error: {exc.format_message()}", highlight=False, soft_wrap=True)
-            sys.exit(exc.exit_code)
+        _fail(str(exc))
+    except Exception as exc:
         if os.environ.get("PLAUDIT_DEBUG"):
             raise
-        err.print(
-            f"plaudit: internal error: {type(exc).__name__}: {exc} "
-            "(set PLAUDIT_DEBUG=1 for the traceback)",
-            highlight=False,
-            soft_wrap=True,
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc} (set PLAUDIT_DEBUG=1 for the traceback)",
+            code=70,
         )
-        sys.exit(70)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"plaudit: error: {message}", highlight=False, soft_wrap=True, markup=False)
+    sys.exit(code)

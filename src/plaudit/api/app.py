@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from typing import Any
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 from fastapi import FastAPI
@@ -13,6 +13,7 @@ from plaudit import __version__
 from plaudit.api import problems
 from plaudit.api.middleware import BodyGuard
 from plaudit.api.routes import events, health, keys, players, sources
+from plaudit.api.schemas import EventIn
 from plaudit.bootstrap import Container
 
 DESCRIPTION = """\
@@ -47,4 +48,22 @@ def create_app(container: Container, background: Sequence[Background] = ()) -> F
     for module in (health, events, players, sources, keys):
         app.include_router(module.router)
     app.add_middleware(BodyGuard, max_bytes=container.settings.api.max_body_bytes)
+    _describe_raw_bodies(app)
     return app
+
+
+def _describe_raw_bodies(app: FastAPI) -> None:
+    """POST /v1/events reads its body itself (for speed); publish the schema it validates."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            schemas["EventIn"] = EventIn.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

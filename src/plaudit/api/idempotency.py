@@ -32,6 +32,15 @@ def parse_key(raw: str) -> str:
     return key
 
 
+def request_fingerprint(method: str, path: str, query: str, body: bytes) -> str:
+    """What makes two requests "the same request" for a key."""
+    digest = hashlib.sha256()
+    for part in (method, path, query):
+        digest.update(part.encode() + b"\0")
+    digest.update(body)
+    return digest.hexdigest()
+
+
 def _storable(status: int) -> bool:
     # Server errors and "try again" answers must not be replayed: a retry should run again.
     return status < 500 and status not in (409, 429)
@@ -47,14 +56,12 @@ class IdempotentRoute(APIRoute):
                 return await handler(request)
             key = parse_key(raw)
             principal = await authenticate(request)
-            body = await request.body()
-            digest = hashlib.sha256()
-            for part in (request.method, request.url.path, request.url.query):
-                digest.update(part.encode() + b"\0")
-            digest.update(body)
+            fingerprint = request_fingerprint(
+                request.method, request.url.path, request.url.query, await request.body()
+            )
             service = container_of(request).idempotency
             tenant = principal.tenant_id
-            stored = await anyio.to_thread.run_sync(service.begin, tenant, key, digest.hexdigest())
+            stored = await anyio.to_thread.run_sync(service.begin, tenant, key, fingerprint)
             if stored is not None:
                 return Response(
                     stored.body,

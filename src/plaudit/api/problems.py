@@ -103,6 +103,8 @@ def pydantic_errors(raw: Iterable[Any], strip: int = 0) -> list[e.FieldError]:
     out = []
     for err in raw:
         loc = tuple(err.get("loc", ()))[strip:]
+        if loc[:1] == ("body",):  # the body is what the caller sent: name fields inside it
+            loc = loc[1:]
         message = _FRIENDLY.get(err.get("type", ""), err.get("msg", "invalid"))
         out.append(e.FieldError(_field_path(loc), message))
     return out

@@ -1,0 +1,80 @@
+"""The route table: every route but health, docs and problem types requires a key."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import httpx
+import pytest
+
+from plaudit.api.app import create_app
+from plaudit.bootstrap import Container
+from tests.api.conftest import ClientFactory
+
+pytestmark = pytest.mark.anyio
+
+PUBLIC = {"/healthz", "/readyz", "/problems/{slug}"}
+
+
+def _routes(container: Container) -> list[tuple[str, str]]:
+    """Every (method, path) the application serves, from its OpenAPI description."""
+    spec = create_app(container).openapi()
+    return [(method.upper(), path) for path, ops in spec["paths"].items() for method in ops]
+
+
+async def test_every_route_except_the_public_ones_needs_a_key(
+    container: Container, client_for: ClientFactory
+) -> None:
+    anonymous = client_for(None)
+    routes = _routes(container)
+    assert len(routes) > 10
+    for method, path in routes:
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        response = await anonymous.request(method, concrete, json={} if method != "GET" else None)
+        if path in PUBLIC:
+            assert response.status_code != 401, (method, path)
+        else:
+            assert response.status_code == 401, (method, path, response.status_code)
+
+
+async def test_health_readiness_and_docs_are_public(client_for: ClientFactory) -> None:
+    anonymous = client_for(None)
+    assert (await anonymous.get("/healthz")).json() == {"status": "ok"}
+    ready = await anonymous.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok"}
+    spec = (await anonymous.get("/openapi.json")).json()
+    assert "/v1/events" in spec["paths"]
+    assert "EventIn" in spec["components"]["schemas"]
+    docs = await anonymous.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
+
+
+async def test_readiness_reports_a_broken_database(
+    container: Container, client_for: ClientFactory
+) -> None:
+    container.db.engine.dispose()
+    shutil.rmtree(container.settings.data_dir)  # SQLite cannot open a file in a lost directory
+    response = await client_for(None).get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"].startswith("error")
+
+
+async def test_keys_api_creates_lists_and_revokes(client: httpx.AsyncClient) -> None:
+    created = await client.post("/v1/keys", json={"name": "lms", "scopes": ["events:write"]})
+    assert created.status_code == 201
+    secret = created.json()["key"]
+    listed = (await client.get("/v1/keys")).json()
+    assert created.json()["id"] in [k["id"] for k in listed]
+    assert all("key" not in k for k in listed)
+    bad = await client.post("/v1/keys", json={"name": "x", "scopes": ["root"]})
+    assert bad.status_code == 422
+    assert "root" in bad.json()["detail"]
+    revoked = await client.delete(f"/v1/keys/{created.json()['id']}")
+    assert revoked.json()["revoked_at"] is not None
+    transport = client._transport
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as lms:
+        response = await lms.get("/v1/events", headers={"Authorization": f"Bearer {secret}"})
+        assert response.status_code == 401
