@@ -66,6 +66,7 @@ def serve(
     from plaudit.api.app import create_app
     from plaudit.bootstrap import prepare_embedded
     from plaudit.workers.demo_feed import DemoFeed
+    from plaudit.workers.maintenance import IdempotencyJanitor
 
     settings = _settings()
     host = host or settings.api.host
@@ -74,7 +75,7 @@ def serve(
     sock = _listen(host, port)
     container = _container()
     created = prepare_embedded(container)
-    background = []
+    background = [IdempotencyJanitor(container.idempotency).run]
     if demo:
         from plaudit.services.demo import load_demo_program
 

@@ -147,3 +147,15 @@ async def test_idempotency_needs_authentication_first(client_for: ClientFactory)
         "/v1/events", json=[event("a")], headers={"Idempotency-Key": "k"}
     )
     assert response.status_code == 401
+
+
+async def test_expired_keys_are_purged_and_fresh_ones_kept(
+    container: Container, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    await client.post("/v1/events", json=[event("a")], headers={"Idempotency-Key": "old"})
+    clock.advance(timedelta(hours=12))
+    await client.post("/v1/events", json=[event("b")], headers={"Idempotency-Key": "new"})
+    clock.advance(timedelta(hours=12, seconds=1))
+    assert container.idempotency.purge_expired() == 1
+    kept = await client.post("/v1/events", json=[event("b")], headers={"Idempotency-Key": "new"})
+    assert kept.headers["idempotent-replayed"] == "true"

@@ -44,11 +44,11 @@ def test_first_occurrences_marks_repeats_of_the_same_source_and_key() -> None:
 
 def test_ids_carry_their_prefix_and_sort_by_creation() -> None:
     ids = [new_id("plr") for _ in range(200)]
-    assert all(i.startswith("plr_") and len(i) == 4 + 26 for i in ids)
+    assert all(i.startswith("plr_") and len(i) == 4 + 32 for i in ids)
     assert len(set(ids)) == 200
-    # The first 9 characters after the prefix are the millisecond (48 bits); within one
+    # The first 12 characters after the prefix are the millisecond (48 bits); within one
     # millisecond the order is random.
-    stamps = [i[4:13] for i in ids]
+    stamps = [i[4:16] for i in ids]
     assert stamps == sorted(stamps)
 
 
