@@ -84,7 +84,7 @@ def serve(
         out.print(
             f"[green]Demo program loaded[/]: {count} people; streaming {demo_rate:g} events/s"
         )
-    api = create_app(container, background=background)
+    api = create_app(container, background=background, on_shutdown=[container.close])
     url = f"http://{host}:{port}"
     out.print(f"[bold]Plaudit[/] on [cyan]{url}[/]  (docs: {url}/docs)")
     out.print(f"Data: {container.settings.resolved_database_url}")

@@ -26,8 +26,14 @@ leaderboards. Authenticate with `Authorization: Bearer <API key>`. Errors are RF
 Background = Callable[[], Coroutine[Any, Any, None]]
 
 
-def create_app(container: Container, background: Sequence[Background] = ()) -> FastAPI:
-    """``background``: long-running tasks (in-process workers) that live as long as the app."""
+def create_app(
+    container: Container,
+    background: Sequence[Background] = (),
+    on_shutdown: Sequence[Callable[[], None]] = (),
+) -> FastAPI:
+    """``background``: long-running tasks (in-process workers) that live as long as the app;
+    ``on_shutdown``: run after they stop (uvicorn re-raises SIGTERM after the lifespan ends,
+    so code after ``serve()`` would never run)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -36,6 +42,8 @@ def create_app(container: Container, background: Sequence[Background] = ()) -> F
                 tasks.start_soon(job)
             yield
             tasks.cancel_scope.cancel()
+        for hook in on_shutdown:
+            hook()
 
     app = FastAPI(
         title="Plaudit",
