@@ -1,0 +1,1 @@
+"""Rules: the rule-set document, CEL expressions, and the pure evaluator. No I/O."""

@@ -1,0 +1,284 @@
+"""Compile a rule-set document once per version: CEL compiled, rules indexed by event type."""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from plaudit.rules.expressions import Compiled, CompileError, compile_expression
+from plaudit.rules.model import (
+    All,
+    Any_,
+    Badge,
+    Count,
+    Criterion,
+    Distinct,
+    First,
+    HasBadge,
+    Matcher,
+    Points,
+    PointsRule,
+    RuleSet,
+    Streak,
+    Sum,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason a rule set is invalid (or, for warnings, suspicious)."""
+
+    rule: str  # rule or badge id ("" for the document)
+    field: str  # dotted path inside the document
+    message: str
+
+
+class RuleSetInvalid(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(
+            "; ".join(f"{p.rule or 'rule set'}: {p.field}: {p.message}" for p in problems)
+        )
+        self.problems = problems
+
+
+@dataclass(eq=False)
+class CompiledMatcher:
+    event_types: tuple[str, ...]
+    when: Compiled | None
+
+
+@dataclass(eq=False)
+class CompiledPointsRule:
+    rule: PointsRule
+    matcher: CompiledMatcher
+    amounts: dict[str, float | Compiled]
+    once_per: Compiled | None
+
+
+@dataclass(eq=False)
+class MeasuredCriterion:
+    """A leaf criterion that keeps a measure in the player state under ``key``."""
+
+    key: str
+    criterion: Criterion
+    matcher: CompiledMatcher | None  # None for points thresholds
+    value: Compiled | None  # sum/distinct property
+
+
+@dataclass(eq=False)
+class CompiledBadge:
+    badge: Badge
+    leaves: list[MeasuredCriterion]
+    by_key: dict[str, MeasuredCriterion]
+
+
+@dataclass(eq=False)
+class CompiledRuleSet:
+    doc: RuleSet
+    zone: zoneinfo.ZoneInfo
+    points_by_type: dict[str, list[CompiledPointsRule]]
+    badges: list[CompiledBadge]  # dependencies first
+    leaves_by_type: dict[str, list[tuple[CompiledBadge, MeasuredCriterion]]]
+    badge_index: dict[str, CompiledBadge] = field(default_factory=dict)
+
+    @property
+    def event_types(self) -> set[str]:
+        return set(self.points_by_type) | set(self.leaves_by_type)
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def expression(self, owner: str, path: str, source: str) -> Compiled | None:
+        try:
+            return compile_expression(source)
+        except CompileError as exc:
+            where = f" (line {exc.line}, column {exc.column} of the expression)" if exc.line else ""
+            self.problems.append(Problem(owner, path, f"{exc.message}{where}"))
+            return None
+
+    def matcher(self, owner: str, path: str, matcher: Matcher) -> CompiledMatcher:
+        when = self.expression(owner, f"{path}.when", matcher.when) if matcher.when else None
+        return CompiledMatcher(matcher.event_types, when)
+
+
+def compile_ruleset(doc: RuleSet) -> CompiledRuleSet:
+    """Compile every expression and check references; raise RuleSetInvalid listing all problems."""
+    c = _Compiler()
+    try:
+        zone = zoneinfo.ZoneInfo(doc.program.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        c.problems.append(
+            Problem("", "program.time_zone", f"unknown time zone {doc.program.time_zone!r}")
+        )
+        zone = zoneinfo.ZoneInfo("UTC")
+    currencies = set(doc.currencies)
+    _check_unique(c, [r.id for r in doc.rules], "rules")
+    _check_unique(c, [b.id for b in doc.badges], "badges")
+
+    points_by_type: dict[str, list[CompiledPointsRule]] = defaultdict(list)
+    for i, rule in enumerate(doc.rules):
+        compiled_rule = _points_rule(c, f"rules[{i}]", rule, currencies)
+        for event_type in compiled_rule.matcher.event_types:
+            points_by_type[event_type].append(compiled_rule)
+
+    if doc.levels is not None and doc.levels.currency not in currencies:
+        c.problems.append(
+            Problem("", "levels.currency", _unknown_currency(doc.levels.currency, currencies))
+        )
+
+    compiled_badges: dict[str, CompiledBadge] = {}
+    for i, badge in enumerate(doc.badges):
+        leaves: list[MeasuredCriterion] = []
+        _leaves(c, badge.id, f"badges[{i}].criteria", badge.criteria, badge.id, leaves, currencies)
+        compiled_badges[badge.id] = CompiledBadge(
+            badge, leaves, {leaf.key: leaf for leaf in leaves}
+        )
+    order = _dependency_order(c, doc.badges)
+
+    if c.problems:
+        raise RuleSetInvalid(c.problems)
+    ordered = [compiled_badges[b] for b in order]
+    leaves_by_type: dict[str, list[tuple[CompiledBadge, MeasuredCriterion]]] = defaultdict(list)
+    for compiled_badge in ordered:
+        for leaf in compiled_badge.leaves:
+            if leaf.matcher is not None:
+                for event_type in leaf.matcher.event_types:
+                    leaves_by_type[event_type].append((compiled_badge, leaf))
+    return CompiledRuleSet(
+        doc=doc,
+        zone=zone,
+        points_by_type=dict(points_by_type),
+        badges=ordered,
+        leaves_by_type=dict(leaves_by_type),
+        badge_index={b.badge.id: b for b in ordered},
+    )
+
+
+def _points_rule(
+    c: _Compiler, path: str, rule: PointsRule, currencies: set[str]
+) -> CompiledPointsRule:
+    amounts: dict[str, float | Compiled] = {}
+    for currency, amount in rule.award.items():
+        where = f"{path}.award.{currency}"
+        if currency not in currencies:
+            c.problems.append(Problem(rule.id, where, _unknown_currency(currency, currencies)))
+        if isinstance(amount, str):
+            compiled = c.expression(rule.id, where, amount)
+            if compiled is not None:
+                amounts[currency] = compiled
+        else:
+            if amount < 0 and not rule.allow_negative:
+                c.problems.append(Problem(rule.id, where, "negative amount (set allow_negative)"))
+            amounts[currency] = float(amount)
+    if rule.cap is not None:
+        for currency in rule.cap.max:
+            if currency not in rule.award:
+                c.problems.append(
+                    Problem(
+                        rule.id,
+                        f"{path}.cap.max.{currency}",
+                        "caps a currency the rule does not award",
+                    )
+                )
+    once = c.expression(rule.id, f"{path}.once_per", rule.once_per) if rule.once_per else None
+    return CompiledPointsRule(rule, c.matcher(rule.id, path, rule), amounts, once)
+
+
+def _unknown_currency(currency: str, currencies: set[str]) -> str:
+    return f"unknown currency {currency!r} (declared: {', '.join(sorted(currencies))})"
+
+
+def _check_unique(c: _Compiler, ids: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for i, ident in enumerate(ids):
+        if ident in seen:
+            c.problems.append(Problem(ident, f"{where}[{i}].id", f"duplicate id {ident!r}"))
+        seen.add(ident)
+
+
+def _leaves(
+    c: _Compiler,
+    owner: str,
+    path: str,
+    criterion: Criterion,
+    key: str,
+    out: list[MeasuredCriterion],
+    currencies: set[str],
+) -> None:
+    if isinstance(criterion, All | Any_):
+        children = criterion.all if isinstance(criterion, All) else criterion.any
+        name = "all" if isinstance(criterion, All) else "any"
+        for i, child in enumerate(children):
+            _leaves(c, owner, f"{path}.{name}[{i}]", child, f"{key}/{i}", out, currencies)
+        return
+    if isinstance(criterion, HasBadge):
+        return
+    if isinstance(criterion, Points):
+        if criterion.points.currency not in currencies:
+            c.problems.append(
+                Problem(
+                    owner,
+                    f"{path}.points.currency",
+                    _unknown_currency(criterion.points.currency, currencies),
+                )
+            )
+        out.append(MeasuredCriterion(key, criterion, None, None))
+        return
+    spec: Matcher
+    value = None
+    if isinstance(criterion, Count):
+        spec = criterion.count
+    elif isinstance(criterion, Sum | Distinct):
+        spec = criterion.sum if isinstance(criterion, Sum) else criterion.distinct
+        kind = "sum" if isinstance(criterion, Sum) else "distinct"
+        value = c.expression(owner, f"{path}.{kind}.property", spec.property)
+    elif isinstance(criterion, Streak):
+        spec = criterion.streak
+    else:
+        assert isinstance(criterion, First)
+        spec = criterion.first
+    out.append(MeasuredCriterion(key, criterion, c.matcher(owner, path, spec), value))
+
+
+def _references(criterion: Criterion) -> list[str]:
+    if isinstance(criterion, HasBadge):
+        return [criterion.badge]
+    if isinstance(criterion, All | Any_):
+        children = criterion.all if isinstance(criterion, All) else criterion.any
+        return [ref for child in children for ref in _references(child)]
+    return []
+
+
+def _dependency_order(c: _Compiler, badges: list[Badge]) -> list[str]:
+    """Badges after the badges their criteria name; unknown names and cycles are problems."""
+    known = {b.id for b in badges}
+    deps = {b.id: _references(b.criteria) for b in badges}
+    for i, badge in enumerate(badges):
+        for ref in deps[badge.id]:
+            if ref not in known:
+                c.problems.append(
+                    Problem(badge.id, f"badges[{i}].criteria", f"unknown badge {ref!r}")
+                )
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(ident: str, trail: list[str]) -> None:
+        if state.get(ident) == 2:
+            return
+        if state.get(ident) == 1:
+            cycle = " -> ".join([*trail[trail.index(ident) :], ident])
+            c.problems.append(Problem(ident, "criteria", f"badges depend on each other: {cycle}"))
+            return
+        state[ident] = 1
+        for ref in deps.get(ident, []):
+            if ref in known:
+                visit(ref, [*trail, ident])
+        state[ident] = 2
+        order.append(ident)
+
+    for badge in badges:
+        visit(badge.id, [])
+    return order

@@ -1,0 +1,38 @@
+"""What evaluating an event produces. Applied atomically with the new player state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PointsAwarded:
+    rule_id: str
+    currency: str
+    amount: float
+
+
+@dataclass(frozen=True, slots=True)
+class BadgeAwarded:
+    badge_id: str
+    tier: str | None
+    occurrence: int  # 1 for the first award; repeatable badges count up
+    awarded_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LevelReached:
+    currency: str
+    level: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFailed:
+    rule_id: str
+    message: str
+
+
+Effect = PointsAwarded | BadgeAwarded | LevelReached | RuleFailed

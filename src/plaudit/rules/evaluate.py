@@ -1,0 +1,470 @@
+"""The evaluator: (compiled rule set, player state, event) -> effects. Deterministic, no I/O.
+
+The caller hands the state over: ``evaluate`` updates it in place (copying it for every
+event would cost more than the evaluation) and returns the effects in the order they
+happened. Every timestamp in an effect derives from the event, never from a clock, so
+replaying the log reproduces the effects exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from plaudit.rules.calendar import local_date, period_key, week_number
+from plaudit.rules.compiler import (
+    CompiledBadge,
+    CompiledPointsRule,
+    CompiledRuleSet,
+    MeasuredCriterion,
+)
+from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
+from plaudit.rules.expressions import Activation, Compiled, EvaluationError, activation
+from plaudit.rules.model import (
+    All,
+    Any_,
+    Criterion,
+    Distinct,
+    First,
+    HasBadge,
+    Points,
+    Streak,
+    Sum,
+    Window,
+    measure_of,
+)
+from plaudit.rules.state import BadgeHolding, PlayerState
+
+# Amounts and balances keep 4 decimals: sums are then exact whatever the order of events.
+DECIMALS = 4
+# Calendar-period buckets kept per measure; rolling buckets are kept for twice the window.
+_PERIODS_KEPT = 8
+_CAP_PERIODS_KEPT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    id: str
+    type: str
+    source: str
+    actor: str
+    occurred_at: datetime
+    properties: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerFacts:
+    id: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    time_zone: str | None = None
+
+
+class _Context:
+    """Per-event values computed at most once: local day, CEL activation."""
+
+    def __init__(self, rules: CompiledRuleSet, event: EventFacts, player: PlayerFacts) -> None:
+        self.rules = rules
+        self.event = event
+        self.player = player
+        self.zone = _zone(player.time_zone, rules.zone)
+        self.day = local_date(event.occurred_at, self.zone)
+        self.week_start = rules.doc.program.week_start
+        self._activation: Activation | None = None
+
+    def eval(self, expression: Compiled) -> Any:
+        if self._activation is None:
+            e, p = self.event, self.player
+            self._activation = activation(
+                {
+                    "id": e.id,
+                    "type": e.type,
+                    "source": e.source,
+                    "actor": e.actor,
+                    "occurred_at": e.occurred_at.isoformat(),
+                    "properties": e.properties,
+                },
+                {"id": p.id, "attributes": p.attributes, "time_zone": p.time_zone or ""},
+            )
+        return expression.evaluate(self._activation)
+
+    def matches(self, when: Compiled | None) -> bool:
+        if when is None:
+            return True
+        result = self.eval(when)
+        if not isinstance(result, bool):
+            raise EvaluationError(f"the condition gave {result!r}, not true or false")
+        return result
+
+    def period(self, period: str) -> str:
+        return period_key(self.day, period, self.week_start)
+
+
+def _zone(name: str | None, default: ZoneInfo) -> ZoneInfo:
+    if not name:
+        return default
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError):
+        return default
+
+
+def evaluate(
+    rules: CompiledRuleSet, state: PlayerState, event: EventFacts, player: PlayerFacts
+) -> list[Effect]:
+    ctx = _Context(rules, event, player)
+    effects: list[Effect] = []
+    for rule in rules.points_by_type.get(event.type, ()):
+        effects.extend(_apply_points_rule(ctx, rule, state))
+    if any(isinstance(e, PointsAwarded) for e in effects):
+        effects.extend(_levels(rules, state))
+    touched: set[str] = set()
+    for badge, leaf in rules.leaves_by_type.get(event.type, ()):
+        try:
+            if ctx.matches(leaf.matcher.when if leaf.matcher else None):
+                _record(ctx, leaf, state)
+                touched.add(badge.badge.id)
+        except EvaluationError as exc:
+            effects.append(RuleFailed(f"badge:{badge.badge.id}", str(exc)))
+    points_changed = any(isinstance(e, PointsAwarded) for e in effects)
+    awarded_any = False
+    for badge in rules.badges:
+        relevant = (
+            badge.badge.id in touched
+            or (points_changed and _uses(badge.badge.criteria, Points))
+            or (awarded_any and _uses(badge.badge.criteria, HasBadge))
+        )
+        if relevant:
+            awards = _award(ctx, badge, state)
+            awarded_any = awarded_any or bool(awards)
+            effects.extend(awards)
+    return effects
+
+
+# --- points -------------------------------------------------------------------------------
+
+
+def _apply_points_rule(
+    ctx: _Context, compiled: CompiledPointsRule, state: PlayerState
+) -> list[Effect]:
+    rule = compiled.rule
+    try:
+        if not ctx.matches(compiled.matcher.when):
+            return []
+        obj = None
+        if compiled.once_per is not None:
+            obj = _object_key(ctx.eval(compiled.once_per))
+            if obj in state.once.get(rule.id, ()):
+                return []
+        amounts = {
+            currency: _amount(ctx, amount, rule.allow_negative)
+            for currency, amount in compiled.amounts.items()
+        }
+    except EvaluationError as exc:
+        return [RuleFailed(rule.id, str(exc))]
+    if rule.cap is not None:
+        key = f"{rule.id}|{ctx.period(rule.cap.per)}"
+        used = state.caps.setdefault(key, {})
+        for currency, limit in rule.cap.max.items():
+            if currency in amounts and amounts[currency] > 0:
+                allowed = max(0.0, round(limit - used.get(currency, 0.0), DECIMALS))
+                amounts[currency] = min(amounts[currency], allowed)
+                used[currency] = round(used.get(currency, 0.0) + amounts[currency], DECIMALS)
+        _prune_caps(state, rule.id)
+    if obj is not None:
+        state.once.setdefault(rule.id, set()).add(obj)
+    effects: list[Effect] = []
+    for currency, amount in amounts.items():
+        if amount == 0:
+            continue
+        state.balances[currency] = round(state.balances.get(currency, 0.0) + amount, DECIMALS)
+        effects.append(PointsAwarded(rule.id, currency, amount))
+    return effects
+
+
+def _amount(ctx: _Context, amount: float | Compiled, allow_negative: bool) -> float:
+    value = amount if isinstance(amount, float) else ctx.eval(amount)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EvaluationError(f"the amount is {value!r}, not a number")
+    if not math.isfinite(value):
+        raise EvaluationError(f"the amount is {value!r}")
+    if value < 0 and not allow_negative:
+        raise EvaluationError(f"the amount is negative ({value}) and the rule does not allow it")
+    return round(float(value), DECIMALS)
+
+
+def _object_key(value: Any) -> str:
+    if isinstance(value, bool | int | float | str):
+        return str(value)
+    raise EvaluationError(f"once_per gave {value!r}; it must name an object (a string or number)")
+
+
+def _prune_caps(state: PlayerState, rule_id: str) -> None:
+    keys = sorted(k for k in state.caps if k.startswith(rule_id + "|"))
+    for old in keys[:-_CAP_PERIODS_KEPT]:
+        del state.caps[old]
+
+
+def _levels(rules: CompiledRuleSet, state: PlayerState) -> list[Effect]:
+    levels = rules.doc.levels
+    if levels is None:
+        return []
+    index = level_index(rules, state.balances.get(levels.currency, 0.0))
+    effects: list[Effect] = [
+        LevelReached(levels.currency, levels.thresholds[i].name, i)
+        for i in range(state.level + 1, index + 1)
+    ]
+    state.level = index
+    return effects
+
+
+def level_index(rules: CompiledRuleSet, balance: float) -> int:
+    levels = rules.doc.levels
+    if levels is None:
+        return -1
+    return sum(1 for level in levels.thresholds if balance >= level.at) - 1
+
+
+# --- badge measures ----------------------------------------------------------------------
+
+
+def _record(ctx: _Context, leaf: MeasuredCriterion, state: PlayerState) -> None:
+    criterion = leaf.criterion
+    measure = state.measures.setdefault(leaf.key, {})
+    if isinstance(criterion, Streak):
+        unit = _unit(ctx.day, criterion.streak.unit, ctx.week_start)
+        units: list[int] = measure.setdefault("units", [])
+        if unit not in units:
+            units.append(unit)
+            units.sort()
+        return
+    if isinstance(criterion, First):
+        measure["total"] = 1
+        return
+    window = getattr(measure_of(criterion), "window", None)
+    if isinstance(criterion, Sum | Distinct):
+        assert leaf.value is not None
+        value = ctx.eval(leaf.value)
+        if isinstance(criterion, Sum):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise EvaluationError(f"the summed property is {value!r}, not a number")
+            _add(ctx, measure, window, round(float(value), DECIMALS))
+        else:
+            _add_distinct(ctx, measure, window, _object_key(value))
+        return
+    _add(ctx, measure, window, 1.0)
+
+
+def _bucket(
+    ctx: _Context, measure: dict[str, Any], window: Window | None
+) -> tuple[dict[str, Any], str]:
+    if window is None:
+        return measure, "total"
+    if window.period is not None:
+        return measure.setdefault("periods", {}), ctx.period(window.period)
+    return measure.setdefault("days", {}), str(ctx.day.toordinal())
+
+
+def _add(ctx: _Context, measure: dict[str, Any], window: Window | None, value: float) -> None:
+    buckets, key = _bucket(ctx, measure, window)
+    buckets[key] = round(buckets.get(key, 0.0) + value, DECIMALS)
+    _prune(buckets, window)
+
+
+def _add_distinct(
+    ctx: _Context, measure: dict[str, Any], window: Window | None, value: str
+) -> None:
+    buckets, key = _bucket(ctx, measure, window)
+    values: list[str] = buckets.setdefault(key, [])
+    if value not in values:
+        values.append(value)
+    _prune(buckets, window)
+
+
+def _prune(buckets: dict[str, Any], window: Window | None) -> None:
+    if window is None:
+        return
+    if window.period is not None:
+        for old in sorted(buckets, key=_period_sort_key)[:-_PERIODS_KEPT]:
+            del buckets[old]
+        return
+    assert window.rolling is not None
+    newest = max(int(k) for k in buckets)
+    keep_from = newest - 2 * window.rolling.days
+    for k in [k for k in buckets if int(k) < keep_from]:
+        del buckets[k]
+
+
+def _period_sort_key(key: str) -> tuple[int, str]:
+    return (len(key), key)
+
+
+def _unit(day: date, unit: str, week_start: str) -> int:
+    return day.toordinal() if unit == "day" else week_number(day, week_start)
+
+
+def measure_value(
+    criterion: Criterion, measure: Mapping[str, Any], day: date, week_start: str, best: bool
+) -> float:
+    """The criterion's measure as of ``day``. With ``best`` a rolling window or streak takes
+    the best window containing ``day`` (the outcome then ignores the order events arrived in);
+    without it, the one ending on ``day`` (progress shown to a player now)."""
+    if isinstance(criterion, First):
+        return float(measure.get("total", 0))
+    if isinstance(criterion, Streak):
+        spec = criterion.streak
+        unit = _unit(day, spec.unit, week_start)
+        return float(_streak(measure.get("units", []), unit, spec.freezes, best))
+    spec_window = getattr(measure_of(criterion), "window", None)
+    distinct = isinstance(criterion, Distinct)
+    if spec_window is None:
+        return _size(measure.get("total", [] if distinct else 0.0), distinct)
+    if spec_window.period is not None:
+        key = period_key(day, spec_window.period, week_start)
+        return _size(measure.get("periods", {}).get(key, [] if distinct else 0.0), distinct)
+    assert spec_window.rolling is not None
+    days = {int(k): v for k, v in measure.get("days", {}).items()}
+    length = spec_window.rolling.days
+    end = day.toordinal()
+    last_end = max([end, *days]) if best else end
+    last_end = min(last_end, end + length - 1)
+    values = []
+    for window_end in range(end, last_end + 1):
+        inside = [v for k, v in days.items() if window_end - length < k <= window_end]
+        if distinct:
+            values.append(float(len({x for bucket in inside for x in bucket})))
+        else:
+            values.append(round(sum(inside), DECIMALS))
+    return max(values, default=0.0)
+
+
+def _size(value: Any, distinct: bool) -> float:
+    return float(len(value)) if distinct else float(value)
+
+
+def _streak(units: list[int], unit: int, freezes: int, best: bool) -> int:
+    """Active units in the longest run that contains ``unit`` (or, for progress, that ends
+    at ``unit`` or the unit before it), bridging at most ``freezes`` missing units."""
+    if not best and unit not in units:
+        unit -= 1  # today not done yet: the streak still stands on yesterday
+    if unit not in units:
+        return 0
+    best_run = 0
+    i = 0
+    for j in range(len(units)):
+        while (units[j] - units[i] + 1) - (j - i + 1) > freezes:
+            i += 1
+        contains = units[i] <= unit <= units[j]
+        ends_here = units[j] == unit
+        if contains if best else ends_here:
+            best_run = max(best_run, j - i + 1)
+    return best_run
+
+
+# --- awarding ----------------------------------------------------------------------------
+
+
+def _uses(criterion: Criterion, kind: type) -> bool:
+    if isinstance(criterion, kind):
+        return True
+    if isinstance(criterion, All):
+        return any(_uses(c, kind) for c in criterion.all)
+    if isinstance(criterion, Any_):
+        return any(_uses(c, kind) for c in criterion.any)
+    return False
+
+
+def _holds(state: PlayerState, badge_id: str, at: datetime) -> bool:
+    holding = state.badges.get(badge_id)
+    return holding is not None and holding.count > 0 and not _expired(holding, at)
+
+
+def _expired(holding: BadgeHolding, at: datetime) -> bool:
+    return holding.expires_at is not None and datetime.fromisoformat(holding.expires_at) <= at
+
+
+def criterion_value(
+    ctx_state: tuple[PlayerState, date, str, datetime],
+    criterion: Criterion,
+    key: str,
+    best: bool,
+) -> tuple[bool, float | None]:
+    """(satisfied, measure) of a criterion; the measure is None for all/any/badge."""
+    state, day, week_start, at = ctx_state
+    if isinstance(criterion, All | Any_):
+        children = criterion.all if isinstance(criterion, All) else criterion.any
+        results = [
+            criterion_value(ctx_state, child, f"{key}/{i}", best)[0]
+            for i, child in enumerate(children)
+        ]
+        return (all(results) if isinstance(criterion, All) else any(results)), None
+    if isinstance(criterion, HasBadge):
+        return _holds(state, criterion.badge, at), None
+    if isinstance(criterion, Points):
+        balance = state.balances.get(criterion.points.currency, 0.0)
+        threshold = criterion.points.at_least
+        return (threshold is not None and balance >= threshold), balance
+    value = measure_value(criterion, state.measures.get(key, {}), day, week_start, best)
+    if isinstance(criterion, Streak):
+        target: float | None = criterion.streak.length
+    elif isinstance(criterion, First):
+        target = 1
+    else:
+        spec = measure_of(criterion)
+        target = getattr(spec, "at_least", None)
+    return (target is not None and value >= target), value
+
+
+def _award(ctx: _Context, compiled: CompiledBadge, state: PlayerState) -> list[Effect]:
+    badge = compiled.badge
+    at = ctx.event.occurred_at
+    holding = state.badges.get(badge.id)
+    if holding is not None and _expired(holding, at):
+        holding = None
+        del state.badges[badge.id]
+    satisfied, value = criterion_value(
+        (state, ctx.day, ctx.week_start, at), badge.criteria, badge.id, True
+    )
+    effects: list[Effect] = []
+
+    def give(tier: str | None) -> None:
+        nonlocal holding
+        if holding is None:
+            holding = state.badges.setdefault(badge.id, BadgeHolding())
+        holding.count += 1
+        expires = at + badge.expires_after if badge.expires_after else None
+        holding.expires_at = expires.isoformat() if expires else None
+        if tier is not None:
+            holding.tiers.append(tier)
+        effects.append(BadgeAwarded(badge.id, tier, holding.count, at, expires))
+
+    if badge.tiers is not None:
+        for tier in badge.tiers:
+            if (
+                value is not None
+                and value >= tier.at_least
+                and (holding is None or tier.name not in holding.tiers)
+            ):
+                give(tier.name)
+    elif badge.repeatable:
+        spec = measure_of(badge.criteria)
+        target = getattr(spec, "at_least", None)
+        window = getattr(spec, "window", None)
+        if value is None or target is None:
+            return effects
+        if window is None:
+            while (holding.count if holding else 0) < int(value // target):
+                give(None)
+        elif value >= target:
+            key = ctx.period(window.period)
+            if holding is None or key not in holding.periods:
+                give(None)
+                assert holding is not None
+                holding.periods.append(key)
+                del holding.periods[:-_PERIODS_KEPT]
+    elif satisfied and holding is None:
+        give(None)
+    return effects

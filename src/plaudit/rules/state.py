@@ -1,0 +1,65 @@
+"""A player's state: whatever the criteria need, as plain JSON-able data.
+
+``measures`` holds one entry per measured criterion (keyed ``badge_id/path``):
+``{"total": x}`` without a window, ``{"periods": {key: x}}`` for a calendar period,
+``{"days": {ordinal: x}}`` for a rolling window, ``{"units": [ordinal, ...]}`` for streaks.
+Distinct criteria keep lists of distinct values in place of numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class BadgeHolding:
+    tiers: list[str] = field(default_factory=list)
+    count: int = 0  # awards so far (repeatable badges count up)
+    periods: list[str] = field(default_factory=list)  # periods already awarded (repeatable)
+    expires_at: str | None = None  # ISO instant of the latest award's expiry
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tiers": self.tiers,
+            "count": self.count,
+            "periods": self.periods,
+            "expires_at": self.expires_at,
+        }
+
+
+@dataclass
+class PlayerState:
+    balances: dict[str, float] = field(default_factory=dict)
+    level: int = -1
+    caps: dict[str, dict[str, float]] = field(default_factory=dict)
+    once: dict[str, set[str]] = field(default_factory=dict)
+    measures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    badges: dict[str, BadgeHolding] = field(default_factory=dict)
+
+    def copy(self) -> PlayerState:
+        return copy.deepcopy(self)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "balances": self.balances,
+            "level": self.level,
+            "caps": self.caps,
+            "once": {rule: sorted(objects) for rule, objects in self.once.items()},
+            "measures": self.measures,
+            "badges": {badge: h.to_json() for badge, h in self.badges.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> PlayerState:
+        if not data:
+            return cls()
+        return cls(
+            balances=dict(data.get("balances", {})),
+            level=int(data.get("level", -1)),
+            caps={k: dict(v) for k, v in data.get("caps", {}).items()},
+            once={k: set(v) for k, v in data.get("once", {}).items()},
+            measures=copy.deepcopy(data.get("measures", {})),
+            badges={k: BadgeHolding(**v) for k, v in data.get("badges", {}).items()},
+        )
