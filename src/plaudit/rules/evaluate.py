@@ -70,7 +70,7 @@ class _Context:
         self.rules = rules
         self.event = event
         self.player = player
-        self.zone = _zone(player.time_zone, rules.zone)
+        self.zone = zone_for(player.time_zone, rules.zone)
         self.day = local_date(event.occurred_at, self.zone)
         self.week_start = rules.doc.program.week_start
         self._activation: Activation | None = None
@@ -103,7 +103,7 @@ class _Context:
         return period_key(self.day, period, self.week_start)
 
 
-def _zone(name: str | None, default: ZoneInfo) -> ZoneInfo:
+def zone_for(name: str | None, default: ZoneInfo) -> ZoneInfo:
     if not name:
         return default
     try:
@@ -377,7 +377,7 @@ def _uses(criterion: Criterion, kind: type) -> bool:
     return False
 
 
-def _holds(state: PlayerState, badge_id: str, at: datetime) -> bool:
+def holds_badge(state: PlayerState, badge_id: str, at: datetime) -> bool:
     holding = state.badges.get(badge_id)
     return holding is not None and holding.count > 0 and not _expired(holding, at)
 
@@ -402,7 +402,7 @@ def criterion_value(
         ]
         return (all(results) if isinstance(criterion, All) else any(results)), None
     if isinstance(criterion, HasBadge):
-        return _holds(state, criterion.badge, at), None
+        return holds_badge(state, criterion.badge, at), None
     if isinstance(criterion, Points):
         balance = state.balances.get(criterion.points.currency, 0.0)
         threshold = criterion.points.at_least

@@ -85,6 +85,7 @@ class ApiKeyRepository(Protocol):
 
 class PlayerRepository(Protocol):
     def get(self, tenant_id: str, player_id: str) -> Player | None: ...
+    def get_many(self, tenant_id: str, player_ids: Iterable[str]) -> dict[str, Player]: ...
     def resolve(self, tenant_id: str, wanted: Iterable[Identity]) -> dict[Identity, str]: ...
     def add_many(self, players: Sequence[Player]) -> None: ...
     def add_identities(
@@ -115,6 +116,11 @@ class EventRepository(Protocol):
         ...
 
     def get(self, tenant_id: str, event_id: str) -> StoredEvent | None: ...
+    def after(self, position: int, limit: int) -> list[StoredEvent]:
+        """The log after ``position``, every tenant, in order (for the workers)."""
+        ...
+
+    def types(self, tenant_id: str) -> set[str]: ...
     def query(self, tenant_id: str, query: EventQuery) -> list[StoredEvent]: ...
     def reassign_player(self, tenant_id: str, from_player: str, to_player: str) -> int: ...
     def sources(self, tenant_id: str) -> list[tuple[str, int]]: ...
@@ -155,7 +161,133 @@ class IdempotencyRepository(Protocol):
     def purge_expired(self, now: datetime) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class RuleSetRecord:
+    id: str
+    tenant_id: str
+    name: str
+    draft: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSetVersion:
+    ruleset_id: str
+    version: int
+    source: str
+    published_at: datetime
+    published_by: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRuleSet:
+    ruleset_id: str
+    version: int
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    player_id: str
+    currency: str
+    amount: float
+    kind: str  # rule | adjustment
+    rule_id: str
+    occurred_at: datetime
+    ruleset_id: str | None = None
+    ruleset_version: int | None = None
+    event_id: str | None = None
+    reason: str | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    id: int
+    row: LedgerRow
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AwardRow:
+    id: str
+    player_id: str
+    badge_id: str
+    tier: str | None
+    occurrence: int
+    source: str  # rule | manual
+    awarded_at: datetime
+    expires_at: datetime | None
+    event_id: str | None = None
+    ruleset_id: str | None = None
+    ruleset_version: int | None = None
+    evidence: Mapping[str, Any] | None = None
+    awarded_by: str | None = None
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LevelUpRow:
+    player_id: str
+    currency: str
+    level_index: int
+    level: str
+    event_id: str | None
+    reached_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RuleErrorRow:
+    event_id: str
+    player_id: str
+    rule_id: str
+    ruleset_id: str
+    ruleset_version: int
+    message: str
+    at: datetime
+
+
+class RuleSetRepository(Protocol):
+    def add(self, record: RuleSetRecord) -> None: ...
+    def get(self, tenant_id: str, ruleset_id: str) -> RuleSetRecord | None: ...
+    def all_of(self, tenant_id: str) -> list[RuleSetRecord]: ...
+    def save_draft(self, tenant_id: str, ruleset_id: str, draft: str, at: datetime) -> None: ...
+    def add_version(self, tenant_id: str, version: RuleSetVersion) -> None: ...
+    def versions(self, tenant_id: str, ruleset_id: str) -> list[RuleSetVersion]: ...
+    def version(self, tenant_id: str, ruleset_id: str, number: int) -> RuleSetVersion | None: ...
+    def live(self, tenant_id: str) -> LiveRuleSet | None: ...
+    def set_live(self, tenant_id: str, live: LiveRuleSet) -> None: ...
+
+
+class ScoringRepository(Protocol):
+    def cursor(self, name: str) -> int: ...
+    def set_cursor(self, name: str, position: int) -> None: ...
+    def states(self, tenant_id: str, player_ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+    def save_states(
+        self, tenant_id: str, states: Mapping[str, Mapping[str, Any]], at: datetime
+    ) -> None: ...
+    def append_ledger(self, tenant_id: str, rows: Sequence[LedgerRow], at: datetime) -> int: ...
+    def ledger(
+        self, tenant_id: str, player_id: str, after_id: int, limit: int
+    ) -> list[LedgerEntry]: ...
+    def balances(self, tenant_id: str, player_id: str) -> dict[str, float]: ...
+    def add_awards(self, tenant_id: str, rows: Sequence[AwardRow]) -> int: ...
+    def awards(
+        self, tenant_id: str, player_id: str | None = None, badge_id: str | None = None
+    ) -> list[AwardRow]: ...
+    def add_level_ups(self, tenant_id: str, rows: Sequence[LevelUpRow]) -> None: ...
+    def add_rule_errors(self, tenant_id: str, rows: Sequence[RuleErrorRow]) -> None: ...
+    def rule_errors(
+        self, tenant_id: str, event_id: str | None, after_id: int, limit: int
+    ) -> list[tuple[int, RuleErrorRow]]: ...
+
+
 class UnitOfWork(Protocol):
+    rulesets: RuleSetRepository
+    scoring: ScoringRepository
     tenants: TenantRepository
     keys: ApiKeyRepository
     players: PlayerRepository

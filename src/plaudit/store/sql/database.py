@@ -16,6 +16,8 @@ from plaudit.store.ports import (
     EventRepository,
     IdempotencyRepository,
     PlayerRepository,
+    RuleSetRepository,
+    ScoringRepository,
     SequenceRepository,
     TenantRepository,
 )
@@ -27,6 +29,7 @@ from plaudit.store.sql.repositories import (
     SqlSequences,
     SqlTenants,
 )
+from plaudit.store.sql.scoring import SqlRuleSets, SqlScoring
 
 _IMMEDIATE = "plaudit_immediate"
 
@@ -46,6 +49,8 @@ class SqlUnitOfWork:
         self.events: EventRepository = SqlEvents(conn)
         self.sequences: SequenceRepository = SqlSequences(conn)
         self.idempotency: IdempotencyRepository = SqlIdempotency(conn)
+        self.rulesets: RuleSetRepository = SqlRuleSets(conn)
+        self.scoring: ScoringRepository = SqlScoring(conn)
         self.committed = False
 
     def commit(self) -> None:

@@ -145,6 +145,17 @@ class SqlPlayers:
         ).first()
         return _player(row._mapping) if row else None
 
+    def get_many(self, tenant_id: str, player_ids: Iterable[str]) -> dict[str, Player]:
+        ids = sorted(set(player_ids))
+        found: dict[str, Player] = {}
+        c = t.players.c
+        for chunk in _chunks(ids):
+            rows = self.conn.execute(
+                select(t.players).where(c.tenant_id == tenant_id, c.id.in_(chunk))
+            ).mappings()
+            found.update((r["id"], _player(r)) for r in rows)
+        return found
+
     def resolve(self, tenant_id: str, wanted: Iterable[Identity]) -> dict[Identity, str]:
         by_source: dict[str, list[str]] = defaultdict(list)
         for ident in wanted:
@@ -350,6 +361,17 @@ class SqlEvents:
             select(t.events).where(t.events.c.tenant_id == tenant_id, t.events.c.id == event_id)
         ).first()
         return _event(row._mapping) if row else None
+
+    def after(self, position: int, limit: int) -> list[StoredEvent]:
+        c = t.events.c
+        stmt = select(t.events).where(c.position > position).order_by(c.position).limit(limit)
+        return [_event(r) for r in self.conn.execute(stmt).mappings()]
+
+    def types(self, tenant_id: str) -> set[str]:
+        c = t.events.c
+        return set(
+            self.conn.execute(select(c.type).where(c.tenant_id == tenant_id).distinct()).scalars()
+        )
 
     def query(self, tenant_id: str, query: EventQuery) -> list[StoredEvent]:
         c = t.events.c

@@ -16,8 +16,10 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
@@ -160,4 +162,131 @@ idempotency_keys = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Index(None, "expires_at"),
+)
+
+rulesets = Table(
+    "rulesets",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("draft", Text, nullable=False),  # the document as written (YAML or JSON)
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "id"),
+)
+
+ruleset_versions = Table(
+    "ruleset_versions",
+    metadata,
+    Column("ruleset_id", String(40), ForeignKey("rulesets.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("published_by", String(64), nullable=False),
+    Column("note", String(500), nullable=False),
+)
+
+live_rulesets = Table(
+    "live_rulesets",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("ruleset_id", String(40), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("since", UtcDateTime, nullable=False),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("player_id", String(40), nullable=False),
+    Column("currency", String(32), nullable=False),
+    Column("amount", Numeric(20, 4, asdecimal=False), nullable=False),
+    Column("kind", String(16), nullable=False),  # rule | adjustment
+    Column("rule_id", String(64), nullable=False),  # "" for adjustments
+    Column("ruleset_id", String(40)),
+    Column("ruleset_version", Integer),
+    Column("event_id", String(40)),
+    Column("reason", String(500)),
+    Column("actor", String(64)),  # who made an adjustment
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    # An effect is keyed by (event, rule): a redelivered event never pays twice.
+    UniqueConstraint("tenant_id", "event_id", "rule_id", "currency"),
+    Index(None, "tenant_id", "player_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+badge_awards = Table(
+    "badge_awards",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("player_id", String(40), nullable=False),
+    Column("badge_id", String(64), nullable=False),
+    Column("tier", String(50), nullable=False),  # "" when untiered
+    Column("occurrence", Integer, nullable=False),
+    Column("source", String(16), nullable=False),  # rule | manual
+    Column("event_id", String(40)),
+    Column("ruleset_id", String(40)),
+    Column("ruleset_version", Integer),
+    Column("evidence", JSON),
+    Column("awarded_by", String(64)),
+    Column("awarded_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Column("revoked_at", UtcDateTime),
+    Column("revoked_reason", String(500)),
+    UniqueConstraint("tenant_id", "player_id", "badge_id", "tier", "occurrence"),
+    Index(None, "tenant_id", "badge_id", "awarded_at"),
+)
+
+level_ups = Table(
+    "level_ups",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("player_id", String(40), primary_key=True),
+    Column("currency", String(32), primary_key=True),
+    Column("level_index", Integer, primary_key=True),
+    Column("level", String(100), nullable=False),
+    Column("event_id", String(40)),
+    Column("reached_at", UtcDateTime, nullable=False),
+)
+
+player_states = Table(
+    "player_states",
+    metadata,
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("player_id", String(40), primary_key=True),
+    Column("state", JSON, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+rule_errors = Table(
+    "rule_errors",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("player_id", String(40), nullable=False),
+    Column("rule_id", String(80), nullable=False),
+    Column("ruleset_id", String(40), nullable=False),
+    Column("ruleset_version", Integer, nullable=False),
+    Column("message", String(1000), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "event_id", "rule_id"),
+    Index(None, "tenant_id", "id"),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),  # one per consumer of the log
+    Column("position", BigInteger, nullable=False),
 )

@@ -1,0 +1,175 @@
+"""Scoring: take events from the log in order, evaluate the live rule set, apply the effects.
+
+One transaction per batch holds the effects, the new player states and the log cursor,
+so an event is applied exactly once: either all of that is committed or none of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from plaudit.domain.clock import Clock
+from plaudit.domain.events import StoredEvent
+from plaudit.domain.ids import new_id
+from plaudit.rules.effects import BadgeAwarded, LevelReached, PointsAwarded, RuleFailed
+from plaudit.rules.evaluate import EventFacts, PlayerFacts, evaluate
+from plaudit.rules.state import PlayerState
+from plaudit.services.rulesets import RuleBook
+from plaudit.store.ports import (
+    AwardRow,
+    Database,
+    LedgerRow,
+    LevelUpRow,
+    RuleErrorRow,
+    UnitOfWork,
+)
+
+log = logging.getLogger("plaudit.scoring")
+
+CURSOR = "scoring"
+
+
+@dataclass
+class BatchOutcome:
+    events: int = 0
+    points: int = 0
+    badges: int = 0
+    errors: int = 0
+    by_tenant: dict[str, int] = field(default_factory=dict)
+
+
+class ScoringService:
+    def __init__(self, db: Database, clock: Clock, book: RuleBook, batch_size: int = 2000) -> None:
+        self.db = db
+        self.clock = clock
+        self.book = book
+        self.batch_size = batch_size
+
+    def score_pending(self) -> BatchOutcome:
+        """Score the next batch of the log; an empty outcome means the log is caught up."""
+        outcome = BatchOutcome()
+        with self.db.write() as uow:
+            position = uow.scoring.cursor(CURSOR)
+            events = uow.events.after(position, self.batch_size)
+            if not events:
+                return outcome
+            by_tenant: dict[str, list[StoredEvent]] = defaultdict(list)
+            for event in events:
+                by_tenant[event.tenant_id].append(event)
+            for tenant_id, tenant_events in by_tenant.items():
+                self._score_tenant(uow, tenant_id, tenant_events, outcome)
+            uow.scoring.set_cursor(CURSOR, events[-1].position)
+            uow.commit()
+        outcome.events = len(events)
+        return outcome
+
+    def _score_tenant(
+        self, uow: UnitOfWork, tenant_id: str, events: list[StoredEvent], outcome: BatchOutcome
+    ) -> None:
+        live = self.book.live(uow, tenant_id)
+        if live is None:
+            return  # no rule set published yet: events stay in the log for a later backfill
+        version, rules = live
+        player_ids = {e.player_id for e in events}
+        players = uow.players.get_many(tenant_id, player_ids)
+        states = {
+            pid: PlayerState.from_json(raw)
+            for pid, raw in uow.scoring.states(tenant_id, player_ids).items()
+        }
+        ledger: list[LedgerRow] = []
+        awards: list[AwardRow] = []
+        level_ups: list[LevelUpRow] = []
+        failures: list[RuleErrorRow] = []
+        now = self.clock()
+        for event in events:
+            player = players.get(event.player_id)
+            facts = PlayerFacts(
+                event.player_id,
+                dict(player.attributes) if player else {},
+                player.time_zone if player else None,
+            )
+            state = states.setdefault(event.player_id, PlayerState())
+            backup = state.copy()
+            try:
+                effects = evaluate(
+                    rules,
+                    state,
+                    EventFacts(
+                        event.id,
+                        event.type,
+                        event.source,
+                        event.actor,
+                        event.occurred_at,
+                        event.properties,
+                    ),
+                    facts,
+                )
+            except Exception as exc:  # a defect must cost one event, not stop scoring
+                log.exception("evaluating event %s failed", event.id)
+                states[event.player_id] = backup
+                effects = [RuleFailed("engine", f"{type(exc).__name__}: {exc}")]
+            for effect in effects:
+                if isinstance(effect, PointsAwarded):
+                    ledger.append(
+                        LedgerRow(
+                            player_id=event.player_id,
+                            currency=effect.currency,
+                            amount=effect.amount,
+                            kind="rule",
+                            rule_id=effect.rule_id,
+                            occurred_at=event.occurred_at,
+                            ruleset_id=version.ruleset_id,
+                            ruleset_version=version.version,
+                            event_id=event.id,
+                        )
+                    )
+                elif isinstance(effect, BadgeAwarded):
+                    awards.append(
+                        AwardRow(
+                            id=new_id("awd"),
+                            player_id=event.player_id,
+                            badge_id=effect.badge_id,
+                            tier=effect.tier,
+                            occurrence=effect.occurrence,
+                            source="rule",
+                            awarded_at=effect.awarded_at,
+                            expires_at=effect.expires_at,
+                            event_id=event.id,
+                            ruleset_id=version.ruleset_id,
+                            ruleset_version=version.version,
+                        )
+                    )
+                elif isinstance(effect, LevelReached):
+                    level_ups.append(
+                        LevelUpRow(
+                            event.player_id,
+                            effect.currency,
+                            effect.index,
+                            effect.level,
+                            event.id,
+                            event.occurred_at,
+                        )
+                    )
+                elif isinstance(effect, RuleFailed):
+                    failures.append(
+                        RuleErrorRow(
+                            event.id,
+                            event.player_id,
+                            effect.rule_id,
+                            version.ruleset_id,
+                            version.version,
+                            effect.message,
+                            now,
+                        )
+                    )
+        uow.scoring.append_ledger(tenant_id, ledger, now)
+        uow.scoring.add_awards(tenant_id, awards)
+        uow.scoring.add_level_ups(tenant_id, level_ups)
+        uow.scoring.add_rule_errors(tenant_id, failures)
+        uow.scoring.save_states(tenant_id, {pid: s.to_json() for pid, s in states.items()}, now)
+        outcome.points += len(ledger)
+        outcome.badges += len(awards)
+        outcome.errors += len(failures)
+        outcome.by_tenant[tenant_id] = len(events)

@@ -1,0 +1,379 @@
+"""Repositories of rule sets and of what scoring produces: ledger, awards, states, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, func, select, update
+
+from plaudit.store.ports import (
+    AwardRow,
+    LedgerEntry,
+    LedgerRow,
+    LevelUpRow,
+    LiveRuleSet,
+    RuleErrorRow,
+    RuleSetRecord,
+    RuleSetVersion,
+)
+from plaudit.store.sql import tables as t
+from plaudit.store.sql.repositories import _chunks, _insert
+
+
+class SqlRuleSets:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, record: RuleSetRecord) -> None:
+        self.conn.execute(
+            t.rulesets.insert().values(
+                id=record.id,
+                tenant_id=record.tenant_id,
+                name=record.name,
+                draft=record.draft,
+                created_at=record.created_at,
+                updated_at=record.updated_at,
+            )
+        )
+
+    def get(self, tenant_id: str, ruleset_id: str) -> RuleSetRecord | None:
+        c = t.rulesets.c
+        row = self.conn.execute(
+            select(t.rulesets).where(c.tenant_id == tenant_id, c.id == ruleset_id)
+        ).first()
+        return _ruleset(row._mapping) if row else None
+
+    def all_of(self, tenant_id: str) -> list[RuleSetRecord]:
+        c = t.rulesets.c
+        rows = self.conn.execute(
+            select(t.rulesets).where(c.tenant_id == tenant_id).order_by(c.created_at, c.id)
+        ).mappings()
+        return [_ruleset(r) for r in rows]
+
+    def save_draft(self, tenant_id: str, ruleset_id: str, draft: str, at: datetime) -> None:
+        c = t.rulesets.c
+        self.conn.execute(
+            update(t.rulesets)
+            .where(c.tenant_id == tenant_id, c.id == ruleset_id)
+            .values(draft=draft, updated_at=at)
+        )
+
+    def add_version(self, tenant_id: str, version: RuleSetVersion) -> None:
+        self.conn.execute(
+            t.ruleset_versions.insert().values(
+                ruleset_id=version.ruleset_id,
+                version=version.version,
+                tenant_id=tenant_id,
+                source=version.source,
+                published_at=version.published_at,
+                published_by=version.published_by,
+                note=version.note,
+            )
+        )
+
+    def versions(self, tenant_id: str, ruleset_id: str) -> list[RuleSetVersion]:
+        c = t.ruleset_versions.c
+        rows = self.conn.execute(
+            select(t.ruleset_versions)
+            .where(c.tenant_id == tenant_id, c.ruleset_id == ruleset_id)
+            .order_by(c.version)
+        ).mappings()
+        return [_version(r) for r in rows]
+
+    def version(self, tenant_id: str, ruleset_id: str, number: int) -> RuleSetVersion | None:
+        c = t.ruleset_versions.c
+        row = self.conn.execute(
+            select(t.ruleset_versions).where(
+                c.tenant_id == tenant_id, c.ruleset_id == ruleset_id, c.version == number
+            )
+        ).first()
+        return _version(row._mapping) if row else None
+
+    def live(self, tenant_id: str) -> LiveRuleSet | None:
+        c = t.live_rulesets.c
+        row = self.conn.execute(select(t.live_rulesets).where(c.tenant_id == tenant_id)).first()
+        return LiveRuleSet(row.ruleset_id, row.version, row.since) if row else None
+
+    def set_live(self, tenant_id: str, live: LiveRuleSet) -> None:
+        c = t.live_rulesets.c
+        stmt = _insert(self.conn, t.live_rulesets).values(
+            tenant_id=tenant_id, ruleset_id=live.ruleset_id, version=live.version, since=live.since
+        )
+        self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[c.tenant_id],
+                set_={"ruleset_id": live.ruleset_id, "version": live.version, "since": live.since},
+            )
+        )
+
+
+def _ruleset(row: RowMapping) -> RuleSetRecord:
+    return RuleSetRecord(
+        row["id"], row["tenant_id"], row["name"], row["draft"], row["created_at"], row["updated_at"]
+    )
+
+
+def _version(row: RowMapping) -> RuleSetVersion:
+    return RuleSetVersion(
+        row["ruleset_id"],
+        row["version"],
+        row["source"],
+        row["published_at"],
+        row["published_by"],
+        row["note"],
+    )
+
+
+class SqlScoring:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def cursor(self, name: str) -> int:
+        value = self.conn.execute(
+            select(t.cursors.c.position).where(t.cursors.c.name == name)
+        ).scalar()
+        return int(value or 0)
+
+    def set_cursor(self, name: str, position: int) -> None:
+        stmt = _insert(self.conn, t.cursors).values(name=name, position=position)
+        self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[t.cursors.c.name], set_={"position": position}
+            )
+        )
+
+    def states(self, tenant_id: str, player_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        c = t.player_states.c
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(sorted(set(player_ids))):
+            rows = self.conn.execute(
+                select(c.player_id, c.state).where(c.tenant_id == tenant_id, c.player_id.in_(chunk))
+            )
+            found.update((player_id, state) for player_id, state in rows)
+        return found
+
+    def save_states(
+        self, tenant_id: str, states: Mapping[str, Mapping[str, Any]], at: datetime
+    ) -> None:
+        if not states:
+            return
+        c = t.player_states.c
+        stmt = _insert(self.conn, t.player_states)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[c.tenant_id, c.player_id],
+            set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
+        )
+        self.conn.execute(
+            stmt,
+            [
+                {"tenant_id": tenant_id, "player_id": pid, "state": dict(state), "updated_at": at}
+                for pid, state in states.items()
+            ],
+        )
+
+    def append_ledger(self, tenant_id: str, rows: Sequence[LedgerRow], at: datetime) -> int:
+        if not rows:
+            return 0
+        c = t.ledger.c
+        stmt = _insert(self.conn, t.ledger).on_conflict_do_nothing(
+            index_elements=[c.tenant_id, c.event_id, c.rule_id, c.currency]
+        )
+        result = self.conn.execute(
+            stmt,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "player_id": r.player_id,
+                    "currency": r.currency,
+                    "amount": r.amount,
+                    "kind": r.kind,
+                    "rule_id": r.rule_id,
+                    "ruleset_id": r.ruleset_id,
+                    "ruleset_version": r.ruleset_version,
+                    "event_id": r.event_id,
+                    "reason": r.reason,
+                    "actor": r.actor,
+                    "occurred_at": r.occurred_at,
+                    "recorded_at": at,
+                }
+                for r in rows
+            ],
+        )
+        return int(result.rowcount)
+
+    def ledger(
+        self, tenant_id: str, player_id: str, after_id: int, limit: int
+    ) -> list[LedgerEntry]:
+        c = t.ledger.c
+        rows = self.conn.execute(
+            select(t.ledger)
+            .where(c.tenant_id == tenant_id, c.player_id == player_id, c.id > after_id)
+            .order_by(c.id)
+            .limit(limit)
+        ).mappings()
+        return [
+            LedgerEntry(
+                id=r["id"],
+                row=LedgerRow(
+                    player_id=r["player_id"],
+                    currency=r["currency"],
+                    amount=float(r["amount"]),
+                    kind=r["kind"],
+                    rule_id=r["rule_id"],
+                    occurred_at=r["occurred_at"],
+                    ruleset_id=r["ruleset_id"],
+                    ruleset_version=r["ruleset_version"],
+                    event_id=r["event_id"],
+                    reason=r["reason"],
+                    actor=r["actor"],
+                ),
+                recorded_at=r["recorded_at"],
+            )
+            for r in rows
+        ]
+
+    def balances(self, tenant_id: str, player_id: str) -> dict[str, float]:
+        c = t.ledger.c
+        rows = self.conn.execute(
+            select(c.currency, func.sum(c.amount))
+            .where(c.tenant_id == tenant_id, c.player_id == player_id)
+            .group_by(c.currency)
+        )
+        return {currency: round(float(total), 4) for currency, total in rows}
+
+    def add_awards(self, tenant_id: str, rows: Sequence[AwardRow]) -> int:
+        if not rows:
+            return 0
+        c = t.badge_awards.c
+        stmt = _insert(self.conn, t.badge_awards).on_conflict_do_nothing(
+            index_elements=[c.tenant_id, c.player_id, c.badge_id, c.tier, c.occurrence]
+        )
+        result = self.conn.execute(
+            stmt,
+            [
+                {
+                    "id": r.id,
+                    "tenant_id": tenant_id,
+                    "player_id": r.player_id,
+                    "badge_id": r.badge_id,
+                    "tier": r.tier or "",
+                    "occurrence": r.occurrence,
+                    "source": r.source,
+                    "event_id": r.event_id,
+                    "ruleset_id": r.ruleset_id,
+                    "ruleset_version": r.ruleset_version,
+                    "evidence": r.evidence,
+                    "awarded_by": r.awarded_by,
+                    "awarded_at": r.awarded_at,
+                    "expires_at": r.expires_at,
+                    "revoked_at": r.revoked_at,
+                    "revoked_reason": r.revoked_reason,
+                }
+                for r in rows
+            ],
+        )
+        return int(result.rowcount)
+
+    def awards(
+        self, tenant_id: str, player_id: str | None = None, badge_id: str | None = None
+    ) -> list[AwardRow]:
+        c = t.badge_awards.c
+        stmt = select(t.badge_awards).where(c.tenant_id == tenant_id)
+        if player_id is not None:
+            stmt = stmt.where(c.player_id == player_id)
+        if badge_id is not None:
+            stmt = stmt.where(c.badge_id == badge_id)
+        rows = self.conn.execute(stmt.order_by(c.awarded_at, c.id)).mappings()
+        return [
+            AwardRow(
+                id=r["id"],
+                player_id=r["player_id"],
+                badge_id=r["badge_id"],
+                tier=r["tier"] or None,
+                occurrence=r["occurrence"],
+                source=r["source"],
+                awarded_at=r["awarded_at"],
+                expires_at=r["expires_at"],
+                event_id=r["event_id"],
+                ruleset_id=r["ruleset_id"],
+                ruleset_version=r["ruleset_version"],
+                evidence=r["evidence"],
+                awarded_by=r["awarded_by"],
+                revoked_at=r["revoked_at"],
+                revoked_reason=r["revoked_reason"],
+            )
+            for r in rows
+        ]
+
+    def add_level_ups(self, tenant_id: str, rows: Sequence[LevelUpRow]) -> None:
+        if not rows:
+            return
+        c = t.level_ups.c
+        stmt = _insert(self.conn, t.level_ups).on_conflict_do_nothing(
+            index_elements=[c.tenant_id, c.player_id, c.currency, c.level_index]
+        )
+        self.conn.execute(
+            stmt,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "player_id": r.player_id,
+                    "currency": r.currency,
+                    "level_index": r.level_index,
+                    "level": r.level,
+                    "event_id": r.event_id,
+                    "reached_at": r.reached_at,
+                }
+                for r in rows
+            ],
+        )
+
+    def add_rule_errors(self, tenant_id: str, rows: Sequence[RuleErrorRow]) -> None:
+        if not rows:
+            return
+        c = t.rule_errors.c
+        stmt = _insert(self.conn, t.rule_errors).on_conflict_do_nothing(
+            index_elements=[c.tenant_id, c.event_id, c.rule_id]
+        )
+        self.conn.execute(
+            stmt,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "event_id": r.event_id,
+                    "player_id": r.player_id,
+                    "rule_id": r.rule_id,
+                    "ruleset_id": r.ruleset_id,
+                    "ruleset_version": r.ruleset_version,
+                    "message": r.message[:1000],
+                    "at": r.at,
+                }
+                for r in rows
+            ],
+        )
+
+    def rule_errors(
+        self, tenant_id: str, event_id: str | None, after_id: int, limit: int
+    ) -> list[tuple[int, RuleErrorRow]]:
+        c = t.rule_errors.c
+        stmt = select(t.rule_errors).where(c.tenant_id == tenant_id, c.id > after_id)
+        if event_id is not None:
+            stmt = stmt.where(c.event_id == event_id)
+        rows = self.conn.execute(stmt.order_by(c.id).limit(limit)).mappings()
+        return [
+            (
+                r["id"],
+                RuleErrorRow(
+                    r["event_id"],
+                    r["player_id"],
+                    r["rule_id"],
+                    r["ruleset_id"],
+                    r["ruleset_version"],
+                    r["message"],
+                    r["at"],
+                ),
+            )
+            for r in rows
+        ]

@@ -1,0 +1,30 @@
+"""The in-process scoring worker of the embedded mode: follows the log, never blocks ingest."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import anyio.to_thread
+
+from plaudit.services.scoring import ScoringService
+
+log = logging.getLogger("plaudit.scoring")
+
+
+class ScoringWorker:
+    def __init__(self, scoring: ScoringService, idle_poll: float = 0.2) -> None:
+        self.scoring = scoring
+        # How long to wait when the log is caught up; a busy log is followed without pause.
+        self.idle_poll = idle_poll
+
+    async def run(self) -> None:
+        while True:
+            try:
+                outcome = await anyio.to_thread.run_sync(self.scoring.score_pending)
+            except Exception:  # a bad batch must not stop scoring for good; retried next round
+                log.exception("scoring failed; retrying")
+                await anyio.sleep(1.0)
+                continue
+            if outcome.events == 0:
+                await anyio.sleep(self.idle_poll)
