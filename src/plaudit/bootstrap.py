@@ -9,6 +9,9 @@ from plaudit.services.events import EventLogService
 from plaudit.services.idempotency import IdempotencyService
 from plaudit.services.ingest import IngestService
 from plaudit.services.players import PlayerService
+from plaudit.services.progress import ProgressService
+from plaudit.services.rulesets import RuleBook, RuleSetService
+from plaudit.services.scoring import ScoringService
 from plaudit.services.tenancy import CreatedKey, TenancyService
 from plaudit.settings import Settings
 from plaudit.store import migrate
@@ -25,6 +28,9 @@ class Container:
     players: PlayerService
     event_log: EventLogService
     idempotency: IdempotencyService
+    rulesets: RuleSetService
+    scoring: ScoringService
+    progress: ProgressService
     default_tenant: str = field(default="default")
 
     def readiness(self) -> dict[str, str]:
@@ -43,6 +49,7 @@ class Container:
 def build(settings: Settings, clock: Clock = utc_now) -> Container:
     """Wire adapters and services. Opens no connection until one is used."""
     db = create_database(settings.resolved_database_url)
+    book = RuleBook()
     return Container(
         settings=settings,
         db=db,
@@ -54,6 +61,9 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         idempotency=IdempotencyService(
             db, clock, settings.idempotency.ttl, settings.idempotency.in_flight_timeout
         ),
+        rulesets=RuleSetService(db, clock, book),
+        scoring=ScoringService(db, clock, book),
+        progress=ProgressService(db, clock, book),
         default_tenant=settings.default_tenant,
     )
 

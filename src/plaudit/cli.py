@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+rules_app = typer.Typer(help="Rule-set documents.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
 
 out = Console()
 err = Console(stderr=True)
@@ -67,6 +69,7 @@ def serve(
     from plaudit.bootstrap import prepare_embedded
     from plaudit.workers.demo_feed import DemoFeed
     from plaudit.workers.maintenance import IdempotencyJanitor
+    from plaudit.workers.scorer import ScoringWorker
 
     settings = _settings()
     host = host or settings.api.host
@@ -75,10 +78,14 @@ def serve(
     sock = _listen(host, port)
     container = _container()
     created = prepare_embedded(container)
-    background = [IdempotencyJanitor(container.idempotency).run]
+    background = [
+        IdempotencyJanitor(container.idempotency).run,
+        ScoringWorker(container.scoring).run,
+    ]
     if demo:
-        from plaudit.services.demo import load_demo_program
+        from plaudit.services.demo import ensure_demo_rules, load_demo_program
 
+        ensure_demo_rules(container.rulesets, container.default_tenant)
         count = load_demo_program(container.ingest, container.players, container.default_tenant)
         background.append(DemoFeed(container, demo_rate).run)
         out.print(
@@ -272,6 +279,48 @@ def keys_revoke(
     finally:
         container.close()
     out.print(f"Revoked {record.id} ({record.name}).")
+
+
+@rules_app.command("validate")
+def rules_validate(
+    file: Annotated[str, typer.Argument(help="A rule set, YAML or JSON")],
+) -> None:
+    """Check a rule-set document; each problem names its line, rule and field."""
+    from pathlib import Path
+
+    from plaudit.rules.document import DocumentInvalid, load
+
+    try:
+        text = Path(file).read_text("utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"{file}: not a UTF-8 text file") from None
+    try:
+        doc, compiled = load(text)
+    except DocumentInvalid as exc:
+        for p in exc.problems:
+            line = f"{p.line}:" if p.line else ""
+            owner = f" {p.rule}:" if p.rule else ""
+            err.print(
+                f"{file}:{line}{owner} {p.field}: {p.message}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+        raise typer.Exit(1) from None
+    out.print(
+        f"{file}: valid ({len(doc.rules)} points rules, {len(doc.badges)} badges, "
+        f"event types: {', '.join(sorted(compiled.event_types)) or 'none'})",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+@rules_app.command("schema")
+def rules_schema() -> None:
+    """Print the JSON Schema of rule-set documents."""
+    from plaudit.rules.model import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
 
 
 def _require_schema(container: Any) -> None:

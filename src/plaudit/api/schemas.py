@@ -16,7 +16,8 @@ from plaudit.domain.events import (
 )
 from plaudit.domain.players import SOURCE_PATTERN, Identity, Player
 from plaudit.services.players import PlayerView
-from plaudit.store.ports import ApiKeyRecord
+from plaudit.services.progress import Standing
+from plaudit.store.ports import ApiKeyRecord, AwardRow, LedgerEntry
 
 EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$"
 ATTRIBUTE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
@@ -170,6 +171,9 @@ class MergeIn(Strict):
 
 class PlayerOut(BaseModel):
     id: str
+    standing: StandingOut | None = Field(
+        default=None, description="Balances, level, badges and progress (single-player reads)"
+    )
     display_name: str | None
     time_zone: str | None
     locale: str | None
@@ -242,3 +246,146 @@ class KeyOut(BaseModel):
 
 class KeyCreated(KeyOut):
     key: str = Field(description="The secret. Shown once; store it now.")
+
+
+class LevelOut(BaseModel):
+    currency: str
+    balance: float
+    index: int
+    name: str | None
+    next_name: str | None
+    next_at: float | None
+    progress: float
+
+
+class AwardOut(BaseModel):
+    id: str
+    badge_id: str
+    player_id: str
+    tier: str | None
+    occurrence: int
+    source: str
+    event_id: str | None
+    awarded_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, a: AwardRow) -> AwardOut:
+        return cls(
+            id=a.id,
+            badge_id=a.badge_id,
+            player_id=a.player_id,
+            tier=a.tier,
+            occurrence=a.occurrence,
+            source=a.source,
+            event_id=a.event_id,
+            awarded_at=a.awarded_at,
+            expires_at=a.expires_at,
+            revoked_at=a.revoked_at,
+        )
+
+
+class BadgeProgressOut(BaseModel):
+    badge_id: str
+    name: str
+    earned: bool
+    tiers_earned: list[str]
+    current: float | None
+    target: float | None
+
+
+class StandingOut(BaseModel):
+    balances: dict[str, float]
+    level: LevelOut | None
+    badges: list[AwardOut]
+    progress: list[BadgeProgressOut]
+    ruleset: str | None = Field(description="id@version of the live rule set")
+
+    @classmethod
+    def of(cls, s: Standing) -> StandingOut:
+        lv = s.level
+        return cls(
+            balances=s.balances,
+            level=None
+            if lv is None
+            else LevelOut(
+                currency=lv.currency,
+                balance=lv.balance,
+                index=lv.index,
+                name=lv.name,
+                next_name=lv.next_name,
+                next_at=lv.next_at,
+                progress=lv.fraction,
+            ),
+            badges=[AwardOut.of(a) for a in s.awards],
+            progress=[
+                BadgeProgressOut(
+                    badge_id=p.badge_id,
+                    name=p.name,
+                    earned=p.earned,
+                    tiers_earned=list(p.tiers_earned),
+                    current=p.current,
+                    target=p.target,
+                )
+                for p in s.progress
+            ],
+            ruleset=f"{s.ruleset[0]}@{s.ruleset[1]}" if s.ruleset else None,
+        )
+
+
+class LedgerEntryOut(BaseModel):
+    id: int
+    currency: str
+    amount: float
+    kind: str
+    rule_id: str | None
+    ruleset: str | None
+    event_id: str | None
+    reason: str | None
+    actor: str | None
+    occurred_at: datetime
+    recorded_at: datetime
+
+    @classmethod
+    def of(cls, e: LedgerEntry) -> LedgerEntryOut:
+        r = e.row
+        return cls(
+            id=e.id,
+            currency=r.currency,
+            amount=r.amount,
+            kind=r.kind,
+            rule_id=r.rule_id if r.kind == "rule" else None,
+            ruleset=f"{r.ruleset_id}@{r.ruleset_version}" if r.ruleset_id else None,
+            event_id=r.event_id,
+            reason=r.reason,
+            actor=r.actor,
+            occurred_at=r.occurred_at,
+            recorded_at=e.recorded_at,
+        )
+
+
+class LedgerPage(BaseModel):
+    items: list[LedgerEntryOut]
+    next_cursor: str | None
+
+
+class AdjustmentIn(Strict):
+    currency: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+    amount: float
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class RuleErrorOut(BaseModel):
+    id: int
+    event_id: str
+    player_id: str
+    rule_id: str
+    ruleset: str
+    message: str
+    at: datetime
+
+
+class RuleErrorPage(BaseModel):
+    items: list[RuleErrorOut]
+    next_cursor: str | None

@@ -468,3 +468,33 @@ def _award(ctx: _Context, compiled: CompiledBadge, state: PlayerState) -> list[E
     elif satisfied and holding is None:
         give(None)
     return effects
+
+
+def adjust(
+    rules: CompiledRuleSet | None,
+    state: PlayerState,
+    currency: str,
+    amount: float,
+    at: datetime,
+    player: PlayerFacts,
+) -> list[Effect]:
+    """A manual adjustment: the balance moves, and levels or points badges may follow."""
+    state.balances[currency] = round(state.balances.get(currency, 0.0) + amount, DECIMALS)
+    if rules is None:
+        return []
+    effects = _levels(rules, state)
+    zone = zone_for(player.time_zone, rules.zone)
+    ctx = _Context(
+        rules,
+        EventFacts("", "", "", "", at, {}),
+        PlayerFacts(player.id, player.attributes, zone.key),
+    )
+    awarded_any = False
+    for badge in rules.badges:
+        if _uses(badge.badge.criteria, Points) or (
+            awarded_any and _uses(badge.badge.criteria, HasBadge)
+        ):
+            awards = _award(ctx, badge, state)
+            awarded_any = awarded_any or bool(awards)
+            effects.extend(awards)
+    return effects

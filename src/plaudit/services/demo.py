@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib import resources
 
 from plaudit.demo import DemoPerson, people
 from plaudit.domain.events import IncomingEvent
@@ -10,6 +11,7 @@ from plaudit.domain.players import Identity
 from plaudit.errors import Conflict
 from plaudit.services.ingest import IngestService
 from plaudit.services.players import PlayerPatch, PlayerService
+from plaudit.services.rulesets import RuleSetService
 
 
 def load_demo_program(
@@ -55,3 +57,14 @@ def load_demo_program(
                 # Events from that source arrived before the HRIS record: same person.
                 players.merge(tenant_id, ref, f"{identity.source}:{identity.external_id}")
     return len(team)
+
+
+def ensure_demo_rules(rulesets: RuleSetService, tenant_id: str) -> bool:
+    """Publish the demo rule set unless the tenant already has a live one."""
+    with rulesets.db.read() as uow:
+        if uow.rulesets.live(tenant_id) is not None:
+            return False
+    source = resources.files("plaudit").joinpath("demo_rules.yaml").read_text("utf-8")
+    view = rulesets.create(tenant_id, "Demo program", source)
+    rulesets.publish(tenant_id, view.record.id, "demo", "the demo program")
+    return True

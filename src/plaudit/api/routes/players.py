@@ -7,16 +7,20 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import APIRouter, Query
 
-from plaudit.api.deps import ContainerDep, PlayerWriter, Reader
+from plaudit.api.deps import Admin, ContainerDep, PlayerWriter, Reader
 from plaudit.api.idempotency import IdempotentRoute
 from plaudit.api.schemas import (
+    AdjustmentIn,
     IdentityIn,
     IdentityOut,
+    LedgerEntryOut,
+    LedgerPage,
     MergeIn,
     PlayerOut,
     PlayerPageOut,
     PlayerUpdate,
     SourceName,
+    StandingOut,
 )
 from plaudit.services.players import UNSET, PlayerPatch
 
@@ -40,7 +44,12 @@ async def list_players(
 @router.get("/{player}", response_model=PlayerOut, summary="A player by id or source:external_id")
 async def get_player(player: str, principal: Reader, container: ContainerDep) -> PlayerOut:
     view = await anyio.to_thread.run_sync(container.players.get, principal.tenant_id, player)
-    return PlayerOut.of_view(view)
+    standing = await anyio.to_thread.run_sync(
+        container.progress.standing, principal.tenant_id, view.player.id
+    )
+    out = PlayerOut.of_view(view)
+    out.standing = StandingOut.of(standing)
+    return out
 
 
 @router.patch("/{player}", response_model=PlayerOut, summary="Set attributes (merge patch)")
@@ -94,3 +103,40 @@ async def merge_players(
         container.players.merge, principal.tenant_id, player, merge.player
     )
     return PlayerOut.of_view(view)
+
+
+@router.get("/{player}/ledger", response_model=LedgerPage, summary="Every change of the balances")
+async def ledger(
+    player: str,
+    principal: Reader,
+    container: ContainerDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> LedgerPage:
+    page = await anyio.to_thread.run_sync(
+        container.progress.ledger, principal.tenant_id, player, cursor, limit
+    )
+    return LedgerPage(
+        items=[LedgerEntryOut.of(e) for e in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.post(
+    "/{player}/adjustments",
+    response_model=PlayerOut,
+    status_code=201,
+    summary="Adjust a balance by hand, with a reason",
+)
+async def adjust(
+    player: str, body: AdjustmentIn, principal: Admin, container: ContainerDep
+) -> PlayerOut:
+    await anyio.to_thread.run_sync(
+        container.progress.adjust,
+        principal.tenant_id,
+        player,
+        body.currency,
+        body.amount,
+        body.reason,
+        principal.subject,
+    )
+    return await get_player(player, principal, container)
