@@ -41,8 +41,11 @@ from plaudit.rules.state import BadgeHolding, PlayerState
 
 # Amounts and balances keep 4 decimals: sums are then exact whatever the order of events.
 DECIMALS = 4
-# Calendar-period buckets kept per measure; rolling buckets are kept for twice the window.
+# Calendar-period buckets kept per measure. Rolling buckets are kept for the window plus a
+# grace of the same length (at least 30 days): an event later than that behind the newest
+# one no longer counts toward a rolling window (the documented late-event policy).
 _PERIODS_KEPT = 8
+_MIN_GRACE_DAYS = 30
 _CAP_PERIODS_KEPT = 4
 
 
@@ -293,7 +296,8 @@ def _prune(buckets: dict[str, Any], window: Window | None) -> None:
         return
     assert window.rolling is not None
     newest = max(int(k) for k in buckets)
-    keep_from = newest - 2 * window.rolling.days
+    days = window.rolling.days
+    keep_from = newest - days - max(days, _MIN_GRACE_DAYS)
     for k in [k for k in buckets if int(k) < keep_from]:
         del buckets[k]
 

@@ -31,6 +31,9 @@ class BadgeHolding:
 
 @dataclass
 class PlayerState:
+    # The log position of the last event applied: a redelivered event (at or below it) is
+    # skipped, so it can never apply twice, whatever the delivery path.
+    position: int = 0
     balances: dict[str, float] = field(default_factory=dict)
     level: int = -1
     caps: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -43,6 +46,7 @@ class PlayerState:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "position": self.position,
             "balances": self.balances,
             "level": self.level,
             "caps": self.caps,
@@ -56,6 +60,7 @@ class PlayerState:
         if not data:
             return cls()
         return cls(
+            position=int(data.get("position", 0)),
             balances=dict(data.get("balances", {})),
             level=int(data.get("level", -1)),
             caps={k: dict(v) for k, v in data.get("caps", {}).items()},

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from plaudit.domain.clock import Clock
 from plaudit.domain.events import StoredEvent
 from plaudit.domain.ids import new_id
-from plaudit.rules.effects import BadgeAwarded, LevelReached, PointsAwarded, RuleFailed
+from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, evaluate
 from plaudit.rules.state import PlayerState
 from plaudit.services.rulesets import RuleBook
@@ -46,6 +46,7 @@ class ScoringService:
         self.clock = clock
         self.book = book
         self.batch_size = batch_size
+        self._poison: dict[int, str] = {}  # log position -> why evaluating it failed
 
     def score_pending(self) -> BatchOutcome:
         """Score the next batch of the log; an empty outcome means the log is caught up."""
@@ -91,25 +92,32 @@ class ScoringService:
                 player.time_zone if player else None,
             )
             state = states.setdefault(event.player_id, PlayerState())
-            backup = state.copy()
-            try:
-                effects = evaluate(
-                    rules,
-                    state,
-                    EventFacts(
-                        event.id,
-                        event.type,
-                        event.source,
-                        event.actor,
-                        event.occurred_at,
-                        event.properties,
-                    ),
-                    facts,
-                )
-            except Exception as exc:  # a defect must cost one event, not stop scoring
-                log.exception("evaluating event %s failed", event.id)
-                states[event.player_id] = backup
-                effects = [RuleFailed("engine", f"{type(exc).__name__}: {exc}")]
+            if event.position <= state.position:
+                continue  # already applied: a redelivery
+            if event.position in self._poison:
+                effects: list[Effect] = [RuleFailed("engine", self._poison[event.position])]
+            else:
+                try:
+                    effects = evaluate(
+                        rules,
+                        state,
+                        EventFacts(
+                            event.id,
+                            event.type,
+                            event.source,
+                            event.actor,
+                            event.occurred_at,
+                            event.properties,
+                        ),
+                        facts,
+                    )
+                except Exception as exc:
+                    # A defect must cost one event, not stop scoring: remember it, abandon the
+                    # batch (the state may be half-updated), and skip the event on the retry.
+                    log.exception("evaluating event %s failed", event.id)
+                    self._poison[event.position] = f"{type(exc).__name__}: {exc}"
+                    raise
+            state.position = event.position
             for effect in effects:
                 if isinstance(effect, PointsAwarded):
                     ledger.append(
