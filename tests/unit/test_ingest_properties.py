@@ -75,3 +75,36 @@ def test_each_source_event_is_accepted_once_and_stored_once(
         assert len(set(players.values())) == len(set(players))
     finally:
         container.close()
+
+
+def test_concurrent_requests_sharing_commits_accept_each_event_once(
+    data_root: Path,
+) -> None:
+    import threading
+
+    container = _fresh_container(data_root)
+    reports: list[list[tuple[str, Outcome]]] = []
+    lock = threading.Lock()
+
+    def send(worker: int) -> None:
+        for round_ in range(10):
+            # Half of each batch overlaps with another worker's batch of the same round.
+            keys = [f"r{round_}-{(worker + i) % 8}-{i}" for i in range(40)]
+            batch = [IncomingEvent(k, "lms", "t", f"u{i % 5}", WHEN) for i, k in enumerate(keys)]
+            report = container.ingest.ingest("default", batch)
+            with lock:
+                reports.append([(r.key or "", r.outcome) for r in report.results])
+
+    try:
+        threads = [threading.Thread(target=send, args=(w,)) for w in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        accepted = [k for report in reports for k, o in report if o is Outcome.ACCEPTED]
+        sent = {k for report in reports for k, _ in report}
+        assert sorted(accepted) == sorted(sent)
+        with container.db.read() as uow:
+            assert len(uow.events.query("default", EventQuery(limit=100_000))) == len(sent)
+    finally:
+        container.close()
