@@ -281,6 +281,23 @@ def keys_revoke(
     out.print(f"Revoked {record.id} ({record.name}).")
 
 
+@app.command()
+def replay(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant (default: all)")] = None,
+) -> None:
+    """Rebuild all derived state (ledger, awards, levels, player states) from the event log."""
+    import time
+
+    container = _container()
+    try:
+        _require_schema(container)
+        started = time.monotonic()
+        count = container.scoring.replay(tenant)
+    finally:
+        container.close()
+    out.print(f"Replayed {count} events in {time.monotonic() - started:.1f} s.")
+
+
 @rules_app.command("validate")
 def rules_validate(
     file: Annotated[str, typer.Argument(help="A rule set, YAML or JSON")],

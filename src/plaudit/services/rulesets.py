@@ -63,6 +63,9 @@ class RuleBook:
                 self._compiled[key] = found
         return found
 
+    def epochs(self, uow: UnitOfWork, tenant_id: str) -> Epochs:
+        return Epochs(self, uow, tenant_id, uow.rulesets.epochs(tenant_id))
+
     def live(
         self, uow: UnitOfWork, tenant_id: str
     ) -> tuple[RuleSetVersion, CompiledRuleSet] | None:
@@ -72,6 +75,34 @@ class RuleBook:
         version = uow.rulesets.version(tenant_id, live.ruleset_id, live.version)
         assert version is not None
         return version, self.get(version)
+
+
+class Epochs:
+    """Which version scores an event: the one made live last before the event's position."""
+
+    def __init__(
+        self, book: RuleBook, uow: UnitOfWork, tenant_id: str, epochs: list[tuple[int, str, int]]
+    ) -> None:
+        self.book = book
+        self.uow = uow
+        self.tenant_id = tenant_id
+        self.epochs = epochs
+        self._versions: dict[tuple[str, int], tuple[RuleSetVersion, CompiledRuleSet]] = {}
+
+    def for_position(self, position: int) -> tuple[RuleSetVersion, CompiledRuleSet] | None:
+        chosen = None
+        for from_position, ruleset_id, version in self.epochs:
+            if from_position < position:
+                chosen = (ruleset_id, version)
+            else:
+                break
+        if chosen is None:
+            return None
+        if chosen not in self._versions:
+            found = self.uow.rulesets.version(self.tenant_id, *chosen)
+            assert found is not None
+            self._versions[chosen] = (found, self.book.get(found))
+        return self._versions[chosen]
 
 
 def _invalid(problems: list[LocatedProblem]) -> InvalidInput:
@@ -179,7 +210,9 @@ class RuleSetService:
             number = versions[-1].version + 1 if versions else 1
             version = RuleSetVersion(ruleset_id, number, source, now, by, note[:500])
             uow.rulesets.add_version(tenant_id, version)
-            uow.rulesets.set_live(tenant_id, LiveRuleSet(ruleset_id, number, now))
+            uow.rulesets.set_live(
+                tenant_id, LiveRuleSet(ruleset_id, number, now), uow.events.last_position()
+            )
             uow.commit()
         return version
 

@@ -14,7 +14,7 @@ from plaudit.domain.clock import Clock
 from plaudit.domain.events import StoredEvent
 from plaudit.domain.ids import new_id
 from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
-from plaudit.rules.evaluate import EventFacts, PlayerFacts, evaluate
+from plaudit.rules.evaluate import EventFacts, PlayerFacts, adjust, evaluate
 from plaudit.rules.state import PlayerState
 from plaudit.services.rulesets import RuleBook
 from plaudit.store.ports import (
@@ -48,7 +48,46 @@ class ScoringService:
         self.batch_size = batch_size
         self._poison: dict[int, str] = {}  # log position -> why evaluating it failed
 
-    def score_pending(self) -> BatchOutcome:
+    def replay(self, tenant_id: str | None = None) -> int:
+        """Rebuild everything scoring derived, from the log, with the version that scored
+        each event; manual adjustments are applied again after the events. Returns the
+        number of events replayed."""
+        with self.db.write() as uow:
+            uow.scoring.forget_derived(tenant_id)
+            uow.scoring.set_cursor(CURSOR, 0)
+            uow.commit()
+        total = 0
+        while (outcome := self.score_pending(only_tenant=tenant_id)).events:
+            total += outcome.events
+        self._reapply_adjustments(tenant_id)
+        return total
+
+    def _reapply_adjustments(self, tenant_id: str | None) -> None:
+        with self.db.write() as uow:
+            for tenant in uow.scoring.adjusted_tenants(tenant_id):
+                live = self.book.live(uow, tenant)
+                rules = live[1] if live else None
+                entries = uow.scoring.adjustments(tenant)
+                players = uow.players.get_many(tenant, {e.player_id for e in entries})
+                raw = uow.scoring.states(tenant, players)
+                states = {pid: PlayerState.from_json(raw.get(pid)) for pid in players}
+                for entry in entries:
+                    player = players[entry.player_id]
+                    facts = PlayerFacts(player.id, dict(player.attributes), player.time_zone)
+                    adjust(
+                        rules,
+                        states[player.id],
+                        entry.currency,
+                        entry.amount,
+                        entry.occurred_at,
+                        facts,
+                    )
+                uow.scoring.save_states(
+                    tenant, {pid: st.to_json() for pid, st in states.items()}, self.clock()
+                )
+            uow.commit()
+
+    def score_pending(self, only_tenant: str | None = None) -> BatchOutcome:
         """Score the next batch of the log; an empty outcome means the log is caught up."""
         outcome = BatchOutcome()
         with self.db.write() as uow:
@@ -60,7 +99,8 @@ class ScoringService:
             for event in events:
                 by_tenant[event.tenant_id].append(event)
             for tenant_id, tenant_events in by_tenant.items():
-                self._score_tenant(uow, tenant_id, tenant_events, outcome)
+                if only_tenant is None or tenant_id == only_tenant:
+                    self._score_tenant(uow, tenant_id, tenant_events, outcome)
             uow.scoring.set_cursor(CURSOR, events[-1].position)
             uow.commit()
         outcome.events = len(events)
@@ -69,10 +109,9 @@ class ScoringService:
     def _score_tenant(
         self, uow: UnitOfWork, tenant_id: str, events: list[StoredEvent], outcome: BatchOutcome
     ) -> None:
-        live = self.book.live(uow, tenant_id)
-        if live is None:
+        epochs = self.book.epochs(uow, tenant_id)
+        if not epochs.epochs:
             return  # no rule set published yet: events stay in the log for a later backfill
-        version, rules = live
         player_ids = {e.player_id for e in events}
         players = uow.players.get_many(tenant_id, player_ids)
         states = {
@@ -94,6 +133,10 @@ class ScoringService:
             state = states.setdefault(event.player_id, PlayerState())
             if event.position <= state.position:
                 continue  # already applied: a redelivery
+            scored_by = epochs.for_position(event.position)
+            if scored_by is None:
+                continue  # logged before the first rule set went live
+            version, rules = scored_by
             if event.position in self._poison:
                 effects: list[Effect] = [RuleFailed("engine", self._poison[event.position])]
             else:

@@ -414,6 +414,9 @@ class SqlEvents:
         stmt = select(t.events).where(c.position > position).order_by(c.position).limit(limit)
         return [_event(r) for r in self.conn.execute(stmt).mappings()]
 
+    def last_position(self) -> int:
+        return int(self.conn.execute(select(func.max(t.events.c.position))).scalar() or 0)
+
     def types(self, tenant_id: str) -> set[str]:
         c = t.events.c
         return set(

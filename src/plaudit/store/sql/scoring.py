@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, select, update
+from sqlalchemy import Connection, RowMapping, delete, func, select, true, update
 
 from plaudit.store.ports import (
     AwardRow,
@@ -96,7 +96,29 @@ class SqlRuleSets:
         row = self.conn.execute(select(t.live_rulesets).where(c.tenant_id == tenant_id)).first()
         return LiveRuleSet(row.ruleset_id, row.version, row.since) if row else None
 
-    def set_live(self, tenant_id: str, live: LiveRuleSet) -> None:
+    def epochs(self, tenant_id: str) -> list[tuple[int, str, int]]:
+        c = t.ruleset_epochs.c
+        rows = self.conn.execute(
+            select(c.from_position, c.ruleset_id, c.version)
+            .where(c.tenant_id == tenant_id)
+            .order_by(c.from_position)
+        )
+        return [(int(p), r, int(v)) for p, r, v in rows]
+
+    def set_live(self, tenant_id: str, live: LiveRuleSet, from_position: int) -> None:
+        e = t.ruleset_epochs.c
+        epoch = _insert(self.conn, t.ruleset_epochs).values(
+            tenant_id=tenant_id,
+            from_position=from_position,
+            ruleset_id=live.ruleset_id,
+            version=live.version,
+        )
+        self.conn.execute(
+            epoch.on_conflict_do_update(
+                index_elements=[e.tenant_id, e.from_position],
+                set_={"ruleset_id": live.ruleset_id, "version": live.version},
+            )
+        )
         c = t.live_rulesets.c
         stmt = _insert(self.conn, t.live_rulesets).values(
             tenant_id=tenant_id, ruleset_id=live.ruleset_id, version=live.version, since=live.since
@@ -353,6 +375,43 @@ class SqlScoring:
                 for r in rows
             ],
         )
+
+    def adjusted_tenants(self, tenant_id: str | None) -> list[str]:
+        c = t.ledger.c
+        stmt = select(c.tenant_id).where(c.kind == "adjustment").distinct()
+        if tenant_id is not None:
+            stmt = stmt.where(c.tenant_id == tenant_id)
+        return sorted(self.conn.execute(stmt).scalars())
+
+    def adjustments(self, tenant_id: str) -> list[LedgerRow]:
+        c = t.ledger.c
+        rows = self.conn.execute(
+            select(t.ledger).where(c.tenant_id == tenant_id, c.kind == "adjustment").order_by(c.id)
+        ).mappings()
+        return [
+            LedgerRow(
+                player_id=r["player_id"],
+                currency=r["currency"],
+                amount=float(r["amount"]),
+                kind=r["kind"],
+                rule_id=r["rule_id"],
+                occurred_at=r["occurred_at"],
+                reason=r["reason"],
+                actor=r["actor"],
+            )
+            for r in rows
+        ]
+
+    def forget_derived(self, tenant_id: str | None) -> None:
+        def where(table: Any) -> Any:
+            return table.c.tenant_id == tenant_id if tenant_id is not None else true()
+
+        self.conn.execute(delete(t.ledger).where(where(t.ledger), t.ledger.c.kind == "rule"))
+        self.conn.execute(
+            delete(t.badge_awards).where(where(t.badge_awards), t.badge_awards.c.source == "rule")
+        )
+        for table in (t.level_ups, t.player_states, t.rule_errors):
+            self.conn.execute(delete(table).where(where(table)))
 
     def rule_errors(
         self, tenant_id: str, event_id: str | None, after_id: int, limit: int

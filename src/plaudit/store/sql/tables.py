@@ -290,3 +290,14 @@ cursors = Table(
     Column("name", String(64), primary_key=True),  # one per consumer of the log
     Column("position", BigInteger, nullable=False),
 )
+
+ruleset_epochs = Table(
+    "ruleset_epochs",
+    metadata,
+    # Events after ``from_position`` in the log are scored by this version: which version
+    # scores an event depends on the log, not on when a worker got to it, so replays agree.
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("from_position", BigInteger, primary_key=True),
+    Column("ruleset_id", String(40), nullable=False),
+    Column("version", Integer, nullable=False),
+)
