@@ -12,6 +12,7 @@ from plaudit.services.players import PlayerService
 from plaudit.services.progress import ProgressService
 from plaudit.services.rulesets import RuleBook, RuleSetService
 from plaudit.services.scoring import ScoringService
+from plaudit.services.simulation import SimulationService
 from plaudit.services.tenancy import CreatedKey, TenancyService
 from plaudit.settings import Settings
 from plaudit.store import migrate
@@ -31,6 +32,7 @@ class Container:
     rulesets: RuleSetService
     scoring: ScoringService
     progress: ProgressService
+    simulation: SimulationService
     default_tenant: str = field(default="default")
 
     def readiness(self) -> dict[str, str]:
@@ -50,6 +52,7 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
     """Wire adapters and services. Opens no connection until one is used."""
     db = create_database(settings.resolved_database_url)
     book = RuleBook()
+    rulesets = RuleSetService(db, clock, book)
     return Container(
         settings=settings,
         db=db,
@@ -61,9 +64,10 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         idempotency=IdempotencyService(
             db, clock, settings.idempotency.ttl, settings.idempotency.in_flight_timeout
         ),
-        rulesets=RuleSetService(db, clock, book),
+        rulesets=rulesets,
         scoring=ScoringService(db, clock, book),
         progress=ProgressService(db, clock, book),
+        simulation=SimulationService(db, book, rulesets),
         default_tenant=settings.default_tenant,
     )
 

@@ -298,6 +298,53 @@ def replay(
     out.print(f"Replayed {count} events in {time.monotonic() - started:.1f} s.")
 
 
+@app.command()
+def simulate(
+    ruleset: Annotated[
+        str | None, typer.Argument(help="Rule set id (its draft is simulated)")
+    ] = None,
+    file: Annotated[str | None, typer.Option(help="Simulate this document instead")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Tenant (default: the default tenant)")] = None,
+) -> None:
+    """Run a draft over the event log and show what would change against the live version."""
+    from pathlib import Path
+
+    from rich.table import Table
+
+    if (ruleset is None) == (file is None):
+        raise CliError("name a rule set id or give --file, not both")
+    container = _container()
+    try:
+        _require_schema(container)
+        tenant_id = tenant or container.default_tenant
+        source = Path(file).read_text("utf-8") if file else None
+        sim = container.simulation.simulate(tenant_id, ruleset, source=source)
+    finally:
+        container.close()
+    live = f"version {sim.live_version}" if sim.live_version else "no live rule set"
+    out.print(f"{sim.events} events, {sim.players} players; compared with {live}.")
+    points = Table("currency", "live", "draft", "delta", "gaining", "losing")
+    for c in sim.currencies:
+        delta = round(c.draft_total - c.live_total, 4)
+        points.add_row(
+            c.currency,
+            f"{c.live_total:g}",
+            f"{c.draft_total:g}",
+            f"{delta:+g}",
+            str(c.gaining),
+            str(c.losing),
+        )
+    out.print(points)
+    badges = Table("badge", "live holders", "draft holders", "gained", "lost")
+    for b in sim.badges:
+        badges.add_row(
+            b.badge, str(b.live_holders), str(b.draft_holders), str(b.gained), str(b.lost)
+        )
+    out.print(badges)
+    if sim.rule_errors:
+        out.print(f"{sim.rule_errors} rule errors under the draft.")
+
+
 @rules_app.command("validate")
 def rules_validate(
     file: Annotated[str, typer.Argument(help="A rule set, YAML or JSON")],

@@ -193,3 +193,38 @@ async def test_the_ledger_is_the_sum_of_the_balances(
         assert len(states) == 3
         for row in states:
             assert row["state"]["balances"] == uow.scoring.balances("default", row["player_id"])
+
+
+async def test_a_draft_is_simulated_against_the_live_version_without_writing(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    ruleset_id = await _publish(client)
+    batch = [event(f"l{i}", actor=f"u{i % 3}") for i in range(6)]
+    batch += [event("d1", type="deal.closed", properties={"amount": 4000})]
+    await client.post("/v1/events", json=batch)
+    container.scoring.score_pending()
+    before = (await client.get("/v1/players/lms:u0")).json()["standing"]
+
+    draft = PROGRAM.replace("award: {xp: 10}", "award: {xp: 12}").replace(
+        "at_least: 2}}", "at_least: 3}}"
+    )
+    await client.put(f"/v1/rulesets/{ruleset_id}/draft", json={"source": draft})
+    response = await client.post(f"/v1/rulesets/{ruleset_id}/simulate", json={})
+    assert response.status_code == 200, response.text
+    sim = response.json()
+    assert (sim["events"], sim["players"], sim["live_version"]) == (7, 4, 1)
+    xp = next(c for c in sim["currencies"] if c["currency"] == "xp")
+    assert (xp["live_total"], xp["draft_total"], xp["delta"]) == (60.0, 72.0, 12.0)
+    assert xp["players_gaining"] == 3
+    coins = next(c for c in sim["currencies"] if c["currency"] == "coins")
+    assert coins["delta"] == 0.0
+    scholar = next(b for b in sim["badges"] if b["badge"] == "scholar")
+    assert (scholar["live_holders"], scholar["draft_holders"], scholar["lost"]) == (3, 0, 3)
+    after = (await client.get("/v1/players/lms:u0")).json()["standing"]
+    assert after == before  # nothing written
+
+    window = await client.post(
+        f"/v1/rulesets/{ruleset_id}/simulate",
+        json={"occurred_from": "2026-05-02T00:00:00Z", "occurred_until": "2026-05-03T00:00:00Z"},
+    )
+    assert window.json()["events"] == 0

@@ -105,7 +105,7 @@ class Epochs:
         return self._versions[chosen]
 
 
-def _invalid(problems: list[LocatedProblem]) -> InvalidInput:
+def invalid_ruleset(problems: list[LocatedProblem]) -> InvalidInput:
     return InvalidInput(
         f"the rule set is invalid: {len(problems)} problem(s)",
         [
@@ -202,7 +202,7 @@ class RuleSetService:
         try:
             load(source)
         except DocumentInvalid as exc:
-            raise _invalid(exc.problems) from None
+            raise invalid_ruleset(exc.problems) from None
         now = self.clock()
         with self.db.write() as uow:
             self._record(uow, tenant_id, ruleset_id)

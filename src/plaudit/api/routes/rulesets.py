@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from plaudit.api.deps import Admin, ContainerDep, Reader
 from plaudit.api.idempotency import IdempotentRoute
@@ -237,4 +237,85 @@ async def diff(
         removed=d.removed,
         changed=d.changed,
         text=d.text,
+    )
+
+
+class SimulateIn(Strict):
+    occurred_from: AwareDatetime | None = None
+    occurred_until: AwareDatetime | None = None
+
+
+class CurrencyChangeOut(BaseModel):
+    currency: str
+    live_total: float
+    draft_total: float
+    delta: float
+    players_gaining: int
+    players_losing: int
+    biggest_changes: list[dict[str, Any]]
+
+
+class BadgeChangeOut(BaseModel):
+    badge: str
+    live_holders: int
+    draft_holders: int
+    gained: int
+    lost: int
+    gained_by: list[str]
+    lost_by: list[str]
+
+
+class SimulationOut(BaseModel):
+    events: int
+    players: int
+    live_version: int | None
+    currencies: list[CurrencyChangeOut]
+    badges: list[BadgeChangeOut]
+    rule_errors: int
+
+
+@router.post(
+    "/{ruleset_id}/simulate",
+    response_model=SimulationOut,
+    summary="Run the draft over the event log and compare it with the live version",
+)
+async def simulate(
+    ruleset_id: str, principal: Reader, container: ContainerDep, body: SimulateIn | None = None
+) -> SimulationOut:
+    sim = await anyio.to_thread.run_sync(
+        container.simulation.simulate,
+        principal.tenant_id,
+        ruleset_id,
+        body.occurred_from if body else None,
+        body.occurred_until if body else None,
+    )
+    return SimulationOut(
+        events=sim.events,
+        players=sim.players,
+        live_version=sim.live_version,
+        currencies=[
+            CurrencyChangeOut(
+                currency=c.currency,
+                live_total=c.live_total,
+                draft_total=c.draft_total,
+                delta=round(c.draft_total - c.live_total, 4),
+                players_gaining=c.gaining,
+                players_losing=c.losing,
+                biggest_changes=[{"player_id": p, "delta": d} for p, d in c.biggest],
+            )
+            for c in sim.currencies
+        ],
+        badges=[
+            BadgeChangeOut(
+                badge=b.badge,
+                live_holders=b.live_holders,
+                draft_holders=b.draft_holders,
+                gained=b.gained,
+                lost=b.lost,
+                gained_by=b.gained_by,
+                lost_by=b.lost_by,
+            )
+            for b in sim.badges
+        ],
+        rule_errors=sim.rule_errors,
     )
