@@ -19,7 +19,14 @@ from plaudit.store.ports import (
     RuleSetVersion,
 )
 from plaudit.store.sql import tables as t
-from plaudit.store.sql.repositories import _chunks, _insert
+from plaudit.store.sql.repositories import _chunks, _insert, _sqlite_datetime
+
+_LEDGER_SQL = (
+    "INSERT INTO ledger (tenant_id, player_id, currency, amount, kind, rule_id, ruleset_id,"
+    " ruleset_version, event_id, reason, actor, occurred_at, recorded_at)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (tenant_id, event_id, rule_id, currency) DO NOTHING"
+)
 
 
 class SqlRuleSets:
@@ -198,6 +205,32 @@ class SqlScoring:
     def append_ledger(self, tenant_id: str, rows: Sequence[LedgerRow], at: datetime) -> int:
         if not rows:
             return 0
+        if self.conn.dialect.name == "sqlite":
+            # By hand, as the event append: SQLAlchemy's per-row parameter processing cost
+            # more than SQLite's insert (scoring writes several entries per event).
+            recorded = _sqlite_datetime(at)
+            result = self.conn.exec_driver_sql(
+                _LEDGER_SQL,
+                [
+                    (
+                        tenant_id,
+                        r.player_id,
+                        r.currency,
+                        r.amount,
+                        r.kind,
+                        r.rule_id,
+                        r.ruleset_id,
+                        r.ruleset_version,
+                        r.event_id,
+                        r.reason,
+                        r.actor,
+                        _sqlite_datetime(r.occurred_at),
+                        recorded,
+                    )
+                    for r in rows
+                ],
+            )
+            return int(result.rowcount)
         c = t.ledger.c
         stmt = _insert(self.conn, t.ledger).on_conflict_do_nothing(
             index_elements=[c.tenant_id, c.event_id, c.rule_id, c.currency]
