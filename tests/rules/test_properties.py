@@ -53,10 +53,8 @@ histories = st.lists(st.one_of(lesson, deal), max_size=25)
 def _run(history: list[tuple[str, int, dict[str, object]]]) -> tuple[PlayerState, list[object]]:
     state = PlayerState()
     effects: list[object] = []
-    for i, (type_, day, props) in enumerate(history):
-        event = EventFacts(
-            f"e{i}", type_, "lms", "a", T0 + timedelta(days=day, hours=i % 24), props
-        )
+    for i, (type_, minute, props) in enumerate(history):
+        event = EventFacts(f"e{i}", type_, "lms", "a", T0 + timedelta(minutes=minute), props)
         effects += evaluate(RULES, state, event, PlayerFacts("p"))
     return state, effects
 
