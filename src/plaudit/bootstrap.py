@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from plaudit.domain.clock import Clock, utc_now
+from plaudit.services.badges import BadgeService
 from plaudit.services.events import EventLogService
 from plaudit.services.idempotency import IdempotencyService
 from plaudit.services.ingest import IngestService
@@ -33,6 +34,7 @@ class Container:
     scoring: ScoringService
     progress: ProgressService
     simulation: SimulationService
+    badges: BadgeService
     default_tenant: str = field(default="default")
 
     def readiness(self) -> dict[str, str]:
@@ -68,6 +70,7 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         scoring=ScoringService(db, clock, book),
         progress=ProgressService(db, clock, book),
         simulation=SimulationService(db, book, rulesets),
+        badges=BadgeService(db, clock, book),
         default_tenant=settings.default_tenant,
     )
 

@@ -12,7 +12,16 @@ from fastapi import FastAPI
 from plaudit import __version__
 from plaudit.api import problems
 from plaudit.api.middleware import BodyGuard
-from plaudit.api.routes import events, health, keys, players, rulesets, scoring, sources
+from plaudit.api.routes import (
+    badges,
+    events,
+    health,
+    keys,
+    players,
+    rulesets,
+    scoring,
+    sources,
+)
 from plaudit.api.schemas import EventIn
 from plaudit.bootstrap import Container
 
@@ -53,7 +62,7 @@ def create_app(
     )
     app.state.container = container
     problems.install(app)
-    for module in (health, events, players, sources, rulesets, scoring, keys):
+    for module in (health, events, players, sources, rulesets, scoring, badges, keys):
         app.include_router(module.router)
     app.add_middleware(BodyGuard, max_bytes=container.settings.api.max_body_bytes)
     _describe_raw_bodies(app)

@@ -266,9 +266,12 @@ class AwardOut(BaseModel):
     occurrence: int
     source: str
     event_id: str | None
+    evidence: dict[str, Any] | None = None
+    awarded_by: str | None = None
     awarded_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    revoked_reason: str | None = None
 
     @classmethod
     def of(cls, a: AwardRow) -> AwardOut:
@@ -280,9 +283,12 @@ class AwardOut(BaseModel):
             occurrence=a.occurrence,
             source=a.source,
             event_id=a.event_id,
+            evidence=dict(a.evidence) if a.evidence else None,
+            awarded_by=a.awarded_by,
             awarded_at=a.awarded_at,
             expires_at=a.expires_at,
             revoked_at=a.revoked_at,
+            revoked_reason=a.revoked_reason,
         )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from plaudit.domain.clock import Clock
@@ -60,12 +60,22 @@ class ProgressService:
         if live is None:
             return Standing(player.id, state.balances, None, current, [], None)
         version, rules = live
+        # A revoked award is not held, whatever the criteria say (rules do not re-award it).
+        held = {(a.badge_id, a.tier) for a in current}
+        progress = [
+            replace(
+                p,
+                earned=p.earned and any(b == p.badge_id for b, _ in held),
+                tiers_earned=tuple(t for t in p.tiers_earned if (p.badge_id, t) in held),
+            )
+            for p in badge_progress(rules, state, now, player.time_zone)
+        ]
         return Standing(
             player.id,
             state.balances,
             level_progress(rules, state),
             current,
-            badge_progress(rules, state, now, player.time_zone),
+            progress,
             (version.ruleset_id, version.version),
         )
 

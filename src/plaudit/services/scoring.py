@@ -20,6 +20,7 @@ from plaudit.services.rulesets import RuleBook
 from plaudit.store.ports import (
     AwardRow,
     Database,
+    IssuanceRow,
     LedgerRow,
     LevelUpRow,
     RuleErrorRow,
@@ -217,6 +218,21 @@ class ScoringService:
                     )
         uow.scoring.append_ledger(tenant_id, ledger, now)
         uow.scoring.add_awards(tenant_id, awards)
+        uow.badges.log(
+            tenant_id,
+            [
+                IssuanceRow(
+                    a.id,
+                    a.player_id,
+                    a.badge_id,
+                    "issued",
+                    f"ruleset:{a.ruleset_id}@{a.ruleset_version}",
+                    f"criteria met by event {a.event_id}" + (f" (tier {a.tier})" if a.tier else ""),
+                    a.awarded_at,
+                )
+                for a in awards
+            ],
+        )
         uow.scoring.add_level_ups(tenant_id, level_ups)
         uow.scoring.add_rule_errors(tenant_id, failures)
         uow.scoring.save_states(tenant_id, {pid: s.to_json() for pid, s in states.items()}, now)

@@ -251,6 +251,43 @@ class RuleErrorRow:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class BadgeClass:
+    id: str
+    name: str
+    description: str
+    image: str | None
+    narrative: str
+    tags: list[str]
+    alignment: list[dict[str, str]]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IssuanceRow:
+    award_id: str
+    player_id: str
+    badge_id: str
+    action: str  # issued | revoked
+    actor: str
+    reason: str
+    at: datetime
+
+
+class BadgeRepository(Protocol):
+    def classes(self, tenant_id: str) -> list[BadgeClass]: ...
+    def get_class(self, tenant_id: str, badge_id: str) -> BadgeClass | None: ...
+    def save_class(self, tenant_id: str, badge: BadgeClass) -> None: ...
+    def delete_class(self, tenant_id: str, badge_id: str, at: datetime) -> bool: ...
+    def get_award(self, tenant_id: str, award_id: str) -> AwardRow | None: ...
+    def revoke_award(self, tenant_id: str, award_id: str, at: datetime, reason: str) -> bool: ...
+    def log(self, tenant_id: str, rows: Sequence[IssuanceRow]) -> None: ...
+    def issuance(
+        self, tenant_id: str, badge_id: str | None, player_id: str | None, after_id: int, limit: int
+    ) -> list[tuple[int, IssuanceRow]]: ...
+
+
 class RuleSetRepository(Protocol):
     def add(self, record: RuleSetRecord) -> None: ...
     def get(self, tenant_id: str, ruleset_id: str) -> RuleSetRecord | None: ...
@@ -302,6 +339,7 @@ class ScoringRepository(Protocol):
 
 
 class UnitOfWork(Protocol):
+    badges: BadgeRepository
     rulesets: RuleSetRepository
     scoring: ScoringRepository
     tenants: TenantRepository

@@ -1,4 +1,4 @@
-"""What scoring produced: rule errors, and the awards of a badge."""
+"""What scoring produced: rule errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query
 
 from plaudit.api.deps import ContainerDep, Reader
-from plaudit.api.schemas import AwardOut, RuleErrorOut, RuleErrorPage
+from plaudit.api.schemas import RuleErrorOut, RuleErrorPage
 
 router = APIRouter(tags=["rules"])
 
@@ -43,11 +43,3 @@ async def rule_errors(
         ],
         next_cursor=page.next_cursor,
     )
-
-
-@router.get("/v1/badges/{badge_id}/awards", response_model=list[AwardOut])
-async def badge_awards(badge_id: str, principal: Reader, container: ContainerDep) -> list[AwardOut]:
-    awards = await anyio.to_thread.run_sync(
-        container.progress.awards, principal.tenant_id, badge_id
-    )
-    return [AwardOut.of(a) for a in awards]

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 
 from plaudit.store.ports import (
     ApiKeyRepository,
+    BadgeRepository,
     EventRepository,
     IdempotencyRepository,
     PlayerRepository,
@@ -21,6 +22,7 @@ from plaudit.store.ports import (
     SequenceRepository,
     TenantRepository,
 )
+from plaudit.store.sql.badges import SqlBadges
 from plaudit.store.sql.repositories import (
     SqlApiKeys,
     SqlEvents,
@@ -50,6 +52,7 @@ class SqlUnitOfWork:
         self.sequences: SequenceRepository = SqlSequences(conn)
         self.idempotency: IdempotencyRepository = SqlIdempotency(conn)
         self.rulesets: RuleSetRepository = SqlRuleSets(conn)
+        self.badges: BadgeRepository = SqlBadges(conn)
         self.scoring: ScoringRepository = SqlScoring(conn)
         self.committed = False
 

@@ -155,6 +155,26 @@ def _version(row: RowMapping) -> RuleSetVersion:
     )
 
 
+def award_row(r: RowMapping) -> AwardRow:
+    return AwardRow(
+        id=r["id"],
+        player_id=r["player_id"],
+        badge_id=r["badge_id"],
+        tier=r["tier"] or None,
+        occurrence=r["occurrence"],
+        source=r["source"],
+        awarded_at=r["awarded_at"],
+        expires_at=r["expires_at"],
+        event_id=r["event_id"],
+        ruleset_id=r["ruleset_id"],
+        ruleset_version=r["ruleset_version"],
+        evidence=r["evidence"],
+        awarded_by=r["awarded_by"],
+        revoked_at=r["revoked_at"],
+        revoked_reason=r["revoked_reason"],
+    )
+
+
 class SqlScoring:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -341,26 +361,7 @@ class SqlScoring:
         if badge_id is not None:
             stmt = stmt.where(c.badge_id == badge_id)
         rows = self.conn.execute(stmt.order_by(c.awarded_at, c.id)).mappings()
-        return [
-            AwardRow(
-                id=r["id"],
-                player_id=r["player_id"],
-                badge_id=r["badge_id"],
-                tier=r["tier"] or None,
-                occurrence=r["occurrence"],
-                source=r["source"],
-                awarded_at=r["awarded_at"],
-                expires_at=r["expires_at"],
-                event_id=r["event_id"],
-                ruleset_id=r["ruleset_id"],
-                ruleset_version=r["ruleset_version"],
-                evidence=r["evidence"],
-                awarded_by=r["awarded_by"],
-                revoked_at=r["revoked_at"],
-                revoked_reason=r["revoked_reason"],
-            )
-            for r in rows
-        ]
+        return [award_row(r) for r in rows]
 
     def add_level_ups(self, tenant_id: str, rows: Sequence[LevelUpRow]) -> None:
         if not rows:
@@ -440,6 +441,14 @@ class SqlScoring:
             return table.c.tenant_id == tenant_id if tenant_id is not None else true()
 
         self.conn.execute(delete(t.ledger).where(where(t.ledger), t.ledger.c.kind == "rule"))
+        rule_awards = select(t.badge_awards.c.id).where(
+            where(t.badge_awards), t.badge_awards.c.source == "rule"
+        )
+        self.conn.execute(
+            delete(t.issuance_log).where(
+                where(t.issuance_log), t.issuance_log.c.award_id.in_(rule_awards)
+            )
+        )
         self.conn.execute(
             delete(t.badge_awards).where(where(t.badge_awards), t.badge_awards.c.source == "rule")
         )

@@ -301,3 +301,40 @@ ruleset_epochs = Table(
     Column("ruleset_id", String(40), nullable=False),
     Column("version", Integer, nullable=False),
 )
+
+badge_classes = Table(
+    "badge_classes",
+    metadata,
+    # Badges managed through the API (awarded by hand); rule-set badges live in the rule set.
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("image", String(2000)),
+    Column("narrative", Text, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("alignment", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("deleted_at", UtcDateTime),
+)
+
+issuance_log = Table(
+    "issuance_log",
+    metadata,
+    # Append-only: every issue and revocation of a badge, by whom or by which rule, and why.
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("award_id", String(40), nullable=False),
+    Column("player_id", String(40), nullable=False),
+    Column("badge_id", String(64), nullable=False),
+    Column("action", String(16), nullable=False),  # issued | revoked
+    Column("actor", String(100), nullable=False),  # key_… or ruleset:rs_…@N
+    Column("reason", String(1000), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "badge_id", "id"),
+    Index(None, "tenant_id", "player_id", "id"),
+    sqlite_autoincrement=True,
+)
