@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from plaudit.domain.clock import Clock
 from plaudit.domain.events import StoredEvent
 from plaudit.domain.ids import new_id
+from plaudit.errors import Conflict, NotFound
 from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, adjust, evaluate
 from plaudit.rules.state import PlayerState
@@ -20,16 +22,25 @@ from plaudit.services.rulesets import RuleBook
 from plaudit.store.ports import (
     AwardRow,
     Database,
+    EventQuery,
     IssuanceRow,
     LedgerRow,
     LevelUpRow,
     RuleErrorRow,
+    RuleSetVersion,
     UnitOfWork,
 )
 
 log = logging.getLogger("plaudit.scoring")
 
 CURSOR = "scoring"
+
+
+@dataclass(frozen=True)
+class Retraction:
+    event_id: str
+    reversed: list[tuple[str, float]]  # (currency, amount taken back)
+    revoked_awards: list[str]
 
 
 @dataclass
@@ -88,6 +99,106 @@ class ScoringService:
                 )
             uow.commit()
 
+    def retract(self, tenant_id: str, event_id: str, reason: str, actor: str) -> Retraction:
+        """Reverse what an event caused. Policy: its ledger entries are reversed exactly
+        (other events' entries stay as they were); the player's criteria are re-evaluated
+        without it, and rule awards whose badge (or tier) no longer holds are revoked."""
+        now = self.clock()
+        with self.db.write() as uow:
+            event = uow.events.get(tenant_id, event_id)
+            if event is None:
+                raise NotFound(f"no event {event_id!r}")
+            if not uow.scoring.retract(tenant_id, event_id, reason, actor, now):
+                raise Conflict(f"event {event_id!r} was already retracted")
+            reversals = [
+                replace(
+                    entry,
+                    amount=-entry.amount,
+                    kind="retraction",
+                    rule_id=f"retract:{entry.rule_id}",
+                    reason=reason,
+                    actor=actor,
+                    occurred_at=now,
+                )
+                for entry in uow.scoring.event_ledger(tenant_id, event_id)
+            ]
+            uow.scoring.append_ledger(tenant_id, reversals, now)
+            raw = uow.scoring.states(tenant_id, [event.player_id]).get(event.player_id)
+            old = PlayerState.from_json(raw)
+            revoked: list[str] = []
+            if old.position >= event.position:  # already scored: re-evaluate without it
+                new = self._rebuild(uow, tenant_id, event.player_id, old.position)
+                new.balances = uow.scoring.balances(tenant_id, event.player_id)
+                revoked = self._revoke_lost(
+                    uow, tenant_id, event.player_id, old, new, event_id, now
+                )
+                uow.scoring.save_states(tenant_id, {event.player_id: new.to_json()}, now)
+            uow.commit()
+        return Retraction(event_id, [(r.currency, r.amount) for r in reversals], revoked)
+
+    def _rebuild(self, uow: UnitOfWork, tenant_id: str, player_id: str, upto: int) -> PlayerState:
+        epochs = self.book.epochs(uow, tenant_id)
+        player = uow.players.get(tenant_id, player_id)
+        facts = PlayerFacts(
+            player_id,
+            dict(player.attributes) if player else {},
+            player.time_zone if player else None,
+        )
+        state = PlayerState()
+        after = 0
+        while True:
+            events = uow.events.query(
+                tenant_id, EventQuery(player_ids=[player_id], after_position=after, limit=5000)
+            )
+            events = [e for e in events if e.position <= upto]
+            if not events:
+                break
+            retracted = uow.scoring.retracted(tenant_id, [e.id for e in events])
+            for e in events:
+                scored_by = epochs.for_position(e.position)
+                if e.id not in retracted and scored_by is not None:
+                    facts_e = EventFacts(
+                        e.id, e.type, e.source, e.actor, e.occurred_at, e.properties
+                    )
+                    try:
+                        evaluate(scored_by[1], state, facts_e, facts)
+                    except Exception:  # the same defect the scorer skipped
+                        log.exception("re-evaluating event %s failed", e.id)
+                state.position = e.position
+            after = events[-1].position
+        state.position = max(state.position, upto)
+        return state
+
+    @staticmethod
+    def _revoke_lost(
+        uow: UnitOfWork,
+        tenant_id: str,
+        player_id: str,
+        old: PlayerState,
+        new: PlayerState,
+        event_id: str,
+        at: datetime,
+    ) -> list[str]:
+        revoked = []
+        reason = f"criteria no longer hold after event {event_id} was retracted"
+        for award in uow.scoring.awards(tenant_id, player_id=player_id):
+            if award.source != "rule" or award.revoked_at is not None:
+                continue
+            holding = new.badges.get(award.badge_id)
+            lost = holding is None or (award.tier is not None and award.tier not in holding.tiers)
+            if lost and award.badge_id in old.badges:
+                uow.badges.revoke_award(tenant_id, award.id, at, reason)
+                uow.badges.log(
+                    tenant_id,
+                    [
+                        IssuanceRow(
+                            award.id, player_id, award.badge_id, "revoked", "retraction", reason, at
+                        )
+                    ],
+                )
+                revoked.append(award.id)
+        return revoked
+
     def score_pending(self, only_tenant: str | None = None) -> BatchOutcome:
         """Score the next batch of the log; an empty outcome means the log is caught up."""
         outcome = BatchOutcome()
@@ -113,16 +224,14 @@ class ScoringService:
         epochs = self.book.epochs(uow, tenant_id)
         if not epochs.epochs:
             return  # no rule set published yet: events stay in the log for a later backfill
+        retracted = uow.scoring.retracted(tenant_id, [e.id for e in events])
         player_ids = {e.player_id for e in events}
         players = uow.players.get_many(tenant_id, player_ids)
         states = {
             pid: PlayerState.from_json(raw)
             for pid, raw in uow.scoring.states(tenant_id, player_ids).items()
         }
-        ledger: list[LedgerRow] = []
-        awards: list[AwardRow] = []
-        level_ups: list[LevelUpRow] = []
-        failures: list[RuleErrorRow] = []
+        produced = _Produced()
         now = self.clock()
         for event in events:
             player = players.get(event.player_id)
@@ -134,6 +243,9 @@ class ScoringService:
             state = states.setdefault(event.player_id, PlayerState())
             if event.position <= state.position:
                 continue  # already applied: a redelivery
+            if event.id in retracted:
+                state.position = event.position
+                continue
             scored_by = epochs.for_position(event.position)
             if scored_by is None:
                 continue  # logged before the first rule set went live
@@ -162,60 +274,8 @@ class ScoringService:
                     self._poison[event.position] = f"{type(exc).__name__}: {exc}"
                     raise
             state.position = event.position
-            for effect in effects:
-                if isinstance(effect, PointsAwarded):
-                    ledger.append(
-                        LedgerRow(
-                            player_id=event.player_id,
-                            currency=effect.currency,
-                            amount=effect.amount,
-                            kind="rule",
-                            rule_id=effect.rule_id,
-                            occurred_at=event.occurred_at,
-                            ruleset_id=version.ruleset_id,
-                            ruleset_version=version.version,
-                            event_id=event.id,
-                        )
-                    )
-                elif isinstance(effect, BadgeAwarded):
-                    awards.append(
-                        AwardRow(
-                            id=new_id("awd"),
-                            player_id=event.player_id,
-                            badge_id=effect.badge_id,
-                            tier=effect.tier,
-                            occurrence=effect.occurrence,
-                            source="rule",
-                            awarded_at=effect.awarded_at,
-                            expires_at=effect.expires_at,
-                            event_id=event.id,
-                            ruleset_id=version.ruleset_id,
-                            ruleset_version=version.version,
-                        )
-                    )
-                elif isinstance(effect, LevelReached):
-                    level_ups.append(
-                        LevelUpRow(
-                            event.player_id,
-                            effect.currency,
-                            effect.index,
-                            effect.level,
-                            event.id,
-                            event.occurred_at,
-                        )
-                    )
-                elif isinstance(effect, RuleFailed):
-                    failures.append(
-                        RuleErrorRow(
-                            event.id,
-                            event.player_id,
-                            effect.rule_id,
-                            version.ruleset_id,
-                            version.version,
-                            effect.message,
-                            now,
-                        )
-                    )
+            produced.add(event, version, effects, now)
+        ledger, awards = produced.ledger, produced.awards
         uow.scoring.append_ledger(tenant_id, ledger, now)
         uow.scoring.add_awards(tenant_id, awards)
         uow.badges.log(
@@ -233,10 +293,78 @@ class ScoringService:
                 for a in awards
             ],
         )
-        uow.scoring.add_level_ups(tenant_id, level_ups)
-        uow.scoring.add_rule_errors(tenant_id, failures)
+        uow.scoring.add_level_ups(tenant_id, produced.level_ups)
+        uow.scoring.add_rule_errors(tenant_id, produced.failures)
         uow.scoring.save_states(tenant_id, {pid: s.to_json() for pid, s in states.items()}, now)
         outcome.points += len(ledger)
         outcome.badges += len(awards)
-        outcome.errors += len(failures)
+        outcome.errors += len(produced.failures)
         outcome.by_tenant[tenant_id] = len(events)
+
+
+@dataclass
+class _Produced:
+    """Rows to write for a batch's effects."""
+
+    ledger: list[LedgerRow] = field(default_factory=list)
+    awards: list[AwardRow] = field(default_factory=list)
+    level_ups: list[LevelUpRow] = field(default_factory=list)
+    failures: list[RuleErrorRow] = field(default_factory=list)
+
+    def add(
+        self, event: StoredEvent, version: RuleSetVersion, effects: list[Effect], now: datetime
+    ) -> None:
+        for effect in effects:
+            if isinstance(effect, PointsAwarded):
+                self.ledger.append(
+                    LedgerRow(
+                        player_id=event.player_id,
+                        currency=effect.currency,
+                        amount=effect.amount,
+                        kind="rule",
+                        rule_id=effect.rule_id,
+                        occurred_at=event.occurred_at,
+                        ruleset_id=version.ruleset_id,
+                        ruleset_version=version.version,
+                        event_id=event.id,
+                    )
+                )
+            elif isinstance(effect, BadgeAwarded):
+                self.awards.append(
+                    AwardRow(
+                        id=new_id("awd"),
+                        player_id=event.player_id,
+                        badge_id=effect.badge_id,
+                        tier=effect.tier,
+                        occurrence=effect.occurrence,
+                        source="rule",
+                        awarded_at=effect.awarded_at,
+                        expires_at=effect.expires_at,
+                        event_id=event.id,
+                        ruleset_id=version.ruleset_id,
+                        ruleset_version=version.version,
+                    )
+                )
+            elif isinstance(effect, LevelReached):
+                self.level_ups.append(
+                    LevelUpRow(
+                        event.player_id,
+                        effect.currency,
+                        effect.index,
+                        effect.level,
+                        event.id,
+                        event.occurred_at,
+                    )
+                )
+            elif isinstance(effect, RuleFailed):
+                self.failures.append(
+                    RuleErrorRow(
+                        event.id,
+                        event.player_id,
+                        effect.rule_id,
+                        version.ruleset_id,
+                        version.version,
+                        effect.message,
+                        now,
+                    )
+                )

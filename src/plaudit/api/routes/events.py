@@ -7,14 +7,14 @@ from typing import Annotated, Any
 import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Query, Request
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BaseModel, StringConstraints
 from starlette.responses import Response
 
-from plaudit.api.deps import ContainerDep, EventWriter, Reader
+from plaudit.api.deps import Admin, ContainerDep, EventWriter, Reader
 from plaudit.api.event_body import parse_events
 from plaudit.api.idempotency import IdempotentRoute
 from plaudit.api.problems import problem_response
-from plaudit.api.schemas import EventOut, EventPage, IngestReportOut, report_json
+from plaudit.api.schemas import EventOut, EventPage, IngestReportOut, Strict, report_json
 from plaudit.domain.events import Outcome
 from plaudit.errors import InvalidInput
 from plaudit.services.events import EventFilter
@@ -100,3 +100,36 @@ async def list_events(
 async def get_event(event_id: str, principal: Reader, container: ContainerDep) -> EventOut:
     event = await anyio.to_thread.run_sync(container.event_log.get, principal.tenant_id, event_id)
     return EventOut.of(event)
+
+
+class RetractIn(Strict):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
+class Reversal(BaseModel):
+    currency: str
+    amount: float
+
+
+class RetractionOut(BaseModel):
+    event_id: str
+    reversed: list[Reversal]
+    revoked_awards: list[str]
+
+
+@router.post(
+    "/{event_id}/retract",
+    response_model=RetractionOut,
+    summary="Reverse what an event caused (its points; badges that no longer hold)",
+)
+async def retract_event(
+    event_id: str, body: RetractIn, principal: Admin, container: ContainerDep
+) -> RetractionOut:
+    done = await anyio.to_thread.run_sync(
+        container.scoring.retract, principal.tenant_id, event_id, body.reason, principal.subject
+    )
+    return RetractionOut(
+        event_id=done.event_id,
+        reversed=[Reversal(currency=c, amount=a) for c, a in done.reversed],
+        revoked_awards=done.revoked_awards,
+    )

@@ -323,7 +323,7 @@ class SqlScoring:
             return 0
         c = t.badge_awards.c
         stmt = _insert(self.conn, t.badge_awards).on_conflict_do_nothing(
-            index_elements=[c.tenant_id, c.player_id, c.badge_id, c.tier, c.occurrence]
+            index_elements=[c.tenant_id, c.event_id, c.badge_id, c.tier, c.occurrence]
         )
         result = self.conn.execute(
             stmt,
@@ -436,11 +436,55 @@ class SqlScoring:
             for r in rows
         ]
 
+    def retract(self, tenant_id: str, event_id: str, reason: str, actor: str, at: datetime) -> bool:
+        c = t.event_retractions.c
+        result = self.conn.execute(
+            _insert(self.conn, t.event_retractions)
+            .values(tenant_id=tenant_id, event_id=event_id, reason=reason, actor=actor, at=at)
+            .on_conflict_do_nothing(index_elements=[c.tenant_id, c.event_id])
+        )
+        return result.rowcount == 1
+
+    def retracted(self, tenant_id: str, event_ids: Iterable[str]) -> set[str]:
+        c = t.event_retractions.c
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(event_ids))):
+            found.update(
+                self.conn.execute(
+                    select(c.event_id).where(c.tenant_id == tenant_id, c.event_id.in_(chunk))
+                ).scalars()
+            )
+        return found
+
+    def event_ledger(self, tenant_id: str, event_id: str) -> list[LedgerRow]:
+        c = t.ledger.c
+        rows = self.conn.execute(
+            select(t.ledger)
+            .where(c.tenant_id == tenant_id, c.event_id == event_id, c.kind == "rule")
+            .order_by(c.id)
+        ).mappings()
+        return [
+            LedgerRow(
+                player_id=r["player_id"],
+                currency=r["currency"],
+                amount=float(r["amount"]),
+                kind=r["kind"],
+                rule_id=r["rule_id"],
+                occurred_at=r["occurred_at"],
+                ruleset_id=r["ruleset_id"],
+                ruleset_version=r["ruleset_version"],
+                event_id=r["event_id"],
+            )
+            for r in rows
+        ]
+
     def forget_derived(self, tenant_id: str | None) -> None:
         def where(table: Any) -> Any:
             return table.c.tenant_id == tenant_id if tenant_id is not None else true()
 
-        self.conn.execute(delete(t.ledger).where(where(t.ledger), t.ledger.c.kind == "rule"))
+        self.conn.execute(
+            delete(t.ledger).where(where(t.ledger), t.ledger.c.kind.in_(["rule", "retraction"]))
+        )
         rule_awards = select(t.badge_awards.c.id).where(
             where(t.badge_awards), t.badge_awards.c.source == "rule"
         )

@@ -241,7 +241,9 @@ badge_awards = Table(
     Column("expires_at", UtcDateTime),
     Column("revoked_at", UtcDateTime),
     Column("revoked_reason", String(500)),
-    UniqueConstraint("tenant_id", "player_id", "badge_id", "tier", "occurrence"),
+    # A rule award is keyed by the event that earned it (manual awards have no event).
+    UniqueConstraint("tenant_id", "event_id", "badge_id", "tier", "occurrence"),
+    Index(None, "tenant_id", "player_id", "badge_id"),
     Index(None, "tenant_id", "badge_id", "awarded_at"),
 )
 
@@ -337,4 +339,15 @@ issuance_log = Table(
     Index(None, "tenant_id", "badge_id", "id"),
     Index(None, "tenant_id", "player_id", "id"),
     sqlite_autoincrement=True,
+)
+
+event_retractions = Table(
+    "event_retractions",
+    metadata,
+    # The log is append-only: a retraction is a fact about an event, not an edit of it.
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("event_id", String(40), primary_key=True),
+    Column("reason", String(1000), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
 )

@@ -52,17 +52,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_badge_awards")),
         sa.UniqueConstraint(
             "tenant_id",
-            "player_id",
+            "event_id",
             "badge_id",
             "tier",
             "occurrence",
-            name=op.f("uq_badge_awards_tenant_id_player_id_badge_id_tier_occurrence"),
+            name=op.f("uq_badge_awards_tenant_id_event_id_badge_id_tier_occurrence"),
         ),
     )
     with op.batch_alter_table("badge_awards", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_badge_awards_tenant_id_badge_id_awarded_at"),
             ["tenant_id", "badge_id", "awarded_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_badge_awards_tenant_id_player_id_badge_id"),
+            ["tenant_id", "player_id", "badge_id"],
             unique=False,
         )
 
@@ -248,6 +253,7 @@ def downgrade() -> None:
 
     op.drop_table("ledger")
     with op.batch_alter_table("badge_awards", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_badge_awards_tenant_id_player_id_badge_id"))
         batch_op.drop_index(batch_op.f("ix_badge_awards_tenant_id_badge_id_awarded_at"))
 
     op.drop_table("badge_awards")
