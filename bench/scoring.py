@@ -29,14 +29,16 @@ TYPES = [f"type{t}" for t in range(10)]
 
 
 def ruleset() -> str:
-    """50 points rules (5 per event type, each with a condition) and 10 badges."""
+    """50 points rules (5 per event type, one per band of the score, so one matches an event)
+    and 10 tiered badges."""
     lines = ["program: {time_zone: Europe/Paris}", "currencies: [xp, coins]", "rules:"]
     for t, type_ in enumerate(TYPES):
         for r in range(5):
             lines += [
                 f"  - id: r{t}-{r}",
                 f"    on: {type_}",
-                f"    when: event.properties.score >= {r * 20}",
+                f"    when: event.properties.score >= {r * 20}"
+                f" && event.properties.score < {r * 20 + 20}",
                 f'    award: {{xp: {r + 1}, coins: "event.properties.score / 10"}}',
             ]
             if r == 4:

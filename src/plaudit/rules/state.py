@@ -57,6 +57,7 @@ class PlayerState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> PlayerState:
+        """Takes ownership of ``data`` (freshly decoded JSON): nested values are not copied."""
         if not data:
             return cls()
         return cls(
@@ -65,6 +66,6 @@ class PlayerState:
             level=int(data.get("level", -1)),
             caps={k: dict(v) for k, v in data.get("caps", {}).items()},
             once={k: set(v) for k, v in data.get("once", {}).items()},
-            measures=copy.deepcopy(data.get("measures", {})),
+            measures=data.get("measures", {}),
             badges={k: BadgeHolding(**v) for k, v in data.get("badges", {}).items()},
         )
