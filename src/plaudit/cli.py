@@ -83,10 +83,11 @@ def serve(
         ScoringWorker(container.scoring).run,
     ]
     if demo:
-        from plaudit.services.demo import ensure_demo_rules, load_demo_program
+        from plaudit.services.demo import ensure_demo_badges, ensure_demo_rules, load_demo_program
 
         ensure_demo_rules(container.rulesets, container.default_tenant)
         count = load_demo_program(container.ingest, container.players, container.default_tenant)
+        ensure_demo_badges(container.badges, container.default_tenant)
         background.append(DemoFeed(container, demo_rate).run)
         out.print(
             f"[green]Demo program loaded[/]: {count} people; streaming {demo_rate:g} events/s"

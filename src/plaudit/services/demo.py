@@ -9,6 +9,7 @@ from plaudit.demo import DemoPerson, people
 from plaudit.domain.events import IncomingEvent
 from plaudit.domain.players import Identity
 from plaudit.errors import Conflict
+from plaudit.services.badges import BadgeService
 from plaudit.services.ingest import IngestService
 from plaudit.services.players import PlayerPatch, PlayerService
 from plaudit.services.rulesets import RuleSetService
@@ -68,3 +69,32 @@ def ensure_demo_rules(rulesets: RuleSetService, tenant_id: str) -> bool:
     view = rulesets.create(tenant_id, "Demo program", source)
     rulesets.publish(tenant_id, view.record.id, "demo", "the demo program")
     return True
+
+
+def ensure_demo_badges(
+    badges: BadgeService, tenant_id: str, team: list[DemoPerson] | None = None
+) -> None:
+    """A badge awarded by hand (with evidence), to show the issuance trail."""
+    team = team or people()
+    if any(v.badge.id == "mentor" for v in badges.all_of(tenant_id)):
+        return
+    badges.save(
+        tenant_id,
+        "mentor",
+        {
+            "name": "Mentor",
+            "description": "Coached a colleague through onboarding.",
+            "narrative": "Awarded by a manager, with the coaching notes as evidence.",
+            "tags": ["people"],
+            "alignment": [{"targetName": "Coaching", "targetFramework": "Company skills"}],
+        },
+        create=True,
+    )
+    badges.award(
+        tenant_id,
+        "mentor",
+        f"hris:{team[0].email}",
+        {"narrative": "Six onboarding sessions with a new hire."},
+        "coached a new colleague",
+        "demo",
+    )
