@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from plaudit.domain.clock import Clock, utc_now
+from plaudit.services.backfill import BackfillService
 from plaudit.services.badges import BadgeService
 from plaudit.services.events import EventLogService
 from plaudit.services.idempotency import IdempotencyService
@@ -35,6 +36,7 @@ class Container:
     progress: ProgressService
     simulation: SimulationService
     badges: BadgeService
+    backfill: BackfillService
     default_tenant: str = field(default="default")
 
     def readiness(self) -> dict[str, str]:
@@ -55,6 +57,7 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
     db = create_database(settings.resolved_database_url)
     book = RuleBook()
     rulesets = RuleSetService(db, clock, book)
+    scoring = ScoringService(db, clock, book)
     return Container(
         settings=settings,
         db=db,
@@ -67,10 +70,11 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
             db, clock, settings.idempotency.ttl, settings.idempotency.in_flight_timeout
         ),
         rulesets=rulesets,
-        scoring=ScoringService(db, clock, book),
+        scoring=scoring,
         progress=ProgressService(db, clock, book),
         simulation=SimulationService(db, book, rulesets),
         badges=BadgeService(db, clock, book),
+        backfill=BackfillService(db, clock, book, scoring),
         default_tenant=settings.default_tenant,
     )
 

@@ -13,6 +13,7 @@ from plaudit.api.deps import Admin, ContainerDep, Reader
 from plaudit.api.idempotency import IdempotentRoute
 from plaudit.api.schemas import Strict
 from plaudit.rules.model import json_schema
+from plaudit.services.backfill import BackfillReport
 from plaudit.services.rulesets import RuleSetView, Validation
 
 router = APIRouter(prefix="/v1/rulesets", tags=["rules"], route_class=IdempotentRoute)
@@ -31,6 +32,31 @@ class DraftUpdate(Strict):
 
 class PublishIn(Strict):
     note: Annotated[str, Field(max_length=500)] = ""
+    backfill: bool = Field(
+        default=False,
+        description="Apply the new version to past events: gains at once, losses held for "
+        "confirmation (POST /v1/backfills/{id}/confirm)",
+    )
+
+
+class BackfillOut(BaseModel):
+    id: str
+    ruleset_id: str
+    version: int
+    status: str
+    applied: dict[str, Any]
+    pending: dict[str, Any]
+
+    @classmethod
+    def of(cls, r: BackfillReport) -> BackfillOut:
+        return cls(
+            id=r.id,
+            ruleset_id=r.ruleset_id,
+            version=r.version,
+            status=r.status,
+            applied=r.applied,
+            pending=r.pending,
+        )
 
 
 class RollbackIn(Strict):
@@ -67,6 +93,7 @@ class VersionOut(BaseModel):
     published_by: str
     note: str
     source: str | None = None
+    backfill: BackfillOut | None = None
 
 
 class RuleSetOut(BaseModel):
@@ -171,12 +198,40 @@ async def publish(
         principal.subject,
         body.note if body else "",
     )
+    report = None
+    if body is not None and body.backfill:
+        report = await anyio.to_thread.run_sync(
+            container.backfill.backfill, principal.tenant_id, version, principal.subject
+        )
     return VersionOut(
         version=version.version,
         published_at=version.published_at,
         published_by=version.published_by,
         note=version.note,
+        backfill=BackfillOut.of(report) if report else None,
     )
+
+
+@router.get("/backfills/{backfill_id}", response_model=BackfillOut, summary="A backfill's report")
+async def get_backfill(backfill_id: str, principal: Reader, container: ContainerDep) -> BackfillOut:
+    report = await anyio.to_thread.run_sync(
+        container.backfill.get, principal.tenant_id, backfill_id
+    )
+    return BackfillOut.of(report)
+
+
+@router.post(
+    "/backfills/{backfill_id}/confirm",
+    response_model=BackfillOut,
+    summary="Apply the losses a backfill held back (revocations, points taken back)",
+)
+async def confirm_backfill(
+    backfill_id: str, principal: Admin, container: ContainerDep
+) -> BackfillOut:
+    report = await anyio.to_thread.run_sync(
+        container.backfill.confirm, principal.tenant_id, backfill_id, principal.subject
+    )
+    return BackfillOut.of(report)
 
 
 @router.post(

@@ -412,7 +412,7 @@ class SqlScoring:
 
     def adjusted_tenants(self, tenant_id: str | None) -> list[str]:
         c = t.ledger.c
-        stmt = select(c.tenant_id).where(c.kind == "adjustment").distinct()
+        stmt = select(c.tenant_id).where(c.kind.in_(["adjustment", "backfill"])).distinct()
         if tenant_id is not None:
             stmt = stmt.where(c.tenant_id == tenant_id)
         return sorted(self.conn.execute(stmt).scalars())
@@ -420,7 +420,9 @@ class SqlScoring:
     def adjustments(self, tenant_id: str) -> list[LedgerRow]:
         c = t.ledger.c
         rows = self.conn.execute(
-            select(t.ledger).where(c.tenant_id == tenant_id, c.kind == "adjustment").order_by(c.id)
+            select(t.ledger)
+            .where(c.tenant_id == tenant_id, c.kind.in_(["adjustment", "backfill"]))
+            .order_by(c.id)
         ).mappings()
         return [
             LedgerRow(
@@ -477,6 +479,33 @@ class SqlScoring:
             )
             for r in rows
         ]
+
+    def derived_totals(self, tenant_id: str) -> dict[tuple[str, str], float]:
+        c = t.ledger.c
+        rows = self.conn.execute(
+            select(c.player_id, c.currency, func.sum(c.amount))
+            .where(c.tenant_id == tenant_id, c.kind != "adjustment")
+            .group_by(c.player_id, c.currency)
+        )
+        return {(p, cur): round(float(total), 4) for p, cur, total in rows}
+
+    def save_backfill(self, tenant_id: str, record: Mapping[str, Any]) -> None:
+        c = t.backfills.c
+        values = {k: v for k, v in record.items() if k not in ("id", "tenant_id")}
+        changed = self.conn.execute(
+            update(t.backfills)
+            .where(c.tenant_id == tenant_id, c.id == record["id"])
+            .values(**values)
+        )
+        if changed.rowcount == 0:
+            self.conn.execute(t.backfills.insert().values(tenant_id=tenant_id, **record))
+
+    def backfill(self, tenant_id: str, backfill_id: str) -> dict[str, Any] | None:
+        c = t.backfills.c
+        row = self.conn.execute(
+            select(t.backfills).where(c.tenant_id == tenant_id, c.id == backfill_id)
+        ).first()
+        return dict(row._mapping) if row else None
 
     def forget_derived(self, tenant_id: str | None) -> None:
         def where(table: Any) -> Any:

@@ -351,3 +351,20 @@ event_retractions = Table(
     Column("actor", String(100), nullable=False),
     Column("at", UtcDateTime, nullable=False),
 )
+
+backfills = Table(
+    "backfills",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("ruleset_id", String(40), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("applied", JSON, nullable=False),  # what was awarded at once
+    Column("pending", JSON, nullable=False),  # losses held for an admin to confirm
+    Column("status", String(16), nullable=False),  # pending | confirmed | nothing-pending
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("confirmed_at", UtcDateTime),
+    Column("confirmed_by", String(100)),
+    Index(None, "tenant_id", "created_at"),
+)
