@@ -71,6 +71,8 @@ class CompiledBadge:
     badge: Badge
     leaves: list[MeasuredCriterion]
     by_key: dict[str, MeasuredCriterion]
+    uses_points: bool = False  # re-check when a balance moves
+    uses_badges: bool = False  # re-check when another badge is awarded
 
 
 @dataclass(eq=False)
@@ -134,7 +136,11 @@ def compile_ruleset(doc: RuleSet) -> CompiledRuleSet:
         leaves: list[MeasuredCriterion] = []
         _leaves(c, badge.id, f"badges[{i}].criteria", badge.criteria, badge.id, leaves, currencies)
         compiled_badges[badge.id] = CompiledBadge(
-            badge, leaves, {leaf.key: leaf for leaf in leaves}
+            badge,
+            leaves,
+            {leaf.key: leaf for leaf in leaves},
+            uses_points=uses(badge.criteria, Points),
+            uses_badges=uses(badge.criteria, HasBadge),
         )
     order = _dependency_order(c, doc.badges)
 
@@ -241,6 +247,17 @@ def _leaves(
         assert isinstance(criterion, First)
         spec = criterion.first
     out.append(MeasuredCriterion(key, criterion, c.matcher(owner, path, spec), value))
+
+
+def uses(criterion: Criterion, kind: type) -> bool:
+    """Whether a criterion is, or combines, a criterion of ``kind``."""
+    if isinstance(criterion, kind):
+        return True
+    if isinstance(criterion, All):
+        return any(uses(c, kind) for c in criterion.all)
+    if isinstance(criterion, Any_):
+        return any(uses(c, kind) for c in criterion.any)
+    return False
 
 
 def _references(criterion: Criterion) -> list[str]:

@@ -122,7 +122,8 @@ def evaluate(
     effects: list[Effect] = []
     for rule in rules.points_by_type.get(event.type, ()):
         effects.extend(_apply_points_rule(ctx, rule, state))
-    if any(isinstance(e, PointsAwarded) for e in effects):
+    points_changed = any(isinstance(e, PointsAwarded) for e in effects)
+    if points_changed:
         effects.extend(_levels(rules, state))
     touched: set[str] = set()
     for badge, leaf in rules.leaves_by_type.get(event.type, ()):
@@ -132,13 +133,12 @@ def evaluate(
                 touched.add(badge.badge.id)
         except EvaluationError as exc:
             effects.append(RuleFailed(f"badge:{badge.badge.id}", str(exc)))
-    points_changed = any(isinstance(e, PointsAwarded) for e in effects)
     awarded_any = False
     for badge in rules.badges:
         relevant = (
             badge.badge.id in touched
-            or (points_changed and _uses(badge.badge.criteria, Points))
-            or (awarded_any and _uses(badge.badge.criteria, HasBadge))
+            or (points_changed and badge.uses_points)
+            or (awarded_any and badge.uses_badges)
         )
         if relevant:
             awards = _award(ctx, badge, state)
@@ -371,16 +371,6 @@ def _streak(units: list[int], unit: int, freezes: int, best: bool) -> int:
 # --- awarding ----------------------------------------------------------------------------
 
 
-def _uses(criterion: Criterion, kind: type) -> bool:
-    if isinstance(criterion, kind):
-        return True
-    if isinstance(criterion, All):
-        return any(_uses(c, kind) for c in criterion.all)
-    if isinstance(criterion, Any_):
-        return any(_uses(c, kind) for c in criterion.any)
-    return False
-
-
 def holds_badge(state: PlayerState, badge_id: str, at: datetime) -> bool:
     holding = state.badges.get(badge_id)
     return holding is not None and holding.count > 0 and not _expired(holding, at)
@@ -495,9 +485,7 @@ def adjust(
     )
     awarded_any = False
     for badge in rules.badges:
-        if _uses(badge.badge.criteria, Points) or (
-            awarded_any and _uses(badge.badge.criteria, HasBadge)
-        ):
+        if badge.uses_points or (awarded_any and badge.uses_badges):
             awards = _award(ctx, badge, state)
             awarded_any = awarded_any or bool(awards)
             effects.extend(awards)
