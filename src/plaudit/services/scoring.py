@@ -202,6 +202,20 @@ class ScoringService:
     def score_pending(self, only_tenant: str | None = None) -> BatchOutcome:
         """Score the next batch of the log; an empty outcome means the log is caught up."""
         outcome = BatchOutcome()
+        # Look before taking the write lock: an idle or rule-less log costs ingestion nothing.
+        with self.db.read() as uow:
+            position = uow.scoring.cursor(CURSOR)
+            last = uow.events.last_position()
+            scored_tenants = uow.rulesets.tenants_with_epochs()
+        if last <= position:
+            return outcome
+        if not scored_tenants:
+            with self.db.write() as uow:  # nothing can score these events: move past them
+                if uow.scoring.cursor(CURSOR) < last:
+                    uow.scoring.set_cursor(CURSOR, last)
+                    uow.commit()
+            outcome.events = last - position
+            return outcome
         with self.db.write() as uow:
             position = uow.scoring.cursor(CURSOR)
             events = uow.events.after(position, self.batch_size)

@@ -301,6 +301,10 @@ class RuleSetRepository(Protocol):
         """Make ``live`` the tenant's rule set, for events after ``from_position``."""
         ...
 
+    def tenants_with_epochs(self) -> set[str]:
+        """Tenants that have published a rule set (whose events get scored)."""
+        ...
+
     def epochs(self, tenant_id: str) -> list[tuple[int, str, int]]:
         """(from_position, ruleset_id, version), oldest first."""
         ...

@@ -103,6 +103,9 @@ class SqlRuleSets:
         row = self.conn.execute(select(t.live_rulesets).where(c.tenant_id == tenant_id)).first()
         return LiveRuleSet(row.ruleset_id, row.version, row.since) if row else None
 
+    def tenants_with_epochs(self) -> set[str]:
+        return set(self.conn.execute(select(t.ruleset_epochs.c.tenant_id).distinct()).scalars())
+
     def epochs(self, tenant_id: str) -> list[tuple[int, str, int]]:
         c = t.ruleset_epochs.c
         rows = self.conn.execute(
