@@ -65,6 +65,14 @@ class EventLogService:
         events = events[:limit]
         return Page(events, encode_cursor(str(events[-1].position)) if more else None)
 
+    def index_players(self, limit: int = 20_000) -> int:
+        """Extend the by-player index of the log by up to ``limit`` events (a worker's job)."""
+        with self.db.write() as uow:
+            count = uow.events.index_players(limit)
+            if count:
+                uow.commit()
+        return count
+
     def get(self, tenant_id: str, event_id: str) -> StoredEvent:
         with self.db.read() as uow:
             event = uow.events.get(tenant_id, event_id)

@@ -1,4 +1,5 @@
-"""Housekeeping that runs beside the API: expired Idempotency-Keys are purged hourly."""
+"""Housekeeping that runs beside the API: the by-player index of the log, kept in large
+batches off the ingest path; expired Idempotency-Keys, purged hourly."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import timedelta
 import anyio
 import anyio.to_thread
 
+from plaudit.services.events import EventLogService
 from plaudit.services.idempotency import IdempotencyService
 
 log = logging.getLogger("plaudit.maintenance")
@@ -27,3 +29,22 @@ class IdempotencyJanitor:
             except Exception:  # housekeeping must never take the server down
                 log.exception("idempotency purge failed")
             await anyio.sleep(self.every.total_seconds())
+
+
+class PlayerIndexer:
+    """Keeps player_events up with the log. Waits while the log is quiet or the index is
+    close behind: large batches write each index page once for many events."""
+
+    def __init__(self, log_service: EventLogService, idle: float = 1.0) -> None:
+        self.log_service = log_service
+        self.idle = idle
+
+    async def run(self) -> None:
+        while True:
+            try:
+                count = await anyio.to_thread.run_sync(self.log_service.index_players)
+            except Exception:  # reads fall back to scanning the tail; never fatal
+                log.exception("indexing the log by player failed")
+                count = 0
+            if count < 5_000:
+                await anyio.sleep(self.idle)

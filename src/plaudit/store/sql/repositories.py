@@ -8,7 +8,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Insert, RowMapping, Table, and_, delete, func, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    RowMapping,
+    Table,
+    and_,
+    delete,
+    func,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from plaudit.domain.auth import Scope
@@ -23,6 +34,8 @@ from plaudit.store.ports import (
     Tenant,
 )
 from plaudit.store.sql import tables as t
+
+PLAYER_INDEX = "player-index"  # cursor: how far player_events covers the log
 
 # SQLite allows 32,766 bound parameters per statement; stay well below for IN lists.
 _IN_CHUNK = 900
@@ -426,8 +439,6 @@ class SqlEvents:
     def query(self, tenant_id: str, query: EventQuery) -> list[StoredEvent]:
         c = t.events.c
         conditions = [c.tenant_id == tenant_id, c.position > query.after_position]
-        if query.player_ids:
-            conditions.append(c.player_id.in_(list(query.player_ids)))
         if query.source is not None:
             conditions.append(c.source == query.source)
         if query.type is not None:
@@ -436,17 +447,81 @@ class SqlEvents:
             conditions.append(c.occurred_at >= query.occurred_from)
         if query.occurred_until is not None:
             conditions.append(c.occurred_at < query.occurred_until)
-        stmt = select(t.events).where(and_(*conditions)).order_by(c.position).limit(query.limit)
-        return [_event(r) for r in self.conn.execute(stmt).mappings()]
+        if not query.player_ids:
+            plain = select(t.events).where(and_(*conditions)).order_by(c.position)
+            return [_event(r) for r in self.conn.execute(plain.limit(query.limit)).mappings()]
+        # By player: through player_events up to where it is kept, then the short tail of
+        # the log after it (so a query sees every committed event, indexed or not yet).
+        players = list(query.player_ids)
+        upto = self._indexed_upto()
+        pe = t.player_events.c
+        indexed = (
+            select(t.events)
+            .join(t.player_events, pe.position == c.position)
+            .where(pe.tenant_id == tenant_id, pe.player_id.in_(players), pe.position <= upto)
+            .where(*conditions)
+        )
+        tail = select(t.events).where(c.position > upto, c.player_id.in_(players), *conditions)
+        both = union_all(indexed, tail).order_by("position").limit(query.limit)
+        return [_event(r) for r in self.conn.execute(both).mappings()]
+
+    def _indexed_upto(self) -> int:
+        value = self.conn.execute(
+            select(t.cursors.c.position).where(t.cursors.c.name == PLAYER_INDEX)
+        ).scalar()
+        return int(value or 0)
+
+    def index_players(self, limit: int) -> int:
+        """Extend player_events over the next ``limit`` events of the log; how many."""
+        upto = self._indexed_upto()
+        c = t.events.c
+        rows = self.conn.execute(
+            select(c.tenant_id, c.player_id, c.position)
+            .where(c.position > upto)
+            .order_by(c.position)
+            .limit(limit)
+        ).all()
+        if not rows:
+            return 0
+        # Sorted by key: the B-tree is written page by page rather than at random.
+        entries = sorted((tenant, player, position) for tenant, player, position in rows)
+        pe = t.player_events.c
+        self.conn.execute(
+            _insert(self.conn, t.player_events).on_conflict_do_nothing(
+                index_elements=[pe.tenant_id, pe.player_id, pe.position]
+            ),
+            [{"tenant_id": a, "player_id": b, "position": p} for a, b, p in entries],
+        )
+        last = rows[-1][2]
+        stmt = _insert(self.conn, t.cursors).values(name=PLAYER_INDEX, position=last)
+        self.conn.execute(
+            stmt.on_conflict_do_update(index_elements=[t.cursors.c.name], set_={"position": last})
+        )
+        return len(rows)
 
     def reassign_player(self, tenant_id: str, from_player: str, to_player: str) -> int:
         c = t.events.c
-        result = self.conn.execute(
+        pe = t.player_events.c
+        upto = self._indexed_upto()
+        positions = select(pe.position).where(
+            pe.tenant_id == tenant_id, pe.player_id == from_player
+        )
+        moved = self.conn.execute(
             update(t.events)
-            .where(c.tenant_id == tenant_id, c.player_id == from_player)
+            .where(c.tenant_id == tenant_id, c.position.in_(positions))
+            .values(player_id=to_player)
+        ).rowcount
+        moved += self.conn.execute(
+            update(t.events)
+            .where(c.tenant_id == tenant_id, c.position > upto, c.player_id == from_player)
+            .values(player_id=to_player)
+        ).rowcount
+        self.conn.execute(
+            update(t.player_events)
+            .where(pe.tenant_id == tenant_id, pe.player_id == from_player)
             .values(player_id=to_player)
         )
-        return result.rowcount
+        return int(moved)
 
     def sources(self, tenant_id: str) -> list[tuple[str, int]]:
         c = t.events.c

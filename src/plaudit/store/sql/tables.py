@@ -134,7 +134,6 @@ events = Table(
     Column("properties", JSON, nullable=False),
     Column("sequence", BigInteger),
     UniqueConstraint("tenant_id", "source", "key"),
-    Index(None, "tenant_id", "player_id", "position"),
     Index(None, "tenant_id", "type", "position"),
     Index(None, "tenant_id", "occurred_at"),
     sqlite_autoincrement=True,
@@ -367,4 +366,17 @@ backfills = Table(
     Column("confirmed_at", UtcDateTime),
     Column("confirmed_by", String(100)),
     Index(None, "tenant_id", "created_at"),
+)
+
+player_events = Table(
+    "player_events",
+    metadata,
+    # Which log positions belong to which player. Kept by the workers, in large batches, off
+    # the ingest path: an index on events(player_id) is written at random places (players
+    # are random), and maintaining it on every ingest cost more than the rest of the insert.
+    # Reads by player use it up to the "player-index" cursor and scan the short tail after.
+    Column("tenant_id", String(64), primary_key=True),
+    Column("player_id", String(40), primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    sqlite_with_rowid=False,
 )
