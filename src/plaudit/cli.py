@@ -60,7 +60,7 @@ def serve(
     demo: Annotated[
         bool, typer.Option(help="Load the demo program and stream demo events")
     ] = False,
-    demo_rate: Annotated[float, typer.Option(help="Demo events per second")] = 2.0,
+    demo_rate: Annotated[float, typer.Option(help="Demo events per second")] = 5.0,
     access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
 ) -> None:
     """Run the API (embedded mode: SQLite, in-process workers)."""
@@ -102,10 +102,10 @@ def serve(
             f"[bold yellow]Admin API key (shown once, store it now):[/] {created.secret}",
             soft_wrap=True,
         )
-        out.print(
-            f"Try: curl -H 'Authorization: Bearer {created.secret}' {url}/v1/events?limit=5",
-            soft_wrap=True,
-        )
+        auth = f"-H 'Authorization: Bearer {created.secret}'"
+        out.print(f"Try: curl {auth} '{url}/v1/events?limit=5'", soft_wrap=True)
+        if demo:
+            out.print(f"     curl {auth} '{url}/v1/players/lms:ada0@example.com'", soft_wrap=True)
     else:
         out.print("Admin key: created on first start; make another with `plaudit keys create`.")
     sys.stdout.flush()
