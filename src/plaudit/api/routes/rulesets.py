@@ -15,6 +15,7 @@ from plaudit.api.schemas import Strict
 from plaudit.rules.model import json_schema
 from plaudit.services.backfill import BackfillReport
 from plaudit.services.rulesets import RuleSetView, Validation
+from plaudit.store.ports import RuleSetVersion
 
 router = APIRouter(prefix="/v1/rulesets", tags=["rules"], route_class=IdempotentRoute)
 
@@ -95,6 +96,16 @@ class VersionOut(BaseModel):
     source: str | None = None
     backfill: BackfillOut | None = None
 
+    @classmethod
+    def of(cls, v: RuleSetVersion, with_source: bool = False) -> VersionOut:
+        return cls(
+            version=v.version,
+            published_at=v.published_at,
+            published_by=v.published_by,
+            note=v.note,
+            source=v.source if with_source else None,
+        )
+
 
 class RuleSetOut(BaseModel):
     id: str
@@ -115,15 +126,7 @@ class RuleSetOut(BaseModel):
             draft=r.draft,
             created_at=r.created_at,
             updated_at=r.updated_at,
-            versions=[
-                VersionOut(
-                    version=v.version,
-                    published_at=v.published_at,
-                    published_by=v.published_by,
-                    note=v.note,
-                )
-                for v in view.versions
-            ],
+            versions=[VersionOut.of(v) for v in view.versions],
             live_version=live,
         )
 
@@ -203,13 +206,9 @@ async def publish(
         report = await anyio.to_thread.run_sync(
             container.backfill.backfill, principal.tenant_id, version, principal.subject
         )
-    return VersionOut(
-        version=version.version,
-        published_at=version.published_at,
-        published_by=version.published_by,
-        note=version.note,
-        backfill=BackfillOut.of(report) if report else None,
-    )
+    out = VersionOut.of(version)
+    out.backfill = BackfillOut.of(report) if report else None
+    return out
 
 
 @router.get("/backfills/{backfill_id}", response_model=BackfillOut, summary="A backfill's report")
@@ -250,12 +249,7 @@ async def rollback(
         body.version,
         principal.subject,
     )
-    return VersionOut(
-        version=version.version,
-        published_at=version.published_at,
-        published_by=version.published_by,
-        note=version.note,
-    )
+    return VersionOut.of(version)
 
 
 @router.get("/{ruleset_id}/versions/{version}", response_model=VersionOut)
@@ -265,13 +259,7 @@ async def get_version(
     found = await anyio.to_thread.run_sync(
         container.rulesets.version, principal.tenant_id, ruleset_id, version
     )
-    return VersionOut(
-        version=found.version,
-        published_at=found.published_at,
-        published_by=found.published_by,
-        note=found.note,
-        source=found.source,
-    )
+    return VersionOut.of(found, with_source=True)
 
 
 @router.get("/{ruleset_id}/diff", response_model=DiffOut, summary="What changed between versions")

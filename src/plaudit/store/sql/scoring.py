@@ -158,6 +158,22 @@ def _version(row: RowMapping) -> RuleSetVersion:
     )
 
 
+def ledger_row(r: RowMapping) -> LedgerRow:
+    return LedgerRow(
+        player_id=r["player_id"],
+        currency=r["currency"],
+        amount=float(r["amount"]),
+        kind=r["kind"],
+        rule_id=r["rule_id"],
+        occurred_at=r["occurred_at"],
+        ruleset_id=r["ruleset_id"],
+        ruleset_version=r["ruleset_version"],
+        event_id=r["event_id"],
+        reason=r["reason"],
+        actor=r["actor"],
+    )
+
+
 def award_row(r: RowMapping) -> AwardRow:
     return AwardRow(
         id=r["id"],
@@ -291,26 +307,7 @@ class SqlScoring:
             .order_by(c.id)
             .limit(limit)
         ).mappings()
-        return [
-            LedgerEntry(
-                id=r["id"],
-                row=LedgerRow(
-                    player_id=r["player_id"],
-                    currency=r["currency"],
-                    amount=float(r["amount"]),
-                    kind=r["kind"],
-                    rule_id=r["rule_id"],
-                    occurred_at=r["occurred_at"],
-                    ruleset_id=r["ruleset_id"],
-                    ruleset_version=r["ruleset_version"],
-                    event_id=r["event_id"],
-                    reason=r["reason"],
-                    actor=r["actor"],
-                ),
-                recorded_at=r["recorded_at"],
-            )
-            for r in rows
-        ]
+        return [LedgerEntry(r["id"], ledger_row(r), r["recorded_at"]) for r in rows]
 
     def balances(self, tenant_id: str, player_id: str) -> dict[str, float]:
         c = t.ledger.c
@@ -427,19 +424,7 @@ class SqlScoring:
             .where(c.tenant_id == tenant_id, c.kind.in_(["adjustment", "backfill"]))
             .order_by(c.id)
         ).mappings()
-        return [
-            LedgerRow(
-                player_id=r["player_id"],
-                currency=r["currency"],
-                amount=float(r["amount"]),
-                kind=r["kind"],
-                rule_id=r["rule_id"],
-                occurred_at=r["occurred_at"],
-                reason=r["reason"],
-                actor=r["actor"],
-            )
-            for r in rows
-        ]
+        return [ledger_row(r) for r in rows]
 
     def retract(self, tenant_id: str, event_id: str, reason: str, actor: str, at: datetime) -> bool:
         c = t.event_retractions.c
@@ -468,20 +453,7 @@ class SqlScoring:
             .where(c.tenant_id == tenant_id, c.event_id == event_id, c.kind == "rule")
             .order_by(c.id)
         ).mappings()
-        return [
-            LedgerRow(
-                player_id=r["player_id"],
-                currency=r["currency"],
-                amount=float(r["amount"]),
-                kind=r["kind"],
-                rule_id=r["rule_id"],
-                occurred_at=r["occurred_at"],
-                ruleset_id=r["ruleset_id"],
-                ruleset_version=r["ruleset_version"],
-                event_id=r["event_id"],
-            )
-            for r in rows
-        ]
+        return [ledger_row(r) for r in rows]
 
     def derived_totals(self, tenant_id: str) -> dict[tuple[str, str], float]:
         c = t.ledger.c
