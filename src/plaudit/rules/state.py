@@ -8,7 +8,6 @@ Distinct criteria keep lists of distinct values in place of numbers.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,9 +39,6 @@ class PlayerState:
     once: dict[str, set[str]] = field(default_factory=dict)
     measures: dict[str, dict[str, Any]] = field(default_factory=dict)
     badges: dict[str, BadgeHolding] = field(default_factory=dict)
-
-    def copy(self) -> PlayerState:
-        return copy.deepcopy(self)
 
     def to_json(self) -> dict[str, Any]:
         return {
