@@ -181,12 +181,14 @@ def demo(
     if api_key is None:
         from plaudit.bootstrap import prepare_embedded
         from plaudit.domain.auth import Scope
-        from plaudit.services.demo import load_demo_program
+        from plaudit.services.demo import ensure_demo_badges, ensure_demo_rules, load_demo_program
 
         container = _container()
         try:
             prepare_embedded(container)
+            ensure_demo_rules(container.rulesets, container.default_tenant)
             load_demo_program(container.ingest, container.players, container.default_tenant)
+            ensure_demo_badges(container.badges, container.default_tenant)
             api_key = container.tenancy.create_key(
                 container.default_tenant, "demo", frozenset({Scope.EVENTS_WRITE})
             ).secret
