@@ -64,7 +64,7 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         clock=clock,
         tenancy=TenancyService(db, clock),
         ingest=IngestService(db, clock, settings.ingest.max_future_skew),
-        players=PlayerService(db, clock),
+        players=PlayerService(db, clock, on_merge=scoring.absorb),
         event_log=EventLogService(db),
         idempotency=IdempotencyService(
             db, clock, settings.idempotency.ttl, settings.idempotency.in_flight_timeout

@@ -228,3 +228,32 @@ async def test_a_draft_is_simulated_against_the_live_version_without_writing(
         json={"occurred_from": "2026-05-02T00:00:00Z", "occurred_until": "2026-05-03T00:00:00Z"},
     )
     assert window.json()["events"] == 0
+
+
+async def test_merging_players_merges_their_scores(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    await _publish(client)
+    await client.post(
+        "/v1/events",
+        json=[
+            event("1", actor="ann"),
+            event("2", source="crm", actor="A-1", type="lesson.completed"),
+        ],
+    )
+    container.scoring.score_pending()
+    merged = await client.post("/v1/players/lms:ann/merge", json={"player": "crm:A-1"})
+    assert merged.status_code == 200, merged.text
+    standing = (await client.get("/v1/players/lms:ann")).json()["standing"]
+    assert standing["balances"] == {"xp": 20.0}
+    # Two lessons between them: the merged player now holds the scholar badge's count.
+    scholar = next(p for p in standing["progress"] if p["badge_id"] == "scholar")
+    assert scholar["current"] == 2.0
+    assert scholar["earned"] is True
+    assert [b["badge_id"] for b in standing["badges"]] == ["scholar"]
+    await client.post("/v1/events", json=[event("3", source="crm", actor="A-1")])
+    container.scoring.score_pending()
+    after = (await client.get("/v1/players/lms:ann")).json()["standing"]
+    assert after["balances"] == {"xp": 30.0}
+    ledger = (await client.get("/v1/players/lms:ann/ledger")).json()["items"]
+    assert len(ledger) == 3

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -72,10 +72,16 @@ def check_time_zone(name: str) -> None:
         ) from None
 
 
+MergeHook = Callable[[UnitOfWork, str, str, str], None]
+"""(uow, tenant, survivor id, absorbed id): what else a merge must carry over, in its
+transaction (the scores: wired in bootstrap, so that players need not know scoring)."""
+
+
 class PlayerService:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, on_merge: MergeHook | None = None) -> None:
         self.db = db
         self.clock = clock
+        self.on_merge = on_merge
 
     def get(self, tenant_id: str, ref: str) -> PlayerView:
         with self.db.read() as uow:
@@ -147,6 +153,8 @@ class PlayerService:
             uow.players.update(updated)
             uow.players.update(replace(absorbed, merged_into=survivor.id, updated_at=now))
             uow.players.record_merge(tenant_id, absorbed.id, survivor.id, now)
+            if self.on_merge is not None:
+                self.on_merge(uow, tenant_id, survivor.id, absorbed.id)
             identities = uow.players.identities_of(tenant_id, survivor.id)
             uow.commit()
         return PlayerView(updated, identities)

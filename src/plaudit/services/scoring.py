@@ -136,6 +136,61 @@ class ScoringService:
             uow.commit()
         return Retraction(event_id, [(r.currency, r.amount) for r in reversals], revoked)
 
+    def absorb(self, uow: UnitOfWork, tenant_id: str, survivor: str, absorbed: str) -> None:
+        """After a merge: the absorbed player's ledger and awards become the survivor's, and
+        the survivor's criteria are evaluated again over both players' events."""
+        uow.scoring.move_player(tenant_id, absorbed, survivor)
+        # Events up to the worker's cursor are scored (their effects are in the ledger);
+        # later ones will be scored on top of the rebuilt state.
+        upto = uow.scoring.cursor(CURSOR)
+        if upto == 0:
+            return
+        state = self._rebuild(uow, tenant_id, survivor, upto)
+        state.balances = uow.scoring.balances(tenant_id, survivor)
+        now = self.clock()
+        self._award_held(uow, tenant_id, survivor, state, now)
+        uow.scoring.save_states(tenant_id, {survivor: state.to_json()}, now)
+
+    @staticmethod
+    def _award_held(
+        uow: UnitOfWork, tenant_id: str, player_id: str, state: PlayerState, at: datetime
+    ) -> None:
+        """Award what the rebuilt state holds and no current award covers (two players'
+        progress, once merged, can complete a badge)."""
+        current = {
+            (a.badge_id, a.tier)
+            for a in uow.scoring.awards(tenant_id, player_id=player_id)
+            if a.revoked_at is None
+        }
+        untiered: list[str | None] = [None]
+        due = [
+            (badge_id, tier)
+            for badge_id, holding in state.badges.items()
+            for tier in (list[str | None](holding.tiers) or untiered)
+            if (badge_id, tier) not in current
+            and not (tier is None and any(b == badge_id for b, _ in current))
+        ]
+        awards = [
+            AwardRow(new_id("awd"), player_id, badge_id, tier, 1, "rule", at, None)
+            for badge_id, tier in due
+        ]
+        uow.scoring.add_awards(tenant_id, awards)
+        uow.badges.log(
+            tenant_id,
+            [
+                IssuanceRow(
+                    a.id,
+                    player_id,
+                    a.badge_id,
+                    "issued",
+                    "merge",
+                    "criteria met by the merged players' events",
+                    at,
+                )
+                for a in awards
+            ],
+        )
+
     def _rebuild(self, uow: UnitOfWork, tenant_id: str, player_id: str, upto: int) -> PlayerState:
         epochs = self.book.epochs(uow, tenant_id)
         player = uow.players.get(tenant_id, player_id)

@@ -455,6 +455,20 @@ class SqlScoring:
         ).mappings()
         return [ledger_row(r) for r in rows]
 
+    def move_player(self, tenant_id: str, from_player: str, to_player: str) -> None:
+        for table in (t.ledger, t.badge_awards, t.rule_errors, t.issuance_log):
+            self.conn.execute(
+                update(table)
+                .where(table.c.tenant_id == tenant_id, table.c.player_id == from_player)
+                .values(player_id=to_player)
+            )
+        for table in (t.level_ups, t.player_states):
+            self.conn.execute(
+                delete(table).where(
+                    table.c.tenant_id == tenant_id, table.c.player_id == from_player
+                )
+            )
+
     def derived_totals(self, tenant_id: str) -> dict[tuple[str, str], float]:
         c = t.ledger.c
         rows = self.conn.execute(
