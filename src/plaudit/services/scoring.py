@@ -295,7 +295,10 @@ class ScoringService:
             return  # no rule set published yet: events stay in the log for a later backfill
         retracted = uow.scoring.retracted(tenant_id, [e.id for e in events])
         player_ids = {e.player_id for e in events}
-        players = uow.players.get_many(tenant_id, player_ids)
+        facts_of = {
+            pid: PlayerFacts(pid, player.attributes, player.time_zone)
+            for pid, player in uow.players.get_many(tenant_id, player_ids).items()
+        }
         states = {
             pid: PlayerState.from_json(raw)
             for pid, raw in uow.scoring.states(tenant_id, player_ids).items()
@@ -303,12 +306,7 @@ class ScoringService:
         produced = _Produced()
         now = self.clock()
         for event in events:
-            player = players.get(event.player_id)
-            facts = PlayerFacts(
-                event.player_id,
-                dict(player.attributes) if player else {},
-                player.time_zone if player else None,
-            )
+            facts = facts_of.get(event.player_id) or PlayerFacts(event.player_id)
             state = states.setdefault(event.player_id, PlayerState())
             if event.position <= state.position:
                 continue  # already applied: a redelivery
