@@ -150,6 +150,12 @@ async def test_versions_are_immutable_diffable_and_can_be_rolled_back(
     assert rolled.json()["note"] == "rollback to version 1"
     view = (await client.get(f"/v1/rulesets/{ruleset_id}")).json()
     assert view["live_version"] == 3
+    versions = (await client.get(f"/v1/rulesets/{ruleset_id}/versions")).json()
+    assert [(v["version"], v["note"]) for v in versions] == [
+        (1, "first"),
+        (2, ""),
+        (3, "rollback to version 1"),
+    ]
     assert (await client.get(f"/v1/rulesets/{ruleset_id}/versions/3")).json()["source"] == PROGRAM
 
 

@@ -252,6 +252,14 @@ async def rollback(
     return VersionOut.of(version)
 
 
+@router.get("/{ruleset_id}/versions", response_model=list[VersionOut], summary="Published versions")
+async def list_versions(
+    ruleset_id: str, principal: Reader, container: ContainerDep
+) -> list[VersionOut]:
+    view = await anyio.to_thread.run_sync(container.rulesets.get, principal.tenant_id, ruleset_id)
+    return [VersionOut.of(v) for v in view.versions]
+
+
 @router.get("/{ruleset_id}/versions/{version}", response_model=VersionOut)
 async def get_version(
     ruleset_id: str, version: int, principal: Reader, container: ContainerDep
