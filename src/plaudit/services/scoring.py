@@ -10,6 +10,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from plaudit.domain.clock import Clock
 from plaudit.domain.events import StoredEvent
@@ -34,6 +35,7 @@ from plaudit.store.ports import (
 log = logging.getLogger("plaudit.scoring")
 
 CURSOR = "scoring"
+REPLAY_BATCH = 20_000
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,42 @@ class ScoringService:
     def replay(self, tenant_id: str | None = None) -> int:
         """Rebuild everything scoring derived, from the log, with the version that scored
         each event; manual adjustments are applied again after the events. Returns the
-        number of events replayed."""
+        number of events replayed.
+
+        Player states are built in memory and saved at the end, with the worker's cursor;
+        until then the cursor stays at 0, so an interrupted replay is finished by ordinary
+        scoring from the start of the log (effects are keyed: nothing is written twice)."""
+        with self.db.write() as uow:
+            uow.scoring.forget_derived(tenant_id)
+            uow.scoring.set_cursor(CURSOR, 0)
+            uow.commit()
+        memory: dict[tuple[str, str], PlayerState] = {}
+        position = total = 0
+        while True:
+            with self.db.write() as uow:
+                events = uow.events.after(position, REPLAY_BATCH)
+                if not events:
+                    break
+                try:
+                    self._score_events(uow, events, BatchOutcome(), tenant_id, memory)
+                except Exception:
+                    log.exception("replay in memory failed; replaying batch by batch")
+                    return self._replay_in_batches(tenant_id)
+                uow.commit()
+            position = events[-1].position
+            total += len(events)
+        with self.db.write() as uow:
+            by_tenant: dict[str, dict[str, Any]] = defaultdict(dict)
+            for (tenant, player_id), state in memory.items():
+                by_tenant[tenant][player_id] = state.to_json()
+            for tenant, states in by_tenant.items():
+                uow.scoring.save_states(tenant, states, self.clock())
+            uow.scoring.set_cursor(CURSOR, position)
+            uow.commit()
+        self._reapply_adjustments(tenant_id)
+        return total
+
+    def _replay_in_batches(self, tenant_id: str | None) -> int:
         with self.db.write() as uow:
             uow.scoring.forget_derived(tenant_id)
             uow.scoring.set_cursor(CURSOR, 0)
@@ -276,19 +313,34 @@ class ScoringService:
             events = uow.events.after(position, self.batch_size)
             if not events:
                 return outcome
-            by_tenant: dict[str, list[StoredEvent]] = defaultdict(list)
-            for event in events:
-                by_tenant[event.tenant_id].append(event)
-            for tenant_id, tenant_events in by_tenant.items():
-                if only_tenant is None or tenant_id == only_tenant:
-                    self._score_tenant(uow, tenant_id, tenant_events, outcome)
+            self._score_events(uow, events, outcome, only_tenant)
             uow.scoring.set_cursor(CURSOR, events[-1].position)
             uow.commit()
         outcome.events = len(events)
         return outcome
 
+    def _score_events(
+        self,
+        uow: UnitOfWork,
+        events: list[StoredEvent],
+        outcome: BatchOutcome,
+        only_tenant: str | None,
+        memory: dict[tuple[str, str], PlayerState] | None = None,
+    ) -> None:
+        by_tenant: dict[str, list[StoredEvent]] = defaultdict(list)
+        for event in events:
+            by_tenant[event.tenant_id].append(event)
+        for tenant_id, tenant_events in by_tenant.items():
+            if only_tenant is None or tenant_id == only_tenant:
+                self._score_tenant(uow, tenant_id, tenant_events, outcome, memory)
+
     def _score_tenant(
-        self, uow: UnitOfWork, tenant_id: str, events: list[StoredEvent], outcome: BatchOutcome
+        self,
+        uow: UnitOfWork,
+        tenant_id: str,
+        events: list[StoredEvent],
+        outcome: BatchOutcome,
+        memory: dict[tuple[str, str], PlayerState] | None = None,
     ) -> None:
         epochs = self.book.epochs(uow, tenant_id)
         if not epochs.epochs:
@@ -299,10 +351,13 @@ class ScoringService:
             pid: PlayerFacts(pid, player.attributes, player.time_zone)
             for pid, player in uow.players.get_many(tenant_id, player_ids).items()
         }
-        states = {
-            pid: PlayerState.from_json(raw)
-            for pid, raw in uow.scoring.states(tenant_id, player_ids).items()
-        }
+        if memory is None:
+            states = {
+                pid: PlayerState.from_json(raw)
+                for pid, raw in uow.scoring.states(tenant_id, player_ids).items()
+            }
+        else:
+            states = {pid: memory.setdefault((tenant_id, pid), PlayerState()) for pid in player_ids}
         produced = _Produced()
         now = self.clock()
         for event in events:
@@ -362,7 +417,8 @@ class ScoringService:
         )
         uow.scoring.add_level_ups(tenant_id, produced.level_ups)
         uow.scoring.add_rule_errors(tenant_id, produced.failures)
-        uow.scoring.save_states(tenant_id, {pid: s.to_json() for pid, s in states.items()}, now)
+        if memory is None:  # a replay in memory saves its states at the end
+            uow.scoring.save_states(tenant_id, {pid: s.to_json() for pid, s in states.items()}, now)
         outcome.points += len(ledger)
         outcome.badges += len(awards)
         outcome.errors += len(produced.failures)
