@@ -74,3 +74,29 @@ async def test_replay_rebuilds_exactly_what_incremental_scoring_built(
     replayed = container.scoring.replay()
     assert replayed == 20
     assert _derived(container) == incremental
+
+
+async def test_a_defect_during_replay_costs_one_event_not_the_replay(
+    client: httpx.AsyncClient, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plaudit.services.scoring as scoring_module
+
+    created = await client.post("/v1/rulesets", json={"name": "P", "source": PROGRAM})
+    await client.post(f"/v1/rulesets/{created.json()['id']}/publish")
+    await client.post("/v1/events", json=[event(f"a{i}") for i in range(4)])
+    container.scoring.score_pending()
+    doomed = (await client.get("/v1/events")).json()["items"][2]["event_id"]
+    from plaudit.rules.evaluate import evaluate as real
+
+    def flaky(rules: Any, state: Any, facts: Any, player: Any) -> Any:
+        if facts.id == doomed:
+            raise RuntimeError("a defect")
+        return real(rules, state, facts, player)
+
+    monkeypatch.setattr(scoring_module, "evaluate", flaky)
+    assert container.scoring.replay() == 4
+    standing = (await client.get("/v1/players/lms:alice")).json()["standing"]
+    assert standing["balances"] == {"xp": 30.0}  # three of the four lessons
+    errors = (await client.get("/v1/rule-errors")).json()["items"]
+    assert [(e["event_id"], e["rule_id"]) for e in errors] == [(doomed, "engine")]
+    assert "a defect" in errors[0]["message"]

@@ -77,16 +77,18 @@ class ScoringService:
         memory: dict[tuple[str, str], PlayerState] = {}
         position = total = 0
         while True:
-            with self.db.write() as uow:
-                events = uow.events.after(position, REPLAY_BATCH)
-                if not events:
-                    break
-                try:
+            try:
+                with self.db.write() as uow:
+                    events = uow.events.after(position, REPLAY_BATCH)
+                    if not events:
+                        break
                     self._score_events(uow, events, BatchOutcome(), tenant_id, memory)
-                except Exception:
-                    log.exception("replay in memory failed; replaying batch by batch")
-                    return self._replay_in_batches(tenant_id)
-                uow.commit()
+                    uow.commit()
+            except Exception:
+                # The states in memory may be half-updated: start again, batch by batch (the
+                # event that failed is marked and will be recorded as an engine error).
+                log.exception("replay in memory failed; replaying batch by batch")
+                return self._replay_in_batches(tenant_id)
             position = events[-1].position
             total += len(events)
         with self.db.write() as uow:
