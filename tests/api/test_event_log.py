@@ -80,3 +80,17 @@ async def test_sources_are_listed_with_counts(log: httpx.AsyncClient) -> None:
     assert (await log.get("/v1/sources/nowhere/gaps")).status_code == 404
     no_sequences = (await log.get("/v1/sources/lms/gaps")).json()
     assert no_sequences["missing"] == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/events", "/v1/players/lms:alice/ledger", "/v1/rule-errors", "/v1/issuance"]
+)
+async def test_a_forged_cursor_is_refused_on_every_paged_route(
+    log: httpx.AsyncClient, path: str
+) -> None:
+    from plaudit.domain.pagination import encode_cursor
+
+    for forged in ("garbage", encode_cursor("not-a-number")):
+        response = await log.get(path, params={"cursor": forged})
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["errors"][0]["field"] == "cursor"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -33,3 +34,23 @@ def decode_cursor(cursor: str) -> str:
             [FieldError("cursor", "not a cursor from a previous page; start without one")],
         )
     return raw[3:]
+
+
+def decode_position(cursor: str | None) -> int:
+    """A cursor over numbered rows (log positions, ledger ids); 0 without one."""
+    if not cursor:
+        return 0
+    value = decode_cursor(cursor)
+    if not value.isdigit():
+        raise InvalidInput(
+            "cursor is not one this API issued",
+            [FieldError("cursor", "not a cursor from a previous page; start without one")],
+        )
+    return int(value)
+
+
+def page_of(fetched: list[T], limit: int, key: Callable[[T], object]) -> Page[T]:
+    """A page from ``limit + 1`` fetched items: the extra one only says a next page exists."""
+    items = fetched[:limit]
+    more = len(fetched) > limit
+    return Page(items, encode_cursor(str(key(items[-1]))) if more else None)

@@ -9,7 +9,7 @@ from typing import Any
 
 from plaudit.domain.clock import Clock
 from plaudit.domain.ids import new_id
-from plaudit.domain.pagination import Page, decode_cursor, encode_cursor
+from plaudit.domain.pagination import Page, decode_position, page_of
 from plaudit.errors import Conflict, FieldError, InvalidInput, NotFound
 from plaudit.services.players import find_player
 from plaudit.services.rulesets import RuleBook
@@ -178,10 +178,8 @@ class BadgeService:
         cursor: str | None,
         limit: int,
     ) -> Page[tuple[int, IssuanceRow]]:
-        after = int(decode_cursor(cursor)) if cursor else 0
+        after = decode_position(cursor)
         with self.db.read() as uow:
             player_id = find_player(uow, tenant_id, player_ref).id if player_ref else None
             rows = uow.badges.issuance(tenant_id, badge_id, player_id, after, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page(rows, encode_cursor(str(rows[-1][0])) if more else None)
+        return page_of(rows, limit, lambda r: r[0])

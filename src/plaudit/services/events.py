@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from plaudit.domain.events import StoredEvent
-from plaudit.domain.pagination import Page, decode_cursor, encode_cursor
+from plaudit.domain.pagination import Page, decode_position, page_of
 from plaudit.domain.sequences import Run, gaps_between
 from plaudit.errors import FieldError, InvalidInput, NotFound
 from plaudit.services.players import find_player
@@ -44,7 +44,7 @@ class EventLogService:
                 "empty time range",
                 [FieldError("occurred_from", "must be earlier than occurred_until")],
             )
-        after = _position_from(cursor) if cursor else 0
+        after = decode_position(cursor)
         with self.db.read() as uow:
             player_ids: tuple[str, ...] = ()
             if filters.player is not None:
@@ -61,9 +61,7 @@ class EventLogService:
                     limit=limit + 1,
                 ),
             )
-        more = len(events) > limit
-        events = events[:limit]
-        return Page(events, encode_cursor(str(events[-1].position)) if more else None)
+        return page_of(events, limit, lambda e: e.position)
 
     def index_players(self, limit: int = 20_000) -> int:
         """Extend the by-player index of the log by up to ``limit`` events (a worker's job)."""
@@ -98,10 +96,3 @@ class EventLogService:
             if not runs and not any(s == source for s, _ in uow.events.sources(tenant_id)):
                 raise NotFound(f"no events from source {source!r}")
         return runs, gaps_between(runs)
-
-
-def _position_from(cursor: str) -> int:
-    value = decode_cursor(cursor)
-    if not value.isdigit():
-        raise InvalidInput("cursor is not one this API issued", [FieldError("cursor", "invalid")])
-    return int(value)

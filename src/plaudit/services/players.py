@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from plaudit.domain.clock import Clock
-from plaudit.domain.pagination import Page, decode_cursor, encode_cursor
+from plaudit.domain.pagination import Page, decode_cursor, page_of
 from plaudit.domain.players import (
     Identity,
     Player,
@@ -94,9 +94,7 @@ class PlayerService:
         after = decode_cursor(cursor) if cursor else None
         with self.db.read() as uow:
             players = uow.players.page(tenant_id, after, limit + 1, source)
-        more = len(players) > limit
-        players = players[:limit]
-        return Page(players, encode_cursor(players[-1].id) if more else None)
+        return page_of(players, limit, lambda p: p.id)
 
     def update(self, tenant_id: str, ref: str, patch: PlayerPatch) -> PlayerView:
         if patch.time_zone not in (UNSET, None):

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from plaudit.domain.clock import Clock
 from plaudit.domain.ids import new_id
-from plaudit.domain.pagination import Page, decode_cursor, encode_cursor
+from plaudit.domain.pagination import Page, decode_position, page_of
 from plaudit.errors import FieldError, InvalidInput
 from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached
 from plaudit.rules.evaluate import PlayerFacts, adjust
@@ -80,13 +80,11 @@ class ProgressService:
         )
 
     def ledger(self, tenant_id: str, ref: str, cursor: str | None, limit: int) -> Page[LedgerEntry]:
-        after = int(decode_cursor(cursor)) if cursor else 0
+        after = decode_position(cursor)
         with self.db.read() as uow:
             player = find_player(uow, tenant_id, ref)
             entries = uow.scoring.ledger(tenant_id, player.id, after, limit + 1)
-        more = len(entries) > limit
-        entries = entries[:limit]
-        return Page(entries, encode_cursor(str(entries[-1].id)) if more else None)
+        return page_of(entries, limit, lambda e: e.id)
 
     def adjust(
         self, tenant_id: str, ref: str, currency: str, amount: float, reason: str, actor: str
@@ -133,12 +131,9 @@ class ProgressService:
     def rule_errors(
         self, tenant_id: str, event_id: str | None, cursor: str | None, limit: int
     ) -> Page[tuple[int, RuleErrorRow]]:
-        after = int(decode_cursor(cursor)) if cursor else 0
         with self.db.read() as uow:
-            rows = uow.scoring.rule_errors(tenant_id, event_id, after, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page(rows, encode_cursor(str(rows[-1][0])) if more else None)
+            rows = uow.scoring.rule_errors(tenant_id, event_id, decode_position(cursor), limit + 1)
+        return page_of(rows, limit, lambda r: r[0])
 
     def awards(self, tenant_id: str, badge_id: str) -> list[AwardRow]:
         with self.db.read() as uow:
