@@ -402,14 +402,20 @@ def criterion_value(
         threshold = criterion.points.at_least
         return (threshold is not None and balance >= threshold), balance
     value = measure_value(criterion, state.measures.get(key, {}), day, week_start, best)
-    if isinstance(criterion, Streak):
-        target: float | None = criterion.streak.length
-    elif isinstance(criterion, First):
-        target = 1
-    else:
-        spec = measure_of(criterion)
-        target = getattr(spec, "at_least", None)
+    target = criterion_target(criterion)
     return (target is not None and value >= target), value
+
+
+def criterion_target(criterion: Criterion) -> float | None:
+    """The threshold a criterion's measure must reach (None when it has none, e.g. tiers)."""
+    if isinstance(criterion, Streak):
+        return criterion.streak.length
+    if isinstance(criterion, First):
+        return 1.0
+    if isinstance(criterion, Points):
+        return criterion.points.at_least
+    target: float | None = getattr(measure_of(criterion), "at_least", None)
+    return target
 
 
 def _award(ctx: _Context, compiled: CompiledBadge, state: PlayerState) -> list[Effect]:

@@ -7,8 +7,13 @@ from datetime import datetime
 
 from plaudit.rules.calendar import local_date
 from plaudit.rules.compiler import CompiledRuleSet
-from plaudit.rules.evaluate import criterion_value, holds_badge, level_index, zone_for
-from plaudit.rules.model import Criterion, First, Streak, measure_of
+from plaudit.rules.evaluate import (
+    criterion_target,
+    criterion_value,
+    holds_badge,
+    level_index,
+    zone_for,
+)
 from plaudit.rules.state import PlayerState
 
 
@@ -74,16 +79,6 @@ def badge_progress(
         elif earned and not badge.repeatable:
             target = None
         else:
-            target = _target(badge.criteria)
+            target = criterion_target(badge.criteria)
         out.append(BadgeProgress(badge.id, badge.name, earned, tiers_earned, value, target))
     return out
-
-
-def _target(criterion: Criterion) -> float | None:
-    if isinstance(criterion, Streak):
-        return criterion.streak.length
-    if isinstance(criterion, First):
-        return 1.0
-    spec = measure_of(criterion)
-    target: float | None = getattr(spec, "at_least", None)
-    return target
