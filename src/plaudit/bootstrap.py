@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from redis import Redis
+
 from plaudit.domain.clock import Clock, utc_now
+from plaudit.leaderboards.memory import MemoryProjection
+from plaudit.leaderboards.ports import Projection
+from plaudit.leaderboards.redis import RedisProjection
 from plaudit.services.backfill import BackfillService
 from plaudit.services.badges import BadgeService
 from plaudit.services.events import EventLogService
 from plaudit.services.idempotency import IdempotencyService
 from plaudit.services.ingest import IngestService
+from plaudit.services.leaderboards import LeaderboardService
 from plaudit.services.players import PlayerService
 from plaudit.services.progress import ProgressService
 from plaudit.services.rulesets import RuleBook, RuleSetService
@@ -37,7 +43,9 @@ class Container:
     simulation: SimulationService
     badges: BadgeService
     backfill: BackfillService
+    leaderboards: LeaderboardService
     default_tenant: str = field(default="default")
+    redis: Redis | None = None
 
     def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -46,10 +54,18 @@ class Container:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}: {exc}"
+        if self.redis is not None:
+            try:
+                self.redis.ping()
+                checks["redis"] = "ok"
+            except Exception as exc:
+                checks["redis"] = f"error: {type(exc).__name__}: {exc}"
         return checks
 
     def close(self) -> None:
         self.db.close()
+        if self.redis is not None:
+            self.redis.close()
 
 
 def build(settings: Settings, clock: Clock = utc_now) -> Container:
@@ -58,6 +74,11 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
     book = RuleBook()
     rulesets = RuleSetService(db, clock, book)
     scoring = ScoringService(db, clock, book)
+    redis = None
+    projection: Projection = MemoryProjection()
+    if settings.redis_url:
+        redis = Redis.from_url(settings.redis_url)
+        projection = RedisProjection(redis, settings.leaderboards.redis_prefix)
     return Container(
         settings=settings,
         db=db,
@@ -75,7 +96,9 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         simulation=SimulationService(db, book, rulesets),
         badges=BadgeService(db, clock, book),
         backfill=BackfillService(db, clock, book, scoring),
+        leaderboards=LeaderboardService(db, clock, book, projection),
         default_tenant=settings.default_tenant,
+        redis=redis,
     )
 
 
@@ -86,4 +109,5 @@ def prepare_embedded(container: Container) -> CreatedKey | None:
     """
     migrate.upgrade(container.db.engine)
     container.tenancy.ensure_tenant(container.default_tenant, "Default tenant")
+    container.leaderboards.start()
     return container.tenancy.ensure_first_admin_key(container.default_tenant)

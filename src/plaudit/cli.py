@@ -70,6 +70,7 @@ def serve(
     from plaudit.bootstrap import prepare_embedded
     from plaudit.workers.demo_feed import DemoFeed
     from plaudit.workers.maintenance import IdempotencyJanitor
+    from plaudit.workers.projector import Projector
     from plaudit.workers.scorer import ScoringWorker
 
     settings = _settings()
@@ -81,7 +82,8 @@ def serve(
     created = prepare_embedded(container)
     background = [
         IdempotencyJanitor(container.idempotency).run,
-        ScoringWorker(container.scoring).run,
+        ScoringWorker(container.scoring, after_batch=container.leaderboards.sync).run,
+        Projector(container.leaderboards, container.settings.leaderboards.reconcile_every).run,
     ]
     if demo:
         from plaudit.services.demo import ensure_demo_badges, ensure_demo_rules, load_demo_program

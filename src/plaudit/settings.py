@@ -35,6 +35,15 @@ class IdempotencySettings(BaseModel):
     in_flight_timeout: timedelta = timedelta(minutes=2)
 
 
+class LeaderboardSettings(BaseModel):
+    # The seed asks for a daily comparison of the projection with SQL; drift is repaired.
+    reconcile_every: timedelta = timedelta(days=1)
+    # Live streams push at most this often per connection: a busy board is coalesced.
+    stream_interval: timedelta = timedelta(seconds=1)
+    # Redis keys start with this, so several deployments (or test runs) can share a server.
+    redis_prefix: str = "plaudit:"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PLAUDIT_",
@@ -46,12 +55,15 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     # Default: a SQLite file in data_dir (the embedded mode).
     database_url: str | None = None
+    # Leaderboards live in Redis when given (redis://host:6379/0), else in this process.
+    redis_url: str | None = None
     # Default tenant created in the embedded mode.
     default_tenant: str = "default"
     log_level: str = "info"
     api: ApiSettings = ApiSettings()
     ingest: IngestSettings = IngestSettings()
     idempotency: IdempotencySettings = IdempotencySettings()
+    leaderboards: LeaderboardSettings = LeaderboardSettings()
 
     @model_validator(mode="after")
     def _known_database(self) -> Settings:

@@ -17,6 +17,7 @@ from plaudit.api.routes import (
     events,
     health,
     keys,
+    leaderboards,
     players,
     rulesets,
     scoring,
@@ -62,7 +63,17 @@ def create_app(
     )
     app.state.container = container
     problems.install(app)
-    for module in (health, events, players, sources, rulesets, scoring, badges, keys):
+    for module in (
+        health,
+        events,
+        players,
+        sources,
+        rulesets,
+        scoring,
+        badges,
+        leaderboards,
+        keys,
+    ):
         app.include_router(module.router)
     app.add_middleware(BodyGuard, max_bytes=container.settings.api.max_body_bytes)
     _describe_raw_bodies(app)

@@ -16,6 +16,7 @@ from plaudit.rules.model import (
     Distinct,
     First,
     HasBadge,
+    Leaderboard,
     Matcher,
     Points,
     PointsRule,
@@ -76,6 +77,16 @@ class CompiledBadge:
 
 
 @dataclass(eq=False)
+class CompiledBoard:
+    board: Leaderboard
+    matcher: CompiledMatcher | None  # count/sum boards; None for a currency's points
+    value: Compiled | None  # sum boards
+    where: Compiled | None
+    zone: zoneinfo.ZoneInfo
+    week_start: str
+
+
+@dataclass(eq=False)
 class CompiledRuleSet:
     doc: RuleSet
     zone: zoneinfo.ZoneInfo
@@ -83,10 +94,13 @@ class CompiledRuleSet:
     badges: list[CompiledBadge]  # dependencies first
     leaves_by_type: dict[str, list[tuple[CompiledBadge, MeasuredCriterion]]]
     badge_index: dict[str, CompiledBadge] = field(default_factory=dict)
+    boards: dict[str, CompiledBoard] = field(default_factory=dict)
+    boards_by_type: dict[str, list[CompiledBoard]] = field(default_factory=dict)
+    boards_by_currency: dict[str, list[CompiledBoard]] = field(default_factory=dict)
 
     @property
     def event_types(self) -> set[str]:
-        return set(self.points_by_type) | set(self.leaves_by_type)
+        return set(self.points_by_type) | set(self.leaves_by_type) | set(self.boards_by_type)
 
 
 class _Compiler:
@@ -143,6 +157,11 @@ def compile_ruleset(doc: RuleSet) -> CompiledRuleSet:
             uses_badges=uses(badge.criteria, HasBadge),
         )
     order = _dependency_order(c, doc.badges)
+    _check_unique(c, [b.id for b in doc.leaderboards], "leaderboards")
+    boards = [
+        _board(c, f"leaderboards[{i}]", board, currencies, zone, doc.program.week_start)
+        for i, board in enumerate(doc.leaderboards)
+    ]
 
     if c.problems:
         raise RuleSetInvalid(c.problems)
@@ -153,6 +172,7 @@ def compile_ruleset(doc: RuleSet) -> CompiledRuleSet:
             if leaf.matcher is not None:
                 for event_type in leaf.matcher.event_types:
                     leaves_by_type[event_type].append((compiled_badge, leaf))
+    boards_by_type, boards_by_currency = _index_boards(boards)
     return CompiledRuleSet(
         doc=doc,
         zone=zone,
@@ -160,7 +180,58 @@ def compile_ruleset(doc: RuleSet) -> CompiledRuleSet:
         badges=ordered,
         leaves_by_type=dict(leaves_by_type),
         badge_index={b.badge.id: b for b in ordered},
+        boards={b.board.id: b for b in boards},
+        boards_by_type=boards_by_type,
+        boards_by_currency=boards_by_currency,
     )
+
+
+def _index_boards(
+    boards: list[CompiledBoard],
+) -> tuple[dict[str, list[CompiledBoard]], dict[str, list[CompiledBoard]]]:
+    """Boards by the event type they count, and by the currency they rank."""
+    by_type: dict[str, list[CompiledBoard]] = defaultdict(list)
+    by_currency: dict[str, list[CompiledBoard]] = defaultdict(list)
+    for board in boards:
+        if board.matcher is not None:
+            for event_type in board.matcher.event_types:
+                by_type[event_type].append(board)
+        elif board.board.metric.currency is not None:
+            by_currency[board.board.metric.currency].append(board)
+    return dict(by_type), dict(by_currency)
+
+
+def _board(
+    c: _Compiler,
+    path: str,
+    board: Leaderboard,
+    currencies: set[str],
+    program_zone: zoneinfo.ZoneInfo,
+    program_week_start: str,
+) -> CompiledBoard:
+    metric = board.metric
+    matcher = value = None
+    if metric.currency is not None and metric.currency not in currencies:
+        c.problems.append(
+            Problem(
+                board.id, f"{path}.metric.currency", _unknown_currency(metric.currency, currencies)
+            )
+        )
+    if metric.count is not None:
+        matcher = c.matcher(board.id, f"{path}.metric.count", metric.count)
+    if metric.sum is not None:
+        matcher = c.matcher(board.id, f"{path}.metric.sum", metric.sum)
+        value = c.expression(board.id, f"{path}.metric.sum.property", metric.sum.property)
+    where = c.expression(board.id, f"{path}.where", board.where) if board.where else None
+    zone = program_zone
+    if board.time_zone is not None:
+        try:
+            zone = zoneinfo.ZoneInfo(board.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            c.problems.append(
+                Problem(board.id, f"{path}.time_zone", f"unknown time zone {board.time_zone!r}")
+            )
+    return CompiledBoard(board, matcher, value, where, zone, board.week_start or program_week_start)
 
 
 def _points_rule(

@@ -35,4 +35,13 @@ class RuleFailed:
     message: str
 
 
-Effect = PointsAwarded | BadgeAwarded | LevelReached | RuleFailed
+@dataclass(frozen=True, slots=True)
+class BoardScored:
+    """The event moves ``subject`` (a player id, or a group's attribute value) on a board."""
+
+    board_id: str
+    subject: str
+    amount: float
+
+
+Effect = PointsAwarded | BadgeAwarded | LevelReached | RuleFailed | BoardScored

@@ -18,11 +18,19 @@ from zoneinfo import ZoneInfo
 from plaudit.rules.calendar import local_date, period_key, week_number
 from plaudit.rules.compiler import (
     CompiledBadge,
+    CompiledBoard,
     CompiledPointsRule,
     CompiledRuleSet,
     MeasuredCriterion,
 )
-from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
+from plaudit.rules.effects import (
+    BadgeAwarded,
+    BoardScored,
+    Effect,
+    LevelReached,
+    PointsAwarded,
+    RuleFailed,
+)
 from plaudit.rules.expressions import Activation, Compiled, EvaluationError, activation
 from plaudit.rules.model import (
     All,
@@ -144,7 +152,68 @@ def evaluate(
             awards = _award(ctx, badge, state)
             awarded_any = awarded_any or bool(awards)
             effects.extend(awards)
+    if rules.boards:
+        effects.extend(_boards(ctx, effects))
     return effects
+
+
+# --- leaderboards -------------------------------------------------------------------------
+
+
+def _boards(ctx: _Context, effects: list[Effect]) -> list[Effect]:
+    """What the event moves on each board: its points in a currency, or 1 (count) or a
+    property's value (sum) when it matches; for the player, or for the player's group."""
+    points: dict[str, float] = {}
+    for effect in effects:
+        if isinstance(effect, PointsAwarded):
+            points[effect.currency] = round(
+                points.get(effect.currency, 0.0) + effect.amount, DECIMALS
+            )
+    rules = ctx.rules
+    candidates = list(rules.boards_by_type.get(ctx.event.type, ()))
+    for currency, total in points.items():
+        if total:
+            candidates.extend(rules.boards_by_currency.get(currency, ()))
+    out: list[Effect] = []
+    for compiled in candidates:
+        board = compiled.board
+        try:
+            amount = _board_amount(ctx, compiled, points)
+        except EvaluationError as exc:
+            out.append(RuleFailed(f"board:{board.id}", str(exc)))
+            continue
+        if not amount:
+            continue
+        if board.group_by is None:
+            subject: str | None = ctx.player.id
+        else:
+            subject = group_name(ctx.player.attributes.get(board.group_by))
+        if subject is not None:
+            out.append(BoardScored(board.id, subject, amount))
+    return out
+
+
+def _board_amount(ctx: _Context, compiled: CompiledBoard, points: dict[str, float]) -> float:
+    """0 when the event does not count on the board."""
+    if compiled.matcher is None:
+        amount = points[compiled.board.metric.currency or ""]
+    elif not ctx.matches(compiled.matcher.when):
+        return 0.0
+    elif compiled.value is None:
+        amount = 1.0
+    else:
+        amount = _amount(ctx, compiled.value, allow_negative=True)
+    if compiled.where is not None and not ctx.matches(compiled.where):
+        return 0.0
+    return amount
+
+
+def group_name(value: Any) -> str | None:
+    """A group is named by a string or a number; a player without one is in no group."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    name = str(value).strip()
+    return name[:200] or None
 
 
 # --- points -------------------------------------------------------------------------------
@@ -495,4 +564,6 @@ def adjust(
             awards = _award(ctx, badge, state)
             awarded_any = awarded_any or bool(awards)
             effects.extend(awards)
+    if rules.boards_by_currency:
+        effects.extend(_boards(ctx, [PointsAwarded("adjustment", currency, amount)]))
     return effects

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -245,14 +246,85 @@ def measure_of(criterion: Criterion) -> CountSpec | ValueSpec | StreakSpec | Poi
     return None
 
 
+class BoardValue(Matcher):
+    property: Expression = Field(description="CEL giving the value, e.g. event.properties.amount")
+
+
+class BoardMetric(Doc):
+    """What a board ranks by: a currency's points (after caps), or a count or sum of events."""
+
+    currency: Currency | None = None
+    count: Matcher | None = None
+    sum: BoardValue | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> BoardMetric:
+        given = [k for k in ("currency", "count", "sum") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of currency, count or sum")
+        return self
+
+
+class Season(Doc):
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Season:
+        if self.end <= self.start:
+            raise ValueError("a season ends after it starts")
+        return self
+
+
+BoardWindow = Literal["all_time", "day", "week", "month", "quarter", "season"]
+
+
+class Leaderboard(Doc):
+    id: Ident
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    description: str = ""
+    metric: BoardMetric
+    window: BoardWindow = "all_time"
+    season: Season | None = Field(default=None, description="Required when window is season.")
+    time_zone: str | None = Field(
+        default=None, description="Where windows start and end; the program's by default."
+    )
+    week_start: Literal["monday", "sunday"] | None = None
+    group_by: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = Field(
+        default=None,
+        description="Rank groups by this player attribute (team, department, region) instead "
+        "of players; a player counts for the group they are in when the event happens.",
+    )
+    where: Expression | None = Field(
+        default=None, description="CEL over player (its attributes): who takes part."
+    )
+    min_score: float | None = Field(
+        default=None, description="Listed and ranked only from this score on."
+    )
+    late_grace: timedelta = Field(
+        default=timedelta(days=1),
+        description="How long after a window closes an event that happened in it still counts "
+        "there (judged by when Plaudit received it).",
+    )
+
+    @model_validator(mode="after")
+    def _season(self) -> Leaderboard:
+        if (self.window == "season") != (self.season is not None):
+            raise ValueError("a season (start, end) is given exactly when window is season")
+        if self.late_grace < timedelta(0):
+            raise ValueError("late_grace cannot be negative")
+        return self
+
+
 class RuleSet(Doc):
-    """A whole program: currencies, points rules, levels and badges."""
+    """A whole program: currencies, points rules, levels, badges and leaderboards."""
 
     program: Program = Program()
     currencies: list[Currency] = Field(default=["xp"], min_length=1)
     rules: list[PointsRule] = []
     levels: Levels | None = None
     badges: list[Badge] = []
+    leaderboards: list[Leaderboard] = []
 
 
 def json_schema() -> dict[str, object]:

@@ -10,6 +10,7 @@ from plaudit.domain.clock import Clock
 from plaudit.domain.ids import new_id
 from plaudit.domain.pagination import Page, decode_position, page_of
 from plaudit.errors import FieldError, InvalidInput
+from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached
 from plaudit.rules.evaluate import PlayerFacts, adjust
 from plaudit.rules.progress import BadgeProgress, LevelProgress, badge_progress, level_progress
@@ -107,6 +108,7 @@ class ProgressService:
             effects = adjust(
                 live[1] if live else None, state, currency, round(amount, 4), now, facts
             )
+            adjustment = new_id("adj")  # unique: adjustments have no event
             uow.scoring.append_ledger(
                 tenant_id,
                 [
@@ -115,7 +117,7 @@ class ProgressService:
                         currency=currency,
                         amount=round(amount, 4),
                         kind="adjustment",
-                        rule_id=new_id("adj"),  # unique: adjustments have no event
+                        rule_id=adjustment,
                         occurred_at=now,
                         reason=reason,
                         actor=actor,
@@ -124,6 +126,10 @@ class ProgressService:
                 now,
             )
             _record_effects(uow, tenant_id, player.id, effects, live[0] if live else None, now)
+            if live is not None:
+                uow.boards.add_entries(
+                    tenant_id, board_entries(live[1], adjustment, now, now, effects)
+                )
             uow.scoring.save_states(tenant_id, {player.id: state.to_json()}, now)
             uow.commit()
         return effects

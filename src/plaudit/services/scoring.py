@@ -16,12 +16,14 @@ from plaudit.domain.clock import Clock
 from plaudit.domain.events import StoredEvent
 from plaudit.domain.ids import new_id
 from plaudit.errors import Conflict, NotFound
+from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, adjust, evaluate
 from plaudit.rules.state import PlayerState
 from plaudit.services.rulesets import RuleBook
 from plaudit.store.ports import (
     AwardRow,
+    BoardEntryRow,
     Database,
     EventQuery,
     IssuanceRow,
@@ -72,6 +74,7 @@ class ScoringService:
         scoring from the start of the log (effects are keyed: nothing is written twice)."""
         with self.db.write() as uow:
             uow.scoring.forget_derived(tenant_id)
+            uow.boards.forget(tenant_id)
             uow.scoring.set_cursor(CURSOR, 0)
             uow.commit()
         memory: dict[tuple[str, str], PlayerState] = {}
@@ -105,6 +108,7 @@ class ScoringService:
     def _replay_in_batches(self, tenant_id: str | None) -> int:
         with self.db.write() as uow:
             uow.scoring.forget_derived(tenant_id)
+            uow.boards.forget(tenant_id)
             uow.scoring.set_cursor(CURSOR, 0)
             uow.commit()
         total = 0
@@ -125,7 +129,7 @@ class ScoringService:
                 for entry in entries:
                     player = players[entry.player_id]
                     facts = PlayerFacts(player.id, dict(player.attributes), player.time_zone)
-                    adjust(
+                    effects = adjust(
                         rules,
                         states[player.id],
                         entry.currency,
@@ -133,6 +137,11 @@ class ScoringService:
                         entry.occurred_at,
                         facts,
                     )
+                    if rules is not None and rules.boards:
+                        at = entry.occurred_at
+                        uow.boards.add_entries(
+                            tenant, board_entries(rules, entry.rule_id, at, at, effects)
+                        )
                 uow.scoring.save_states(
                     tenant, {pid: st.to_json() for pid, st in states.items()}, self.clock()
                 )
@@ -162,6 +171,7 @@ class ScoringService:
                 for entry in uow.scoring.event_ledger(tenant_id, event_id)
             ]
             uow.scoring.append_ledger(tenant_id, reversals, now)
+            uow.boards.remove_entries(tenant_id, event_id)
             raw = uow.scoring.states(tenant_id, [event.player_id]).get(event.player_id)
             old = PlayerState.from_json(raw)
             revoked: list[str] = []
@@ -179,6 +189,7 @@ class ScoringService:
         """After a merge: the absorbed player's ledger and awards become the survivor's, and
         the survivor's criteria are evaluated again over both players' events."""
         uow.scoring.move_player(tenant_id, absorbed, survivor)
+        uow.boards.move_subject(tenant_id, absorbed, survivor)
         # Events up to the worker's cursor are scored (their effects are in the ledger);
         # later ones will be scored on top of the rebuilt state.
         upto = uow.scoring.cursor(CURSOR)
@@ -399,6 +410,10 @@ class ScoringService:
                     raise
             state.position = event.position
             produced.add(event, version, effects, now)
+            if rules.boards:
+                produced.entries.extend(
+                    board_entries(rules, event.id, event.occurred_at, event.received_at, effects)
+                )
         ledger, awards = produced.ledger, produced.awards
         uow.scoring.append_ledger(tenant_id, ledger, now)
         uow.scoring.add_awards(tenant_id, awards)
@@ -419,6 +434,7 @@ class ScoringService:
         )
         uow.scoring.add_level_ups(tenant_id, produced.level_ups)
         uow.scoring.add_rule_errors(tenant_id, produced.failures)
+        uow.boards.add_entries(tenant_id, produced.entries)
         if memory is None:  # a replay in memory saves its states at the end
             uow.scoring.save_states(tenant_id, {pid: s.to_json() for pid, s in states.items()}, now)
         outcome.points += len(ledger)
@@ -435,6 +451,7 @@ class _Produced:
     awards: list[AwardRow] = field(default_factory=list)
     level_ups: list[LevelUpRow] = field(default_factory=list)
     failures: list[RuleErrorRow] = field(default_factory=list)
+    entries: list[BoardEntryRow] = field(default_factory=list)
 
     def add(
         self, event: StoredEvent, version: RuleSetVersion, effects: list[Effect], now: datetime

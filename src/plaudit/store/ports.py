@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -362,7 +362,82 @@ class ScoringRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class BoardEntryRow:
+    """What one event (``ref``) or adjustment put on one board."""
+
+    ref: str
+    board_id: str
+    window: str
+    subject: str
+    units: int
+    reached_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class BoardScoreRow:
+    tenant_id: str
+    board_id: str
+    window: str
+    subject: str
+    units: int
+    reached_us: int
+    entries: int  # 0: the subject left the window
+    seq: int
+
+
+class BoardRepository(Protocol):
+    def add_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:
+        """Record the entries and add them to the windows' scores."""
+        ...
+
+    def remove_entries(self, tenant_id: str, ref: str) -> list[BoardEntryRow]:
+        """Delete what ``ref`` put on boards; the scores are recomputed from what remains."""
+        ...
+
+    def move_subject(self, tenant_id: str, from_subject: str, to_subject: str) -> None:
+        """A merge: the absorbed player's entries become the survivor's."""
+        ...
+
+    def changed_since(self, seq: int) -> Iterator[BoardScoreRow]:
+        """Rows changed after ``seq``, in ``seq`` order."""
+        ...
+
+    def last_seq(self) -> int: ...
+
+    def window(self, tenant_id: str, board_id: str, window: str) -> list[BoardScoreRow]: ...
+
+    def ranked(
+        self,
+        tenant_id: str,
+        board_id: str,
+        window: str,
+        min_units: int | None,
+        offset: int,
+        limit: int,
+    ) -> list[BoardScoreRow]:
+        """Listed rows in rank order (closed windows are read from SQL)."""
+        ...
+
+    def rank_of(
+        self, tenant_id: str, board_id: str, window: str, subject: str, min_units: int | None
+    ) -> tuple[int, BoardScoreRow] | None: ...
+
+    def count(self, tenant_id: str, board_id: str, window: str, min_units: int | None) -> int: ...
+
+    def windows(self, tenant_id: str, board_id: str) -> list[tuple[str, int]]:
+        """Every window with scores, newest first, with its number of participants."""
+        ...
+
+    def forget(self, tenant_id: str | None) -> None: ...
+
+    def optouts(self, tenant_id: str) -> set[str]: ...
+
+    def set_optout(self, tenant_id: str, player_id: str, hidden: bool, at: datetime) -> None: ...
+
+
 class UnitOfWork(Protocol):
+    boards: BoardRepository
     badges: BadgeRepository
     rulesets: RuleSetRepository
     scoring: ScoringRepository

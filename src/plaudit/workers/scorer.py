@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import anyio
 import anyio.to_thread
@@ -13,8 +14,15 @@ log = logging.getLogger("plaudit.scoring")
 
 
 class ScoringWorker:
-    def __init__(self, scoring: ScoringService, idle_poll: float = 0.2) -> None:
+    def __init__(
+        self,
+        scoring: ScoringService,
+        idle_poll: float = 0.2,
+        after_batch: Callable[[], object] | None = None,
+    ) -> None:
         self.scoring = scoring
+        # Run in the same thread after each committed batch (the leaderboard projection).
+        self.after_batch = after_batch
         # How long to wait when the log is caught up; a busy log is followed without pause.
         self.idle_poll = idle_poll
 
@@ -28,3 +36,8 @@ class ScoringWorker:
                 continue
             if outcome.events == 0:
                 await anyio.sleep(self.idle_poll)
+            elif self.after_batch is not None:
+                try:
+                    await anyio.to_thread.run_sync(self.after_batch)
+                except Exception:
+                    log.exception("after a scoring batch")

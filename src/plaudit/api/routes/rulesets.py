@@ -206,6 +206,7 @@ async def publish(
         report = await anyio.to_thread.run_sync(
             container.backfill.backfill, principal.tenant_id, version, principal.subject
         )
+    await anyio.to_thread.run_sync(container.leaderboards.refresh, principal.tenant_id)
     out = VersionOut.of(version)
     out.backfill = BackfillOut.of(report) if report else None
     return out
@@ -249,6 +250,7 @@ async def rollback(
         body.version,
         principal.subject,
     )
+    await anyio.to_thread.run_sync(container.leaderboards.refresh, principal.tenant_id)
     return VersionOut.of(version)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from plaudit.store.ports import (
     ApiKeyRepository,
     BadgeRepository,
+    BoardRepository,
     EventRepository,
     IdempotencyRepository,
     PlayerRepository,
@@ -23,6 +24,7 @@ from plaudit.store.ports import (
     TenantRepository,
 )
 from plaudit.store.sql.badges import SqlBadges
+from plaudit.store.sql.boards import SqlBoards
 from plaudit.store.sql.repositories import (
     SqlApiKeys,
     SqlEvents,
@@ -54,6 +56,7 @@ class SqlUnitOfWork:
         self.rulesets: RuleSetRepository = SqlRuleSets(conn)
         self.badges: BadgeRepository = SqlBadges(conn)
         self.scoring: ScoringRepository = SqlScoring(conn)
+        self.boards: BoardRepository = SqlBoards(conn)
         self.committed = False
 
     def commit(self) -> None:

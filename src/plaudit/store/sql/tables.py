@@ -380,3 +380,57 @@ player_events = Table(
     Column("position", BigInteger, primary_key=True),
     sqlite_with_rowid=False,
 )
+
+board_entries = Table(
+    "board_entries",
+    metadata,
+    # What one event (or manual adjustment) put on one board: reversed exactly on retraction,
+    # and the sum of a window's entries is its score in board_scores.
+    Column("tenant_id", String(64), primary_key=True),
+    Column("ref", String(40), primary_key=True),  # event id, or adjustment id
+    Column("board_id", String(64), primary_key=True),
+    Column("window", String(16), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("units", BigInteger, nullable=False),  # score times 10,000
+    Column("reached_us", BigInteger, nullable=False),  # occurred_at, µs since the epoch
+    Index(None, "tenant_id", "board_id", "window", "subject"),
+    sqlite_with_rowid=False,
+)
+
+board_scores = Table(
+    "board_scores",
+    metadata,
+    # The durable standings every projection is built from and compared with. ``seq`` grows
+    # with each transaction that changes rows, so a projector can tail what changed.
+    Column("tenant_id", String(64), primary_key=True),
+    Column("board_id", String(64), primary_key=True),
+    Column("window", String(16), primary_key=True),
+    Column("subject", String(200), primary_key=True),
+    Column("units", BigInteger, nullable=False),
+    Column("reached_us", BigInteger, nullable=False),
+    # Contributions in the score; 0 marks a subject that left the window (a retraction, a
+    # merge), kept so that projectors tailing ``seq`` see it go.
+    Column("entries", Integer, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Index(None, "seq"),
+    sqlite_with_rowid=False,
+)
+# Standings of a closed window are read from SQL in rank order.
+Index(
+    "ix_board_scores_rank",
+    board_scores.c.tenant_id,
+    board_scores.c.board_id,
+    board_scores.c.window,
+    board_scores.c.units.desc(),
+    board_scores.c.reached_us,
+    board_scores.c.subject,
+)
+
+board_optouts = Table(
+    "board_optouts",
+    metadata,
+    # Players hidden from others on every board (they still see their own rank).
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("player_id", String(40), primary_key=True),
+    Column("since", UtcDateTime, nullable=False),
+)

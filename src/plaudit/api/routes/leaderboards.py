@@ -1,0 +1,432 @@
+"""Leaderboards: standings with cursor paging, around-me, history, ranks, privacy, live stream."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.sse import EventSourceResponse
+from pydantic import BaseModel, Field
+
+from plaudit.api.deps import Admin, ContainerDep, PlayerWriter, Reader
+from plaudit.api.idempotency import IdempotentRoute
+from plaudit.api.schemas import Strict
+from plaudit.domain.pagination import decode_position, encode_cursor
+from plaudit.rules.compiler import CompiledBoard
+from plaudit.services.leaderboards import Entry, LeaderboardService, WindowView, page_limit
+
+router = APIRouter(tags=["leaderboards"], route_class=IdempotentRoute)
+
+WindowParam = Annotated[
+    str | None,
+    Query(
+        max_length=16,
+        description="current (default), previous, or a window's name: all, season, "
+        "2026-11-30 (a day, or the first day of a week), 2026-11, 2026-Q4",
+    ),
+]
+_AROUND_MAX = 50
+_STREAM_TOP_MAX = 100
+_KEEPALIVE = 15.0  # seconds: proxies close connections that stay silent longer
+
+
+class WindowOut(BaseModel):
+    key: str
+    state: str = Field(description="open, closed (final standings) or future")
+    start: datetime | None
+    end: datetime | None
+
+    @classmethod
+    def of(cls, v: WindowView) -> WindowOut:
+        return cls(key=v.key, state=v.state, start=v.start, end=v.end)
+
+
+class BoardOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    metric: dict[str, Any]
+    window: str = Field(description="all_time, day, week, month, quarter or season")
+    time_zone: str
+    week_start: str
+    scope: str = Field(description="players, or the player attribute groups are ranked by")
+    min_score: float | None
+    current: WindowOut
+    participants: int
+
+    @classmethod
+    def of(cls, board: CompiledBoard, current: WindowView, participants: int) -> BoardOut:
+        b = board.board
+        return cls(
+            id=b.id,
+            name=b.name,
+            description=b.description,
+            metric=b.metric.model_dump(mode="json", exclude_none=True),
+            window=b.window,
+            time_zone=board.zone.key,
+            week_start=board.week_start,
+            scope="players" if b.group_by is None else f"group:{b.group_by}",
+            min_score=b.min_score,
+            current=WindowOut.of(current),
+            participants=participants,
+        )
+
+
+class EntryOut(BaseModel):
+    rank: int
+    subject: str | None = Field(
+        description="Player id, or the group's name; null for a player who opted out"
+    )
+    score: float
+    reached_at: datetime = Field(description="When the score was reached (ties: earlier first)")
+    hidden: bool = False
+
+    @classmethod
+    def of(cls, e: Entry) -> EntryOut:
+        return cls(
+            rank=e.rank, subject=e.subject, score=e.score, reached_at=e.reached_at, hidden=e.hidden
+        )
+
+
+class StandingsOut(BaseModel):
+    board: str
+    window: WindowOut
+    participants: int
+    items: list[EntryOut]
+    next_cursor: str | None
+
+
+class AroundOut(BaseModel):
+    board: str
+    window: WindowOut
+    subject: str
+    entry: EntryOut | None = Field(description="null when the subject has no standing")
+    neighbours: list[EntryOut] = Field(description="Up to `around` above and below, with it")
+
+
+class HistoryOut(BaseModel):
+    window: WindowOut
+    participants: int
+    winners: list[EntryOut]
+
+
+class RankOut(BaseModel):
+    board: str
+    name: str
+    window: WindowOut
+    subject: str
+    rank: int | None
+    score: float | None
+    participants: int
+
+
+class PrivacyIn(Strict):
+    hidden: bool = Field(description="Hide the player from others on every board")
+
+
+class PrivacyOut(BaseModel):
+    player_id: str
+    hidden: bool
+
+
+class ReconcileOut(BaseModel):
+    windows: int
+    subjects: int
+    missing: int
+    extra: int
+    wrong: int
+    repaired: list[str]
+    retired: list[str]
+
+
+def _etag(request: Request, version: str) -> str:
+    digest = hashlib.sha256(f"{request.url.path}?{request.url.query}|{version}".encode())
+    return f'W/"{digest.hexdigest()[:20]}"'
+
+
+def _not_modified(request: Request, response: Response, etag: str) -> Response | None:
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "no-cache"
+    if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    return None
+
+
+@router.get("/v1/leaderboards", response_model=list[BoardOut], summary="Boards of the live rules")
+async def list_boards(principal: Reader, container: ContainerDep) -> list[BoardOut]:
+    service = container.leaderboards
+
+    def run() -> list[BoardOut]:
+        out = []
+        for board in service.boards(principal.tenant_id):
+            view = service.window(principal.tenant_id, board.board.id, None)
+            _, total = service.standings(principal.tenant_id, view, 0, 0)
+            out.append(BoardOut.of(board, view, total))
+        return out
+
+    return await anyio.to_thread.run_sync(run)
+
+
+@router.get("/v1/leaderboards/{board_id}", response_model=BoardOut)
+async def get_board(board_id: str, principal: Reader, container: ContainerDep) -> BoardOut:
+    service = container.leaderboards
+
+    def run() -> BoardOut:
+        view = service.window(principal.tenant_id, board_id, None)
+        _, total = service.standings(principal.tenant_id, view, 0, 0)
+        return BoardOut.of(view.board, view, total)
+
+    return await anyio.to_thread.run_sync(run)
+
+
+@router.get(
+    "/v1/leaderboards/{board_id}/standings",
+    response_model=StandingsOut,
+    summary="Standings in rank order (ETag: 304 when nothing changed)",
+)
+async def standings(
+    board_id: str,
+    request: Request,
+    response: Response,
+    principal: Reader,
+    container: ContainerDep,
+    window: WindowParam = None,
+    limit: Annotated[int, Query(description="Page size, at most 1,000")] = 50,
+    cursor: str | None = None,
+) -> StandingsOut | Response:
+    service = container.leaderboards
+    page_limit(limit, container.settings.api.page_size_max)
+    offset = decode_position(cursor)
+
+    def run() -> StandingsOut | Response:
+        view = service.window(principal.tenant_id, board_id, window)
+        etag = _etag(request, service.version(principal.tenant_id, view))
+        if (cached := _not_modified(request, response, etag)) is not None:
+            return cached
+        entries, total = service.standings(principal.tenant_id, view, offset, limit)
+        more = offset + len(entries) < total and len(entries) == limit
+        return StandingsOut(
+            board=board_id,
+            window=WindowOut.of(view),
+            participants=total,
+            items=[EntryOut.of(e) for e in entries],
+            next_cursor=encode_cursor(str(offset + len(entries))) if more else None,
+        )
+
+    return await anyio.to_thread.run_sync(run)
+
+
+@router.get(
+    "/v1/leaderboards/{board_id}/standings/{subject}",
+    response_model=AroundOut,
+    summary="A player's (or group's) rank and neighbours: around me",
+)
+async def around(
+    board_id: str,
+    subject: str,
+    request: Request,
+    response: Response,
+    principal: Reader,
+    container: ContainerDep,
+    window: WindowParam = None,
+    around: Annotated[int, Query(ge=0, le=_AROUND_MAX, description="Neighbours each side")] = 5,
+) -> AroundOut | Response:
+    service = container.leaderboards
+
+    def run() -> AroundOut | Response:
+        view = service.window(principal.tenant_id, board_id, window)
+        etag = _etag(request, service.version(principal.tenant_id, view))
+        if (cached := _not_modified(request, response, etag)) is not None:
+            return cached
+        who = service.subject_of(principal.tenant_id, view, subject)
+        entries = service.around(principal.tenant_id, view, who, around)
+        mine = next((e for e in entries if e.subject == who), None)
+        return AroundOut(
+            board=board_id,
+            window=WindowOut.of(view),
+            subject=who,
+            entry=EntryOut.of(mine) if mine else None,
+            neighbours=[EntryOut.of(e) for e in entries],
+        )
+
+    return await anyio.to_thread.run_sync(run)
+
+
+@router.get(
+    "/v1/leaderboards/{board_id}/windows",
+    response_model=list[HistoryOut],
+    summary="Windows with scores, newest first, with their winners (last week's winners)",
+)
+async def history(
+    board_id: str,
+    principal: Reader,
+    container: ContainerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    winners: Annotated[int, Query(ge=0, le=10)] = 3,
+) -> list[HistoryOut]:
+    service = container.leaderboards
+
+    def run() -> list[HistoryOut]:
+        out = []
+        for view, participants in service.history(principal.tenant_id, board_id)[:limit]:
+            top, _ = service.standings(principal.tenant_id, view, 0, winners)
+            out.append(
+                HistoryOut(
+                    window=WindowOut.of(view),
+                    participants=participants,
+                    winners=[EntryOut.of(e) for e in top],
+                )
+            )
+        return out
+
+    return await anyio.to_thread.run_sync(run)
+
+
+@router.get(
+    "/v1/players/{player}/ranks",
+    response_model=list[RankOut],
+    summary="A player's rank on every board (current windows)",
+)
+async def player_ranks(player: str, principal: Reader, container: ContainerDep) -> list[RankOut]:
+    _, found = await anyio.to_thread.run_sync(
+        container.leaderboards.player_ranks, principal.tenant_id, player
+    )
+    return [
+        RankOut(
+            board=view.board.board.id,
+            name=view.board.board.name,
+            window=WindowOut.of(view),
+            subject=subject,
+            rank=entry.rank if entry else None,
+            score=entry.score if entry else None,
+            participants=participants,
+        )
+        for view, subject, entry, participants in found
+    ]
+
+
+@router.put(
+    "/v1/players/{player}/leaderboard-privacy",
+    response_model=PrivacyOut,
+    summary="Opt a player out of (or back into) being seen on boards",
+)
+async def set_privacy(
+    player: str, body: PrivacyIn, principal: PlayerWriter, container: ContainerDep
+) -> PrivacyOut:
+    player_id = await anyio.to_thread.run_sync(
+        container.leaderboards.set_hidden, principal.tenant_id, player, body.hidden
+    )
+    return PrivacyOut(player_id=player_id, hidden=body.hidden)
+
+
+@router.post(
+    "/v1/leaderboards/reconcile",
+    response_model=ReconcileOut,
+    summary="Compare the projection with SQL now, and repair any drift",
+)
+async def reconcile(principal: Admin, container: ContainerDep) -> ReconcileOut:
+    report = await anyio.to_thread.run_sync(container.leaderboards.reconcile)
+    return ReconcileOut(
+        windows=report.windows,
+        subjects=report.subjects,
+        missing=report.missing,
+        extra=report.extra,
+        wrong=report.wrong,
+        repaired=report.repaired,
+        retired=report.retired,
+    )
+
+
+@router.get(
+    "/v1/leaderboards/{board_id}/stream",
+    response_class=EventSourceResponse,
+    summary="Live standings (Server-Sent Events): top-N changes, and one player's rank",
+    description="Events: `standings` (the top N, when it changes) and `rank` (the player's "
+    "rank and score, when they change), at most one of each per interval; a comment line "
+    "keeps idle connections alive.",
+)
+async def stream(
+    board_id: str,
+    principal: Reader,
+    container: ContainerDep,
+    window: WindowParam = None,
+    top: Annotated[int, Query(ge=1, le=_STREAM_TOP_MAX)] = 10,
+    player: Annotated[str | None, Query(description="Also push this player's rank")] = None,
+) -> EventSourceResponse:
+    service = container.leaderboards
+    tenant = principal.tenant_id
+    interval = container.settings.leaderboards.stream_interval.total_seconds()
+    # Resolve now, so that an unknown board, window or player is a 404, not a broken stream.
+    view = await anyio.to_thread.run_sync(service.window, tenant, board_id, window)
+    who = None
+    if player is not None:
+        who = await anyio.to_thread.run_sync(service.subject_of, tenant, view, player)
+    return EventSourceResponse(
+        _updates(service, tenant, board_id, window, top, who, interval),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _sse(event: str, ident: str, data: Any) -> bytes:
+    return f"event: {event}\nid: {ident}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def _updates(
+    service: LeaderboardService,
+    tenant: str,
+    board_id: str,
+    window: str | None,
+    top: int,
+    who: str | None,
+    interval: float,
+) -> AsyncIterator[bytes]:
+    """One event when something changed, at most one of each kind per interval."""
+    last_version = last_top = last_rank = None
+    quiet = 0.0
+    while True:
+        view, version = await anyio.to_thread.run_sync(_look, service, tenant, board_id, window)
+        if version != last_version:
+            last_version = version
+            entries, total = await anyio.to_thread.run_sync(service.standings, tenant, view, 0, top)
+            payload = StandingsOut(
+                board=board_id,
+                window=WindowOut.of(view),
+                participants=total,
+                items=[EntryOut.of(e) for e in entries],
+                next_cursor=None,
+            ).model_dump(mode="json")
+            if payload != last_top:
+                last_top = payload
+                quiet = 0.0
+                yield _sse("standings", version, payload)
+            if who is not None:
+                mine = await anyio.to_thread.run_sync(service.around, tenant, view, who, 0)
+                rank = {
+                    "board": board_id,
+                    "window": view.key,
+                    "subject": who,
+                    "rank": mine[0].rank if mine else None,
+                    "score": mine[0].score if mine else None,
+                }
+                if rank != last_rank:
+                    last_rank = rank
+                    quiet = 0.0
+                    yield _sse("rank", version, rank)
+        if quiet >= _KEEPALIVE:
+            quiet = 0.0
+            yield b": keepalive\n\n"
+        await anyio.sleep(interval)
+        quiet += interval
+
+
+def _look(
+    service: LeaderboardService, tenant: str, board_id: str, window: str | None
+) -> tuple[WindowView, str]:
+    view = service.window(tenant, board_id, window)
+    return view, f"{view.key}:{service.version(tenant, view)}"

@@ -1,0 +1,320 @@
+"""The server mode's projection: one Redis sorted set per window, shared by every process.
+
+Key layout, under ``prefix`` (``W`` is ``{tenant}/{board}/{window}``: ids never hold ``/``,
+so two windows can't share keys, as ``a:b`` + ``c`` and ``a`` + ``b:c`` would with ``:``)::
+
+    {prefix}lb:z:W        sorted set: score -units, member f"{reached_us:016x}{subject}"
+    {prefix}lb:h:W        hash: subject -> f"{reached_us:016x}" (finds the member to replace)
+    {prefix}lb:v:W        the window's version
+    {prefix}lb:keys       set of every W held, for keys()
+    {prefix}lb:cursor     the SQL position the projection reflects
+    {prefix}lb:tmp:*      a replace() being staged (expires if its writer dies)
+    {prefix}lb-version    the last version handed out; outside lb: so that reset() keeps it
+                          and a version never repeats
+
+Equal scores sort by member bytes, so the fixed-width hex puts the earlier ``reached_us``
+first and then the subject (UTF-8 byte order is code point order, as Python compares): ZRANK
+and ascending ZRANGE are the port's order exactly. Scores are doubles, exact to 2**53 units.
+
+Why Lua: a change is a read (the old member) then writes, and a reader must never see a subject
+twice or not at all; a script does a chunk of changes atomically in one round trip, which
+MULTI can't (it can't branch on what it read) and WATCH would only retry.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+from uuid import uuid4
+
+import redis
+
+from plaudit.leaderboards.ports import BoardKey, Change, Ranked, Standing
+
+# Changes per script call: large enough to amortise the round trip, small enough that one
+# call does not hold Redis (single-threaded) for more than a few milliseconds.
+CHUNK = 1000
+# A staged replace() outlives any real load; the TTL only collects a dead writer's keys.
+_STAGING_TTL_S = 3600
+_MAX_UNITS = 2**53  # beyond this a double no longer holds every integer
+_MAX_REACHED = 16**16  # the member's 16 hex digits
+_MAX_INDEX = 2**53  # beyond any window's size; Lua numbers stay exact below it
+_ID = re.compile(r"[A-Za-z0-9_.:-]*")
+
+_APPLY = """
+-- KEYS: registry, cursor, version counter, then per window: zset, hash, version
+-- ARGV: cursor ('' = leave it), window count, window names, then per change:
+--       window number, subject, reached hex ('' = remove), score
+local n = tonumber(ARGV[2])
+local changed, listed = {}, {}
+for i = 3 + n, #ARGV, 4 do
+  local w = tonumber(ARGV[i])
+  local subject, reached, score = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local z, h = KEYS[3 * w + 1], KEYS[3 * w + 2]
+  local old = redis.call('HGET', h, subject)
+  if reached == '' then
+    if old then
+      redis.call('ZREM', z, old .. subject)
+      redis.call('HDEL', h, subject)
+      changed[w] = true
+    end
+  else
+    listed[w] = true
+    if old ~= reached then
+      if old then
+        redis.call('ZREM', z, old .. subject)
+      end
+      redis.call('HSET', h, subject, reached)
+    end
+    if redis.call('ZADD', z, 'CH', score, reached .. subject) > 0 then
+      changed[w] = true
+    end
+  end
+end
+for w in pairs(listed) do
+  redis.call('SADD', KEYS[1], ARGV[2 + w])
+end
+if next(changed) then
+  local version = redis.call('INCR', KEYS[3])
+  for w in pairs(changed) do
+    redis.call('SET', KEYS[3 * w + 3], version)
+  end
+end
+if ARGV[1] ~= '' and tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[2]) or '0') then
+  redis.call('SET', KEYS[2], ARGV[1])
+end
+"""
+
+_STANDINGS = """
+-- KEYS: per lookup: zset, hash; ARGV: per lookup: subject
+local found = {}
+for i = 1, #ARGV do
+  local subject = ARGV[i]
+  local reached = redis.call('HGET', KEYS[2 * i], subject)
+  local rank = reached and redis.call('ZRANK', KEYS[2 * i - 1], reached .. subject)
+  if rank then
+    found[i] = {rank, reached .. subject, redis.call('ZSCORE', KEYS[2 * i - 1], reached .. subject)}
+  else
+    found[i] = false
+  end
+end
+return found
+"""
+
+_AROUND = """
+-- KEYS: zset, hash; ARGV: subject, k. Returns {first rank - 1, members and scores} or nil.
+local reached = redis.call('HGET', KEYS[2], ARGV[1])
+local rank = reached and redis.call('ZRANK', KEYS[1], reached .. ARGV[1])
+if not rank then
+  return false
+end
+local k = tonumber(ARGV[2])
+local first, last = math.max(0, rank - k), rank + k
+if last < first then
+  return {first, {}}
+end
+return {first, redis.call('ZRANGE', KEYS[1], first, last, 'WITHSCORES')}
+"""
+
+_RANGE = """
+-- KEYS: zset; ARGV: first, last (0-based, inclusive)
+return redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
+"""
+
+_COMMIT_REPLACE = """
+-- KEYS: staged zset, staged hash, zset, hash, version, registry, version counter
+-- ARGV: window name, expected size
+local size = tonumber(ARGV[2])
+if redis.call('ZCARD', KEYS[1]) ~= size then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return redis.error_reply('ERR staged window incomplete (expired or reset meanwhile)')
+end
+if size > 0 then
+  redis.call('RENAME', KEYS[1], KEYS[3])
+  redis.call('PERSIST', KEYS[3])
+  redis.call('RENAME', KEYS[2], KEYS[4])
+  redis.call('PERSIST', KEYS[4])
+else
+  redis.call('DEL', KEYS[3], KEYS[4])
+end
+redis.call('SET', KEYS[5], redis.call('INCR', KEYS[7]))
+redis.call('SADD', KEYS[6], ARGV[1])
+"""
+
+
+class RedisProjection:
+    def __init__(self, client: redis.Redis, prefix: str = "plaudit:") -> None:
+        self._client = client
+        self._prefix = prefix
+        self._registry = f"{prefix}lb:keys"
+        self._cursor_key = f"{prefix}lb:cursor"
+        self._counter = f"{prefix}lb-version"
+        # Registering only hashes the text: nothing reaches Redis until the first call.
+        self._apply = client.register_script(_APPLY)
+        self._standings = client.register_script(_STANDINGS)
+        self._around = client.register_script(_AROUND)
+        self._range = client.register_script(_RANGE)
+        self._commit_replace = client.register_script(_COMMIT_REPLACE)
+
+    def apply(self, changes: Sequence[Change], cursor: int) -> None:
+        for change in changes:  # all checked first, so a bad change applies nothing
+            _window_name(change.key)
+            if change.listed:
+                _check_standing(change.units, change.reached_us)
+        chunks = [changes[i : i + CHUNK] for i in range(0, len(changes), CHUNK)] or [[]]
+        for number, chunk in enumerate(chunks, 1):
+            self._apply_chunk(chunk, cursor if number == len(chunks) else None)
+
+    def _apply_chunk(self, changes: Sequence[Change], cursor: int | None) -> None:
+        windows: dict[BoardKey, int] = {}
+        keys = [self._registry, self._cursor_key, self._counter]
+        changes_args: list[str | int] = []
+        for change in changes:
+            number = windows.get(change.key)
+            if number is None:
+                number = windows[change.key] = len(windows) + 1
+                keys += self._window_keys(change.key)
+            if change.listed:
+                changes_args += [number, change.subject, f"{change.reached_us:016x}", -change.units]
+            else:
+                changes_args += [number, change.subject, "", 0]
+        names = [_window_name(key) for key in windows]
+        header: list[str | int] = ["" if cursor is None else cursor, len(windows)]
+        self._apply(keys=keys, args=[*header, *names, *changes_args])
+
+    def cursor(self) -> int:
+        value = self._client.get(self._cursor_key)
+        return 0 if value is None else int(value)
+
+    def top(self, key: BoardKey, offset: int, limit: int) -> list[Ranked]:
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must not be negative: {offset}, {limit}")
+        if limit == 0 or offset >= _MAX_INDEX:  # ZRANGE refuses indexes beyond 64 bits
+            return []
+        last = min(offset + limit, _MAX_INDEX) - 1
+        flat = self._range(keys=[self._window_keys(key)[0]], args=[offset, last])
+        return list(_ranked(offset, flat))
+
+    def standing(self, key: BoardKey, subject: str) -> Ranked | None:
+        return self.standings([(key, subject)])[0]
+
+    def standings(self, pairs: Sequence[tuple[BoardKey, str]]) -> list[Ranked | None]:
+        if not pairs:
+            return []
+        keys = [name for key, _ in pairs for name in self._window_keys(key)[:2]]
+        found = self._standings(keys=keys, args=[subject for _, subject in pairs])
+        return [None if not hit else _one(hit[0], hit[1], hit[2]) for hit in found]
+
+    def around(self, key: BoardKey, subject: str, k: int) -> list[Ranked]:
+        zset, hashed, _ = self._window_keys(key)
+        found = self._around(keys=[zset, hashed], args=[subject, min(k, _MAX_INDEX)])
+        return [] if not found else list(_ranked(found[0], found[1]))
+
+    def size(self, key: BoardKey) -> int:
+        return self._client.zcard(self._window_keys(key)[0])
+
+    def version(self, key: BoardKey) -> int:
+        value = self._client.get(self._window_keys(key)[2])
+        return 0 if value is None else int(value)
+
+    def keys(self) -> list[BoardKey]:
+        names = (_text(name).split("/") for name in self._client.smembers(self._registry))
+        return sorted(BoardKey(tenant, board, window) for tenant, board, window in names)
+
+    def entries(self, key: BoardKey) -> dict[str, tuple[int, int]]:
+        flat = self._range(keys=[self._window_keys(key)[0]], args=[0, -1])
+        return {r.subject: (r.units, r.reached_us) for r in _ranked(0, flat)}
+
+    def replace(self, key: BoardKey, standings: Iterable[Standing]) -> None:
+        name = _window_name(key)
+        latest = {s.subject: s for s in standings}  # the last standing of a subject wins
+        for s in latest.values():
+            _check_standing(s.units, s.reached_us)
+        staging = f"{self._prefix}lb:tmp:{uuid4().hex}"
+        staged_zset, staged_hash = f"{staging}:z", f"{staging}:h"
+        zset, hashed, version = self._window_keys(key)
+        try:
+            items = list(latest.values())
+            for start in range(0, len(items), CHUNK):
+                chunk = items[start : start + CHUNK]
+                pipe = self._client.pipeline(transaction=False)
+                pipe.zadd(staged_zset, {f"{s.reached_us:016x}{s.subject}": -s.units for s in chunk})
+                pipe.hset(staged_hash, mapping={s.subject: f"{s.reached_us:016x}" for s in chunk})
+                pipe.expire(staged_zset, _STAGING_TTL_S)
+                pipe.expire(staged_hash, _STAGING_TTL_S)
+                pipe.execute()
+            self._commit_replace(
+                keys=[
+                    staged_zset,
+                    staged_hash,
+                    zset,
+                    hashed,
+                    version,
+                    self._registry,
+                    self._counter,
+                ],
+                args=[name, len(items)],
+            )
+        finally:
+            self._client.delete(staged_zset, staged_hash)  # left only if something failed
+
+    def drop(self, key: BoardKey) -> None:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(*self._window_keys(key))
+        pipe.srem(self._registry, _window_name(key))
+        pipe.execute()
+
+    def reset(self, cursor: int = 0) -> None:
+        pattern = _glob_escape(f"{self._prefix}lb:") + "*"
+        batch: list[Any] = []
+        for name in self._client.scan_iter(match=pattern, count=CHUNK):
+            batch.append(name)
+            if len(batch) >= CHUNK:
+                self._client.unlink(*batch)
+                batch.clear()
+        if batch:
+            self._client.unlink(*batch)
+        self._client.set(self._cursor_key, cursor)
+
+    def _window_keys(self, key: BoardKey) -> tuple[str, str, str]:
+        name = _window_name(key)
+        return (
+            f"{self._prefix}lb:z:{name}",
+            f"{self._prefix}lb:h:{name}",
+            f"{self._prefix}lb:v:{name}",
+        )
+
+
+def _window_name(key: BoardKey) -> str:
+    for part in (key.tenant_id, key.board_id, key.window):
+        if not _ID.fullmatch(part):
+            raise ValueError(f"an id holds only [A-Za-z0-9_.:-]: {part!r}")
+    return f"{key.tenant_id}/{key.board_id}/{key.window}"
+
+
+def _check_standing(units: int, reached_us: int) -> None:
+    if not -_MAX_UNITS <= units <= _MAX_UNITS:
+        raise ValueError(f"units beyond ±2**53 are not exact in Redis: {units}")
+    if not 0 <= reached_us < _MAX_REACHED:
+        raise ValueError(f"reached_us must fit 64 bits unsigned: {reached_us}")
+
+
+def _ranked(first: int, flat: list[Any]) -> Iterator[Ranked]:
+    """Rank a flat ZRANGE WITHSCORES reply whose first member sits at 0-based ``first``."""
+    for i in range(0, len(flat), 2):
+        yield _one(first + i // 2, flat[i], flat[i + 1])
+
+
+def _one(index: int, member: bytes | str, score: bytes | str) -> Ranked:
+    raw = member.encode() if isinstance(member, str) else member
+    units = -int(float(score))  # exact: an integral double below 2**53
+    return Ranked(index + 1, raw[16:].decode(), units, int(raw[:16], 16))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)

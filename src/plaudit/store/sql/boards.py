@@ -1,0 +1,308 @@
+"""Leaderboard scores in SQL: per-event entries, per-window totals, and the change sequence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, or_, select, true, tuple_, update
+
+from plaudit.store.ports import BoardEntryRow, BoardScoreRow
+from plaudit.store.sql import tables as t
+from plaudit.store.sql.repositories import _chunks, _insert
+
+SEQ = "board-seq"
+
+_ADD_SQLITE = (
+    "INSERT INTO board_scores (tenant_id, board_id, window, subject, units, reached_us, entries, "
+    "seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, board_id, window, subject) "
+    "DO UPDATE SET units = units + excluded.units, entries = entries + excluded.entries, "
+    "reached_us = max(reached_us, excluded.reached_us), seq = excluded.seq"
+)
+_ENTRIES_SQLITE = (
+    "INSERT INTO board_entries (tenant_id, ref, board_id, window, subject, units, reached_us) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
+_Key = tuple[str, str, str]  # (board, window, subject)
+
+
+def _row(r: Any) -> BoardScoreRow:
+    return BoardScoreRow(
+        r.tenant_id, r.board_id, r.window, r.subject, r.units, r.reached_us, r.entries, r.seq
+    )
+
+
+class SqlBoards:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._seq: int | None = None
+
+    def _next_seq(self) -> int:
+        """One sequence number per transaction (writers are serialized)."""
+        if self._seq is None:
+            current = self.conn.execute(
+                select(t.cursors.c.position).where(t.cursors.c.name == SEQ)
+            ).scalar()
+            self._seq = int(current or 0) + 1
+            stmt = _insert(self.conn, t.cursors).values(name=SEQ, position=self._seq)
+            self.conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[t.cursors.c.name], set_={"position": self._seq}
+                )
+            )
+        return self._seq
+
+    def add_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:
+        if not entries:
+            return
+        totals: dict[_Key, list[int]] = {}
+        for e in entries:
+            key = (e.board_id, e.window, e.subject)
+            total = totals.get(key)
+            if total is None:
+                totals[key] = [e.units, e.reached_us, 1]
+            else:
+                total[0] += e.units
+                total[1] = max(total[1], e.reached_us)
+                total[2] += 1
+        seq = self._next_seq()
+        if self.conn.dialect.name == "sqlite":
+            # By hand, as the ledger: scoring writes these for most events.
+            self.conn.exec_driver_sql(
+                _ENTRIES_SQLITE,
+                [
+                    (tenant_id, e.ref, e.board_id, e.window, e.subject, e.units, e.reached_us)
+                    for e in entries
+                ],
+            )
+            self.conn.exec_driver_sql(
+                _ADD_SQLITE,
+                [(tenant_id, *key, u, r, n, seq) for key, (u, r, n) in totals.items()],
+            )
+            return
+        e_stmt = _insert(self.conn, t.board_entries).on_conflict_do_nothing()
+        self.conn.execute(
+            e_stmt,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "ref": e.ref,
+                    "board_id": e.board_id,
+                    "window": e.window,
+                    "subject": e.subject,
+                    "units": e.units,
+                    "reached_us": e.reached_us,
+                }
+                for e in entries
+            ],
+        )
+        self._upsert(
+            tenant_id, {key: (u, r, n) for key, (u, r, n) in totals.items()}, seq, add=True
+        )
+
+    def _upsert(
+        self, tenant_id: str, totals: dict[_Key, tuple[int, int, int]], seq: int, *, add: bool
+    ) -> None:
+        c = t.board_scores.c
+        stmt = _insert(self.conn, t.board_scores)
+        ex = stmt.excluded
+        greatest = func.greatest if self.conn.dialect.name == "postgresql" else func.max
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[c.tenant_id, c.board_id, c.window, c.subject],
+            set_={
+                "units": c.units + ex.units if add else ex.units,
+                "entries": c.entries + ex.entries if add else ex.entries,
+                "reached_us": greatest(c.reached_us, ex.reached_us) if add else ex.reached_us,
+                "seq": ex.seq,
+            },
+        )
+        self.conn.execute(
+            stmt,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "board_id": b,
+                    "window": w,
+                    "subject": s,
+                    "units": u,
+                    "reached_us": r,
+                    "entries": n,
+                    "seq": seq,
+                }
+                for (b, w, s), (u, r, n) in totals.items()
+            ],
+        )
+
+    def _recompute(self, tenant_id: str, keys: set[_Key]) -> None:
+        """Set the scores of ``keys`` to the sum of their remaining entries (0 if none)."""
+        if not keys:
+            return
+        e = t.board_entries.c
+        totals: dict[_Key, tuple[int, int, int]] = {key: (0, 0, 0) for key in keys}
+        for chunk in _chunks(sorted(keys), 300):
+            rows = self.conn.execute(
+                select(e.board_id, e.window, e.subject, func.sum(e.units), func.max(e.reached_us))
+                .add_columns(func.count())
+                .where(
+                    e.tenant_id == tenant_id,
+                    tuple_(e.board_id, e.window, e.subject).in_(list(chunk)),
+                )
+                .group_by(e.board_id, e.window, e.subject)
+            )
+            for board, window, subject, units, reached, n in rows:
+                totals[(board, window, subject)] = (int(units), int(reached), int(n))
+        self._upsert(tenant_id, totals, self._next_seq(), add=False)
+
+    def remove_entries(self, tenant_id: str, ref: str) -> list[BoardEntryRow]:
+        e = t.board_entries.c
+        rows = [
+            BoardEntryRow(r.ref, r.board_id, r.window, r.subject, r.units, r.reached_us)
+            for r in self.conn.execute(
+                select(t.board_entries).where(e.tenant_id == tenant_id, e.ref == ref)
+            )
+        ]
+        if rows:
+            self.conn.execute(delete(t.board_entries).where(e.tenant_id == tenant_id, e.ref == ref))
+            self._recompute(tenant_id, {(r.board_id, r.window, r.subject) for r in rows})
+        return rows
+
+    def move_subject(self, tenant_id: str, from_subject: str, to_subject: str) -> None:
+        e = t.board_entries.c
+        keys = {
+            (b, w)
+            for b, w in self.conn.execute(
+                select(e.board_id, e.window)
+                .where(e.tenant_id == tenant_id, e.subject == from_subject)
+                .distinct()
+            )
+        }
+        if not keys:
+            return
+        self.conn.execute(
+            update(t.board_entries)
+            .where(e.tenant_id == tenant_id, e.subject == from_subject)
+            .values(subject=to_subject)
+        )
+        self._recompute(
+            tenant_id,
+            {(b, w, s) for b, w in keys for s in (from_subject, to_subject)},
+        )
+
+    def changed_since(self, seq: int) -> Iterator[BoardScoreRow]:
+        c = t.board_scores.c
+        result = self.conn.execution_options(yield_per=5000).execute(
+            select(t.board_scores).where(c.seq > seq).order_by(c.seq)
+        )
+        for r in result:
+            yield _row(r)
+
+    def last_seq(self) -> int:
+        value = self.conn.execute(
+            select(t.cursors.c.position).where(t.cursors.c.name == SEQ)
+        ).scalar()
+        return int(value or 0)
+
+    def window(self, tenant_id: str, board_id: str, window: str) -> list[BoardScoreRow]:
+        c = t.board_scores.c
+        rows = self.conn.execute(
+            select(t.board_scores).where(
+                c.tenant_id == tenant_id, c.board_id == board_id, c.window == window
+            )
+        )
+        return [_row(r) for r in rows]
+
+    @staticmethod
+    def _listed(tenant_id: str, board_id: str, window: str, min_units: int | None) -> Any:
+        c = t.board_scores.c
+        return and_(
+            c.tenant_id == tenant_id,
+            c.board_id == board_id,
+            c.window == window,
+            c.entries > 0,
+            c.units >= min_units if min_units is not None else true(),
+        )
+
+    def ranked(
+        self,
+        tenant_id: str,
+        board_id: str,
+        window: str,
+        min_units: int | None,
+        offset: int,
+        limit: int,
+    ) -> list[BoardScoreRow]:
+        c = t.board_scores.c
+        rows = self.conn.execute(
+            select(t.board_scores)
+            .where(self._listed(tenant_id, board_id, window, min_units))
+            .order_by(c.units.desc(), c.reached_us, c.subject)
+            .offset(offset)
+            .limit(limit)
+        )
+        return [_row(r) for r in rows]
+
+    def rank_of(
+        self, tenant_id: str, board_id: str, window: str, subject: str, min_units: int | None
+    ) -> tuple[int, BoardScoreRow] | None:
+        c = t.board_scores.c
+        listed = self._listed(tenant_id, board_id, window, min_units)
+        found = self.conn.execute(
+            select(t.board_scores).where(listed, c.subject == subject)
+        ).first()
+        if found is None:
+            return None
+        me = _row(found)
+        ahead = self.conn.execute(
+            select(func.count()).where(
+                listed,
+                or_(
+                    c.units > me.units,
+                    and_(c.units == me.units, c.reached_us < me.reached_us),
+                    and_(
+                        c.units == me.units, c.reached_us == me.reached_us, c.subject < me.subject
+                    ),
+                ),
+            )
+        ).scalar_one()
+        return int(ahead) + 1, me
+
+    def count(self, tenant_id: str, board_id: str, window: str, min_units: int | None) -> int:
+        listed = self._listed(tenant_id, board_id, window, min_units)
+        return int(
+            self.conn.execute(
+                select(func.count()).select_from(t.board_scores).where(listed)
+            ).scalar_one()
+        )
+
+    def windows(self, tenant_id: str, board_id: str) -> list[tuple[str, int]]:
+        c = t.board_scores.c
+        rows = self.conn.execute(
+            select(c.window, func.count())
+            .where(c.tenant_id == tenant_id, c.board_id == board_id, c.entries > 0)
+            .group_by(c.window)
+            .order_by(c.window.desc())
+        )
+        return [(w, int(n)) for w, n in rows]
+
+    def forget(self, tenant_id: str | None) -> None:
+        for table in (t.board_entries, t.board_scores):
+            where = table.c.tenant_id == tenant_id if tenant_id is not None else true()
+            self.conn.execute(delete(table).where(where))
+
+    def optouts(self, tenant_id: str) -> set[str]:
+        c = t.board_optouts.c
+        return set(self.conn.execute(select(c.player_id).where(c.tenant_id == tenant_id)).scalars())
+
+    def set_optout(self, tenant_id: str, player_id: str, hidden: bool, at: datetime) -> None:
+        c = t.board_optouts.c
+        if hidden:
+            stmt = _insert(self.conn, t.board_optouts).values(
+                tenant_id=tenant_id, player_id=player_id, since=at
+            )
+            self.conn.execute(stmt.on_conflict_do_nothing())
+        else:
+            self.conn.execute(
+                delete(t.board_optouts).where(c.tenant_id == tenant_id, c.player_id == player_id)
+            )
