@@ -7,6 +7,7 @@ a lock keeps readers on API threads from seeing a list the scorer is halfway thr
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -51,7 +52,8 @@ class MemoryProjection:
         self._cursor = 0
         self._lock = threading.Lock()
         # Versions survive a dropped or replaced window, so an ETag never repeats.
-        self._epoch = 0
+        # Versions are ETags: starting from the clock, a restarted process never repeats one.
+        self._epoch = time.time_ns() // 1000
 
     def apply(self, changes: Sequence[Change], cursor: int) -> None:
         with self._lock:

@@ -24,6 +24,7 @@ MULTI can't (it can't branch on what it read) and WATCH would only retry.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from uuid import uuid4
@@ -276,6 +277,9 @@ class RedisProjection:
         if batch:
             self._client.unlink(*batch)
         self._client.set(self._cursor_key, cursor)
+        # A Redis that lost its data lost the counter too: restart it above any version handed
+        # out before (versions are ETags; a repeated one would answer 304 wrongly).
+        self._client.eval(_RAISE_COUNTER, 1, self._counter, time.time_ns() // 1000)
 
     def _window_keys(self, key: BoardKey) -> tuple[str, str, str]:
         name = _window_name(key)
@@ -284,6 +288,12 @@ class RedisProjection:
             f"{self._prefix}lb:h:{name}",
             f"{self._prefix}lb:v:{name}",
         )
+
+
+_RAISE_COUNTER = """
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+if v < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+"""
 
 
 def _window_name(key: BoardKey) -> str:
