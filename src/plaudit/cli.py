@@ -304,9 +304,35 @@ def replay(
         _require_schema(container)
         started = time.monotonic()
         count = container.scoring.replay(tenant)
+        container.leaderboards.rebuild()  # boards were rebuilt in SQL: so is the projection
     finally:
         container.close()
     out.print(f"Replayed {count} events in {time.monotonic() - started:.1f} s.")
+
+
+@app.command()
+def reconcile() -> None:
+    """Compare the leaderboard projection (memory or Redis) with SQL and repair any drift.
+
+    The server does this daily by itself; with Redis, this command checks the shared copy.
+    With the embedded in-memory projection, it checks a copy rebuilt here (always equal)."""
+    container = _container()
+    try:
+        _require_schema(container)
+        container.leaderboards.start()
+        report = container.leaderboards.reconcile()
+    finally:
+        container.close()
+    out.print(
+        f"Checked {report.windows} windows, {report.subjects} standings: "
+        f"{report.missing} missing, {report.extra} extra, {report.wrong} wrong."
+    )
+    for name in report.repaired:
+        out.print(f"  repaired {name}")
+    for name in report.retired:
+        out.print(f"  retired closed window {name}")
+    if not report.drift:
+        out.print("[green]No drift.[/]")
 
 
 @app.command()

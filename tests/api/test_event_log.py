@@ -90,7 +90,12 @@ async def test_a_forged_cursor_is_refused_on_every_paged_route(
 ) -> None:
     from plaudit.domain.pagination import encode_cursor
 
-    for forged in ("garbage", encode_cursor("not-a-number")):
+    for forged in (
+        "garbage",
+        encode_cursor("not-a-number"),
+        encode_cursor("²"),
+        encode_cursor("9" * 40),
+    ):
         response = await log.get(path, params={"cursor": forged})
         assert response.status_code == 422, (path, response.text)
         assert response.json()["errors"][0]["field"] == "cursor"

@@ -9,7 +9,14 @@ from typing import Any
 
 from plaudit.rules.compiler import CompiledRuleSet
 from plaudit.rules.document import load
-from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
+from plaudit.rules.effects import (
+    BadgeAwarded,
+    BoardScored,
+    Effect,
+    LevelReached,
+    PointsAwarded,
+    RuleFailed,
+)
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, evaluate
 from plaudit.rules.state import PlayerState
 
@@ -24,6 +31,7 @@ def rules(text: str) -> CompiledRuleSet:
 class Player:
     rules: CompiledRuleSet
     time_zone: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
     state: PlayerState = field(default_factory=PlayerState)
     effects: list[Effect] = field(default_factory=list)
     _n: int = 0
@@ -31,7 +39,9 @@ class Player:
     def send(self, type_: str, at: datetime = T0, **properties: Any) -> list[Effect]:
         self._n += 1
         event = EventFacts(f"e{self._n}", type_, "lms", "alice", at, properties)
-        out = evaluate(self.rules, self.state, event, PlayerFacts("plr_1", {}, self.time_zone))
+        out = evaluate(
+            self.rules, self.state, event, PlayerFacts("plr_1", self.attributes, self.time_zone)
+        )
         self.effects += out
         return out
 
@@ -54,3 +64,8 @@ class Player:
 
     def failures(self) -> list[RuleFailed]:
         return [e for e in self.effects if isinstance(e, RuleFailed)]
+
+    def boards(self) -> list[tuple[str, str, float]]:
+        return [
+            (e.board_id, e.subject, e.amount) for e in self.effects if isinstance(e, BoardScored)
+        ]

@@ -1,5 +1,6 @@
-"""Scoring properties over the embedded store: redelivery never doubles an effect, and a
-replay of the log ends identical to the state built incrementally."""
+"""Scoring properties over the embedded store: redelivery never doubles an effect (points,
+badges, leaderboard scores), and a replay of the log ends identical to the state built
+incrementally."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ badges:
      tiers: [{name: bronze, at_least: 2}, {name: silver, at_least: 5}]}
   - {id: seller, name: Seller, criteria: {sum: {on: deal.closed, property: event.properties.amount,
      at_least: 1000, window: {period: month}}}}
+leaderboards:
+  - {id: xp, name: XP, metric: {currency: xp}}
+  # Events are received 20 to 60 days after they happen: some count, some are too late.
+  - {id: coins-weekly, name: Coins, metric: {currency: coins}, window: week, time_zone: Asia/Tokyo,
+     late_grace: P35D}
+  - {id: lessons-daily, name: Lessons, metric: {count: {on: lesson.completed}}, window: day,
+     late_grace: P30D}
 """
 START = datetime(2026, 5, 1, tzinfo=UTC)
 _ids = count()
@@ -76,7 +84,7 @@ def _derived(c: Container) -> dict[str, Any]:
         assert isinstance(uow, SqlUnitOfWork)
 
         # Ids are random per database: compare what the rows say, not what they are called.
-        drop_ids = ("player_id", "event_id", "ruleset_id", "award_id")
+        drop_ids = ("player_id", "event_id", "ruleset_id", "award_id", "ref", "subject")
 
         def rows(table: Any, drop: tuple[str, ...]) -> list[str]:
             drop = drop + drop_ids
@@ -89,6 +97,8 @@ def _derived(c: Container) -> dict[str, Any]:
             "ledger": rows(tables.ledger, ("id", "recorded_at")),
             "awards": rows(tables.badge_awards, ("id",)),
             "levels": rows(tables.level_ups, ()),
+            "board_entries": rows(tables.board_entries, ()),
+            "board_scores": rows(tables.board_scores, ("seq",)),
             "states": rows(tables.player_states, ("updated_at", "state")),
             "balances": sorted(
                 repr(sorted(r["state"]["balances"].items()))

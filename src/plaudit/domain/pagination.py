@@ -41,7 +41,7 @@ def decode_position(cursor: str | None) -> int:
     if not cursor:
         return 0
     value = decode_cursor(cursor)
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:  # "²" is a digit too
         raise InvalidInput(
             "cursor is not one this API issued",
             [FieldError("cursor", "not a cursor from a previous page; start without one")],

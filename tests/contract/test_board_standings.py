@@ -1,0 +1,268 @@
+"""Standings through the service, over each projection adapter: the projection always ranks
+exactly as a naive sort of SQL's scores; retractions, merges, restarts and drift are handled."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import timedelta
+from itertools import count
+from uuid import uuid4
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from plaudit.bootstrap import Container, build
+from plaudit.domain.events import IncomingEvent
+from plaudit.leaderboards.memory import MemoryProjection
+from plaudit.leaderboards.ports import BoardKey, Change, Projection
+from plaudit.leaderboards.redis import RedisProjection
+from plaudit.settings import Settings
+from plaudit.store.sql import tables
+from tests.conftest import FakeClock
+
+RULES = """
+currencies: [xp]
+rules:
+  - {id: task, on: task.done, award: {xp: "event.properties.points"}, allow_negative: true}
+leaderboards:
+  - {id: xp, name: XP, metric: {currency: xp}}
+  - {id: weekly, name: Weekly, metric: {currency: xp}, window: week, time_zone: Europe/Paris}
+  - {id: active, name: Active, metric: {count: {on: task.done}}, min_score: 2}
+"""
+_keys = count()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def projection(request: pytest.FixtureRequest) -> Iterator[Projection]:
+    if request.param == "memory":
+        yield MemoryProjection()
+        return
+    client = redis.Redis.from_url(
+        os.environ.get("PLAUDIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    client.ping()
+    prefix = f"plaudit-test:{uuid4().hex}:"
+    try:
+        yield RedisProjection(client, prefix)
+    finally:
+        held = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if held:
+            client.delete(*held)
+        client.close()
+
+
+@pytest.fixture
+def boards(container: Container, projection: Projection) -> Container:
+    container.leaderboards.projection = projection
+    view = container.rulesets.create("default", "p", RULES)
+    container.rulesets.publish("default", view.record.id, "test")
+    container.leaderboards.start()
+    return container
+
+
+def send(c: Container, actor: str, points: float, hours_ago: float = 1.0) -> str:
+    clock = c.clock
+    report = c.ingest.ingest(
+        "default",
+        [
+            IncomingEvent(
+                f"k{next(_keys)}",
+                "lms",
+                "task.done",
+                actor,
+                clock() - timedelta(hours=hours_ago),
+                {"points": points},
+            )
+        ],
+    )
+    (result,) = report.results
+    assert result.event_id is not None
+    return result.event_id
+
+
+def settle(c: Container) -> None:
+    while c.scoring.score_pending().events:
+        pass
+    c.leaderboards.sync()
+
+
+def sql_order(
+    c: Container, board: str, window: str, minimum: int | None = None
+) -> list[tuple[str, int]]:
+    """The naive reference: SQL's rows sorted by score, then time reached, then subject."""
+    with c.db.read() as uow:
+        rows = uow.conn.execute(
+            tables.board_scores.select().where(
+                tables.board_scores.c.board_id == board, tables.board_scores.c.window == window
+            )
+        ).mappings()
+        listed = [
+            r for r in rows if r["entries"] > 0 and (minimum is None or r["units"] >= minimum)
+        ]
+    listed.sort(key=lambda r: (-r["units"], r["reached_us"], r["subject"]))
+    return [(r["subject"], r["units"]) for r in listed]
+
+
+def projected(c: Container, board: str, window: str) -> list[tuple[str, int]]:
+    top = c.leaderboards.projection.top(BoardKey("default", board, window), 0, 10_000)
+    assert [r.rank for r in top] == list(range(1, len(top) + 1))
+    return [(r.subject, r.units) for r in top]
+
+
+def player_id(c: Container, actor: str) -> str:
+    return c.players.get("default", f"lms:{actor}").player.id
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ann", "bob", "cy", "dee", "eve"]),
+            st.sampled_from([-5, 0.5, 1, 1, 2, 10]),  # repeated values make ties
+            st.sampled_from([1.0, 1.0, 2.0, 30.0]),  # equal times make ties on time too
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_projected_ranks_equal_a_naive_sort_of_sql_scores_ties_included(
+    boards: Container, sends: list[tuple[str, float, float]]
+) -> None:
+    for actor, points, hours_ago in sends:
+        send(boards, actor, points, hours_ago)
+    settle(boards)
+    week = boards.leaderboards.window("default", "weekly", None).key
+    assert projected(boards, "xp", "all") == sql_order(boards, "xp", "all")
+    assert projected(boards, "weekly", week) == sql_order(boards, "weekly", week)
+    assert projected(boards, "active", "all") == sql_order(boards, "active", "all", 20_000)
+    assert boards.leaderboards.reconcile().drift == 0
+
+
+def test_ties_go_to_whoever_reached_the_score_first(boards: Container) -> None:
+    send(boards, "late", 10, hours_ago=1)
+    send(boards, "early", 10, hours_ago=2)
+    send(boards, "most", 11, hours_ago=0.5)
+    settle(boards)
+    order = [s for s, _ in projected(boards, "xp", "all")]
+    assert order == [player_id(boards, a) for a in ("most", "early", "late")]
+
+
+def test_a_retraction_takes_its_contribution_back_and_the_tie_break_time_with_it(
+    boards: Container,
+) -> None:
+    send(boards, "ann", 5, hours_ago=3)
+    late = send(boards, "ann", 5, hours_ago=1)
+    send(boards, "bob", 5, hours_ago=2)
+    settle(boards)
+    assert [u for _, u in projected(boards, "xp", "all")] == [100_000, 50_000]
+    boards.scoring.retract("default", late, "mistake", "admin")
+    boards.leaderboards.sync()
+    # ann is back at 5, reached 3 hours ago: ahead of bob, who reached 5 two hours ago.
+    assert projected(boards, "xp", "all") == [
+        (player_id(boards, "ann"), 50_000),
+        (player_id(boards, "bob"), 50_000),
+    ]
+    assert projected(boards, "xp", "all") == sql_order(boards, "xp", "all")
+
+
+def test_a_min_score_lists_a_subject_only_from_that_score(boards: Container) -> None:
+    send(boards, "ann", 1)
+    settle(boards)
+    assert projected(boards, "active", "all") == []
+    send(boards, "ann", 1)
+    settle(boards)
+    assert projected(boards, "active", "all") == [(player_id(boards, "ann"), 20_000)]
+
+
+def test_merged_players_rank_as_one(boards: Container) -> None:
+    send(boards, "ann", 3)
+    send(boards, "ann-alt", 4)
+    send(boards, "bob", 5)
+    settle(boards)
+    survivor = player_id(boards, "ann")
+    boards.players.merge("default", "lms:ann", "lms:ann-alt")
+    boards.leaderboards.sync()
+    assert projected(boards, "xp", "all") == [
+        (survivor, 70_000),
+        (player_id(boards, "bob"), 50_000),
+    ]
+    assert boards.leaderboards.reconcile().drift == 0
+
+
+def test_a_manual_adjustment_moves_the_currency_boards(boards: Container) -> None:
+    send(boards, "ann", 3)
+    settle(boards)
+    boards.progress.adjust("default", "lms:ann", "xp", 2.5, "bonus", "admin")
+    boards.leaderboards.sync()
+    assert projected(boards, "xp", "all") == [(player_id(boards, "ann"), 55_000)]
+    assert projected(boards, "active", "all") == []  # a count board counts events only
+
+
+def test_reconcile_finds_and_repairs_drift_then_reports_none(boards: Container) -> None:
+    for actor, points in (("ann", 3), ("bob", 4), ("cy", 5)):
+        send(boards, actor, points)
+    settle(boards)
+    key = BoardKey("default", "xp", "all")
+    p = boards.leaderboards.projection
+    cursor = p.cursor()
+    p.apply(
+        [
+            Change(key, player_id(boards, "ann"), 999, 0),  # wrong
+            Change(key, player_id(boards, "bob"), 0, 0, listed=False),  # missing
+            Change(key, "plr_ghost", 1, 0),  # extra
+        ],
+        cursor,
+    )
+    report = boards.leaderboards.reconcile()
+    assert (report.missing, report.extra, report.wrong) == (1, 1, 1)
+    assert report.repaired == ["default/xp/all"]
+    assert projected(boards, "xp", "all") == sql_order(boards, "xp", "all")
+    assert boards.leaderboards.reconcile().drift == 0
+
+
+def test_a_closed_window_leaves_the_projection_and_is_answered_from_sql(
+    boards: Container, clock: FakeClock
+) -> None:
+    send(boards, "ann", 3)
+    send(boards, "bob", 4)
+    settle(boards)
+    week = boards.leaderboards.window("default", "weekly", None)
+    assert week.end is not None
+    clock.now = week.end + timedelta(days=1, seconds=1)  # past the default grace of a day
+    report = boards.leaderboards.reconcile()
+    # The week before was still held (inside its grace at the start); both have closed now.
+    assert report.retired == ["default/weekly/2026-05-25", f"default/weekly/{week.key}"]
+    closed = boards.leaderboards.window("default", "weekly", "previous")
+    assert (closed.key, closed.state) == (week.key, "closed")
+    entries, total = boards.leaderboards.standings("default", closed, 0, 10)
+    assert total == 2
+    assert [(e.rank, e.subject, e.score) for e in entries] == [
+        (1, player_id(boards, "bob"), 4.0),
+        (2, player_id(boards, "ann"), 3.0),
+    ]
+    (mine,) = boards.leaderboards.around("default", closed, player_id(boards, "ann"), 0)
+    assert (mine.rank, mine.score) == (2, 3.0)
+
+
+def test_a_restarted_process_serves_the_same_standings(
+    boards: Container, settings: Settings, clock: FakeClock, projection: Projection
+) -> None:
+    for actor, points in (("ann", 3), ("bob", 4)):
+        send(boards, actor, points)
+    settle(boards)
+    before = projected(boards, "xp", "all")
+    again = build(settings, clock=clock)
+    try:
+        # The memory projection starts empty and is rebuilt; a Redis one catches up.
+        again.leaderboards.projection = (
+            MemoryProjection() if isinstance(projection, MemoryProjection) else projection
+        )
+        again.leaderboards.start()
+        assert projected(again, "xp", "all") == before
+    finally:
+        again.close()
