@@ -266,3 +266,27 @@ def test_a_restarted_process_serves_the_same_standings(
         assert projected(again, "xp", "all") == before
     finally:
         again.close()
+
+
+def test_a_backfill_recomputes_the_boards_under_the_new_version_and_keeps_adjustments(
+    boards: Container,
+) -> None:
+    send(boards, "ann", 3)
+    send(boards, "bob", 4)
+    settle(boards)
+    boards.progress.adjust("default", "lms:ann", "xp", 2, "bonus", "admin")
+    (record,) = boards.rulesets.all_of("default")
+    doubled = RULES.replace('"event.properties.points"', '"event.properties.points * 2"')
+    boards.rulesets.save_draft("default", record.record.id, doubled)
+    version = boards.rulesets.publish("default", record.record.id, "test")
+    report = boards.backfill.backfill("default", version, "admin")
+    assert report.applied["leaderboard_entries"] == 2 * 3  # two events on three boards
+    boards.leaderboards.refresh("default")
+    # The events pay double under the new version; the adjustment of 2 stays as it was, and
+    # made ann's 8 later than bob's.
+    assert projected(boards, "xp", "all") == [
+        (player_id(boards, "bob"), 80_000),
+        (player_id(boards, "ann"), 80_000),
+    ]
+    assert projected(boards, "xp", "all") == sql_order(boards, "xp", "all")
+    assert boards.leaderboards.reconcile().drift == 0

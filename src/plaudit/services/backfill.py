@@ -14,6 +14,7 @@ from typing import Any
 from plaudit.domain.clock import Clock
 from plaudit.domain.ids import new_id
 from plaudit.errors import Conflict, NotFound
+from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.effects import BadgeAwarded, PointsAwarded
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, evaluate
 from plaudit.rules.state import PlayerState
@@ -21,6 +22,7 @@ from plaudit.services.rulesets import RuleBook
 from plaudit.services.scoring import ScoringService
 from plaudit.store.ports import (
     AwardRow,
+    BoardEntryRow,
     Database,
     EventQuery,
     IssuanceRow,
@@ -56,7 +58,8 @@ class BackfillService:
         now = self.clock()
         label = f"backfill:{version.ruleset_id}@{version.version}"
         with self.db.write() as uow:
-            history = self._run_history(uow, tenant_id, rules)
+            entries: list[BoardEntryRow] = []
+            history = self._run_history(uow, tenant_id, rules, entries)
             totals = uow.scoring.derived_totals(tenant_id)
             applied: dict[str, Any] = {"points": [], "badges": []}
             pending: dict[str, Any] = {"points": [], "badges": []}
@@ -138,6 +141,9 @@ class BackfillService:
             uow.scoring.add_awards(tenant_id, awards)
             uow.badges.log(tenant_id, trail)
             self._save_states(uow, tenant_id, history, pending)
+            # Standings are not awards: they follow the new version at once (nothing is held).
+            uow.boards.replace_event_entries(tenant_id, entries)
+            applied["leaderboard_entries"] = len(entries)
             record = {
                 "id": new_id("bf"),
                 "ruleset_id": version.ruleset_id,
@@ -155,7 +161,7 @@ class BackfillService:
         return _report(record)
 
     def _run_history(
-        self, uow: UnitOfWork, tenant_id: str, rules: Any
+        self, uow: UnitOfWork, tenant_id: str, rules: Any, entries: list[BoardEntryRow]
     ) -> dict[
         str, tuple[PlayerState, dict[str, float], dict[tuple[str, str | None], BadgeAwarded]]
     ]:
@@ -186,9 +192,14 @@ class BackfillService:
                 if e.id in retracted:
                     continue
                 ev = EventFacts(e.id, e.type, e.source, e.actor, e.occurred_at, e.properties)
-                for effect in evaluate(
+                effects = evaluate(
                     rules, state, ev, facts.get(e.player_id, PlayerFacts(e.player_id))
-                ):
+                )
+                if rules.boards:
+                    entries.extend(
+                        board_entries(rules, e.id, e.occurred_at, e.received_at, effects)
+                    )
+                for effect in effects:
                     if isinstance(effect, PointsAwarded):
                         points[effect.currency] = round(points[effect.currency] + effect.amount, 4)
                     elif isinstance(effect, BadgeAwarded):

@@ -395,6 +395,11 @@ class BoardRepository(Protocol):
         """Delete what ``ref`` put on boards; the scores are recomputed from what remains."""
         ...
 
+    def replace_event_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:
+        """A backfill: every event's entries become these (adjustments' stay); every score
+        is recomputed from the entries."""
+        ...
+
     def move_subject(self, tenant_id: str, from_subject: str, to_subject: str) -> None:
         """A merge: the absorbed player's entries become the survivor's."""
         ...

@@ -68,8 +68,20 @@ class SqlBoards:
                 total[1] = max(total[1], e.reached_us)
                 total[2] += 1
         seq = self._next_seq()
+        self._insert_entries(tenant_id, entries)
         if self.conn.dialect.name == "sqlite":
             # By hand, as the ledger: scoring writes these for most events.
+            self.conn.exec_driver_sql(
+                _ADD_SQLITE,
+                [(tenant_id, *key, u, r, n, seq) for key, (u, r, n) in totals.items()],
+            )
+            return
+        self._upsert(
+            tenant_id, {key: (u, r, n) for key, (u, r, n) in totals.items()}, seq, add=True
+        )
+
+    def _insert_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:
+        if self.conn.dialect.name == "sqlite":
             self.conn.exec_driver_sql(
                 _ENTRIES_SQLITE,
                 [
@@ -77,14 +89,9 @@ class SqlBoards:
                     for e in entries
                 ],
             )
-            self.conn.exec_driver_sql(
-                _ADD_SQLITE,
-                [(tenant_id, *key, u, r, n, seq) for key, (u, r, n) in totals.items()],
-            )
             return
-        e_stmt = _insert(self.conn, t.board_entries).on_conflict_do_nothing()
         self.conn.execute(
-            e_stmt,
+            _insert(self.conn, t.board_entries).on_conflict_do_nothing(),
             [
                 {
                     "tenant_id": tenant_id,
@@ -97,9 +104,6 @@ class SqlBoards:
                 }
                 for e in entries
             ],
-        )
-        self._upsert(
-            tenant_id, {key: (u, r, n) for key, (u, r, n) in totals.items()}, seq, add=True
         )
 
     def _upsert(
@@ -167,6 +171,33 @@ class SqlBoards:
             self.conn.execute(delete(t.board_entries).where(e.tenant_id == tenant_id, e.ref == ref))
             self._recompute(tenant_id, {(r.board_id, r.window, r.subject) for r in rows})
         return rows
+
+    def replace_event_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:
+        e = t.board_entries.c
+        self.conn.execute(
+            delete(t.board_entries).where(e.tenant_id == tenant_id, ~e.ref.startswith("adj_"))
+        )
+        for chunk in _chunks(list(entries), 5000):
+            self._insert_entries(tenant_id, chunk)
+        # Every score again from the entries; subjects left with none get a zero row.
+        totals: dict[_Key, tuple[int, int, int]] = {
+            (b, w, s): (0, 0, 0)
+            for b, w, s in self.conn.execute(
+                select(
+                    t.board_scores.c.board_id, t.board_scores.c.window, t.board_scores.c.subject
+                ).where(t.board_scores.c.tenant_id == tenant_id)
+            )
+        }
+        rows = self.conn.execute(
+            select(e.board_id, e.window, e.subject, func.sum(e.units), func.max(e.reached_us))
+            .add_columns(func.count())
+            .where(e.tenant_id == tenant_id)
+            .group_by(e.board_id, e.window, e.subject)
+        )
+        for board, window, subject, units, reached, n in rows:
+            totals[(board, window, subject)] = (int(units), int(reached), int(n))
+        if totals:
+            self._upsert(tenant_id, totals, self._next_seq(), add=False)
 
     def move_subject(self, tenant_id: str, from_subject: str, to_subject: str) -> None:
         e = t.board_entries.c
