@@ -143,7 +143,8 @@ class BackfillService:
             self._save_states(uow, tenant_id, history, pending)
             # Standings are not awards: they follow the new version at once (nothing is held).
             uow.boards.replace_event_entries(tenant_id, entries)
-            applied["leaderboard_entries"] = len(entries)
+            if rules.boards:
+                applied["leaderboard_entries"] = len(entries)
             record = {
                 "id": new_id("bf"),
                 "ruleset_id": version.ruleset_id,
