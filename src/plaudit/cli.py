@@ -410,6 +410,7 @@ def rules_validate(
         raise typer.Exit(1) from None
     out.print(
         f"{file}: valid ({len(doc.rules)} points rules, {len(doc.badges)} badges, "
+        f"{len(doc.leaderboards)} leaderboards, "
         f"event types: {', '.join(sorted(compiled.event_types)) or 'none'})",
         soft_wrap=True,
         highlight=False,
