@@ -145,10 +145,16 @@ def counts(board: CompiledBoard, key: str, received_at: datetime) -> bool:
 
 
 def held(board: CompiledBoard, key: str, now: datetime) -> bool:
-    """Whether a projection keeps the window: it has started and can still change."""
-    start, end = bounds(board, key)
-    started = start is None or start <= now
-    return started and (end is None or now < end + board.board.late_grace)
+    """Whether the window is open: it has started and can still change."""
+    start, _ = bounds(board, key)
+    return (start is None or start <= now) and not closed(board, key, now)
+
+
+def closed(board: CompiledBoard, key: str, now: datetime) -> bool:
+    """Past its end and grace: final, answered from SQL. (A window that has not begun is not
+    closed: an event a little ahead of the clock already counts in it.)"""
+    _, end = bounds(board, key)
+    return end is not None and now >= end + board.board.late_grace
 
 
 def open_windows(board: CompiledBoard, now: datetime) -> list[str]:

@@ -175,7 +175,7 @@ class LeaderboardService:
         if board is None:
             return Change(key, row.subject, 0, 0, listed=False)
         try:
-            if not w.held(board, row.window, now):
+            if w.closed(board, row.window, now):
                 return None  # a closed window is answered from SQL
         except w.UnknownWindow:
             return Change(key, row.subject, 0, 0, listed=False)  # the board's windows changed
@@ -242,10 +242,19 @@ class LeaderboardService:
                         expected.add(key)
                         self._compare(uow, board, key, report)
             for key in self.projection.keys():  # noqa: SIM118 - a port's method, not a dict
-                if key not in expected:
+                if key not in expected and self._retired(uow, key, now):
                     self.projection.drop(key)
                     report.retired.append(f"{key.tenant_id}/{key.board_id}/{key.window}")
         return report
+
+    def _retired(self, uow: UnitOfWork, key: BoardKey, now: datetime) -> bool:
+        """A window the projection no longer needs: closed, or of a board that went away."""
+        rules = self._rules(uow, key.tenant_id)
+        board = rules.boards.get(key.board_id) if rules else None
+        try:
+            return board is None or w.closed(board, key.window, now)
+        except w.UnknownWindow:
+            return True
 
     def _compare(
         self, uow: UnitOfWork, board: CompiledBoard, key: BoardKey, report: Reconciled
@@ -392,7 +401,7 @@ class LeaderboardService:
         """Every window with scores, newest first, with its number of participants."""
         board = self.board(tenant_id, board_id)
         with self.db.read() as uow:
-            found = uow.boards.windows(tenant_id, board.board.id)
+            found = uow.boards.windows(tenant_id, board.board.id, _units_min(board))
         out = []
         for key, participants in found:
             try:

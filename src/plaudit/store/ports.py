@@ -430,8 +430,10 @@ class BoardRepository(Protocol):
 
     def count(self, tenant_id: str, board_id: str, window: str, min_units: int | None) -> int: ...
 
-    def windows(self, tenant_id: str, board_id: str) -> list[tuple[str, int]]:
-        """Every window with scores, newest first, with its number of participants."""
+    def windows(
+        self, tenant_id: str, board_id: str, min_units: int | None
+    ) -> list[tuple[str, int]]:
+        """Every window with listed scores, newest first, with its number of participants."""
         ...
 
     def forget(self, tenant_id: str | None) -> None: ...

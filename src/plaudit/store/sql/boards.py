@@ -307,11 +307,18 @@ class SqlBoards:
             ).scalar_one()
         )
 
-    def windows(self, tenant_id: str, board_id: str) -> list[tuple[str, int]]:
+    def windows(
+        self, tenant_id: str, board_id: str, min_units: int | None
+    ) -> list[tuple[str, int]]:
         c = t.board_scores.c
         rows = self.conn.execute(
             select(c.window, func.count())
-            .where(c.tenant_id == tenant_id, c.board_id == board_id, c.entries > 0)
+            .where(
+                c.tenant_id == tenant_id,
+                c.board_id == board_id,
+                c.entries > 0,
+                c.units >= min_units if min_units is not None else true(),
+            )
             .group_by(c.window)
             .order_by(c.window.desc())
         )
