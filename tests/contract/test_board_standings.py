@@ -290,3 +290,18 @@ def test_a_backfill_recomputes_the_boards_under_the_new_version_and_keeps_adjust
     ]
     assert projected(boards, "xp", "all") == sql_order(boards, "xp", "all")
     assert boards.leaderboards.reconcile().drift == 0
+
+
+def test_closed_windows_are_retired_without_waiting_for_reconciliation(
+    boards: Container, clock: FakeClock
+) -> None:
+    send(boards, "ann", 3)
+    settle(boards)
+    week = boards.leaderboards.window("default", "weekly", None)
+    assert week.end is not None
+    assert boards.leaderboards.retire() == []  # nothing has closed yet
+    clock.now = week.end + timedelta(days=1)  # the grace ends: the week is final
+    assert f"default/weekly/{week.key}" in boards.leaderboards.retire()
+    keys = boards.leaderboards.projection.keys()
+    assert BoardKey("default", "weekly", week.key) not in keys
+    assert BoardKey("default", "xp", "all") in keys

@@ -247,6 +247,17 @@ class LeaderboardService:
                     report.retired.append(f"{key.tenant_id}/{key.board_id}/{key.window}")
         return report
 
+    def retire(self) -> list[str]:
+        """Drop the windows that have closed since (their final standings stay in SQL)."""
+        now = self.clock()
+        dropped = []
+        with self._sync_lock, self.db.read() as uow:
+            for key in self.projection.keys():  # noqa: SIM118 - a port's method, not a dict
+                if self._retired(uow, key, now):
+                    self.projection.drop(key)
+                    dropped.append(f"{key.tenant_id}/{key.board_id}/{key.window}")
+        return dropped
+
     def _retired(self, uow: UnitOfWork, key: BoardKey, now: datetime) -> bool:
         """A window the projection no longer needs: closed, or of a board that went away."""
         rules = self._rules(uow, key.tenant_id)

@@ -21,16 +21,22 @@ class Projector:
         leaderboards: LeaderboardService,
         reconcile_every: timedelta,
         poll: float = 0.1,
+        retire_every: float = 60.0,
     ) -> None:
         self.leaderboards = leaderboards
         self.reconcile_every = reconcile_every.total_seconds()
         # Scoring also syncs after each batch; polling catches adjustments and retractions.
         self.poll = poll
+        # Closed windows leave the projection within this many seconds of closing.
+        self.retire_every = retire_every
 
     async def run(self) -> None:
-        last_reconcile = time.monotonic()
+        last_reconcile = last_retire = time.monotonic()
         while True:
             try:
+                if time.monotonic() - last_retire >= self.retire_every:
+                    await anyio.to_thread.run_sync(self.leaderboards.retire)
+                    last_retire = time.monotonic()
                 if time.monotonic() - last_reconcile >= self.reconcile_every:
                     report = await anyio.to_thread.run_sync(self.leaderboards.reconcile)
                     last_reconcile = time.monotonic()
