@@ -11,6 +11,7 @@ PlauditError
 ├── Conflict                the request contradicts the current state
 │   └── IdempotencyKeyInFlight
 ├── IdempotencyKeyReused    same key, different request
+├── ServiceUnavailable      a dependency (Redis) cannot be reached now; retry later
 └── ConfigurationError      settings or environment are unusable (CLI, start-up)
 """
 
@@ -91,6 +92,11 @@ class IdempotencyKeyInFlight(Conflict):
 class IdempotencyKeyReused(PlauditError):
     slug = "idempotency-key-reused"
     title = "Idempotency-Key reused with a different request"
+
+
+class ServiceUnavailable(PlauditError):
+    slug = "service-unavailable"
+    title = "A service Plaudit depends on is unavailable"
 
 
 class ConfigurationError(PlauditError):

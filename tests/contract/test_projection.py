@@ -534,3 +534,14 @@ def test_any_changes_rank_as_a_plain_sort_of_the_final_standings(
         by_subject = {r.subject: r for r in ranked}
         for subject in subjects:
             assert projection.standing(key, subject) == by_subject.get(subject)
+
+
+def test_an_unreachable_redis_is_a_service_unavailable_error_not_a_crash() -> None:
+    from plaudit.errors import ServiceUnavailable
+
+    # Nothing listens on port 1; the client fails to connect at once.
+    dead = RedisProjection(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5))
+    with pytest.raises(ServiceUnavailable, match="Redis unreachable"):
+        dead.top(KEY, 0, 10)
+    with pytest.raises(ServiceUnavailable):
+        dead.apply([put(KEY, "a", 1)], 1)

@@ -23,19 +23,38 @@ MULTI can't (it can't branch on what it read) and WATCH would only retry.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ParamSpec, TypeVar
 from uuid import uuid4
 
 import redis
 
+from plaudit.errors import ServiceUnavailable
 from plaudit.leaderboards.ports import BoardKey, Change, Ranked, Standing
 
 # Changes per script call: large enough to amortise the round trip, small enough that one
 # call does not hold Redis (single-threaded) for more than a few milliseconds.
 CHUNK = 1000
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _reachable(method: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Redis down or too slow is the caller's 503 (retry later), not an internal error."""
+
+    @functools.wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return method(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ServiceUnavailable(f"leaderboards: Redis unreachable ({exc})") from exc
+
+    return call
+
+
 # A staged replace() outlives any real load; the TTL only collects a dead writer's keys.
 _STAGING_TTL_S = 3600
 _MAX_UNITS = 2**53  # beyond this a double no longer holds every integer
@@ -158,6 +177,7 @@ class RedisProjection:
         self._range = client.register_script(_RANGE)
         self._commit_replace = client.register_script(_COMMIT_REPLACE)
 
+    @_reachable
     def apply(self, changes: Sequence[Change], cursor: int) -> None:
         for change in changes:  # all checked first, so a bad change applies nothing
             _window_name(change.key)
@@ -184,10 +204,12 @@ class RedisProjection:
         header: list[str | int] = ["" if cursor is None else cursor, len(windows)]
         self._apply(keys=keys, args=[*header, *names, *changes_args])
 
+    @_reachable
     def cursor(self) -> int:
         value = self._client.get(self._cursor_key)
         return 0 if value is None else int(value)
 
+    @_reachable
     def top(self, key: BoardKey, offset: int, limit: int) -> list[Ranked]:
         if offset < 0 or limit < 0:
             raise ValueError(f"offset and limit must not be negative: {offset}, {limit}")
@@ -197,9 +219,11 @@ class RedisProjection:
         flat = self._range(keys=[self._window_keys(key)[0]], args=[offset, last])
         return list(_ranked(offset, flat))
 
+    @_reachable
     def standing(self, key: BoardKey, subject: str) -> Ranked | None:
         return self.standings([(key, subject)])[0]
 
+    @_reachable
     def standings(self, pairs: Sequence[tuple[BoardKey, str]]) -> list[Ranked | None]:
         if not pairs:
             return []
@@ -207,26 +231,32 @@ class RedisProjection:
         found = self._standings(keys=keys, args=[subject for _, subject in pairs])
         return [None if not hit else _one(hit[0], hit[1], hit[2]) for hit in found]
 
+    @_reachable
     def around(self, key: BoardKey, subject: str, k: int) -> list[Ranked]:
         zset, hashed, _ = self._window_keys(key)
         found = self._around(keys=[zset, hashed], args=[subject, min(k, _MAX_INDEX)])
         return [] if not found else list(_ranked(found[0], found[1]))
 
+    @_reachable
     def size(self, key: BoardKey) -> int:
         return self._client.zcard(self._window_keys(key)[0])
 
+    @_reachable
     def version(self, key: BoardKey) -> int:
         value = self._client.get(self._window_keys(key)[2])
         return 0 if value is None else int(value)
 
+    @_reachable
     def keys(self) -> list[BoardKey]:
         names = (_text(name).split("/") for name in self._client.smembers(self._registry))
         return sorted(BoardKey(tenant, board, window) for tenant, board, window in names)
 
+    @_reachable
     def entries(self, key: BoardKey) -> dict[str, tuple[int, int]]:
         flat = self._range(keys=[self._window_keys(key)[0]], args=[0, -1])
         return {r.subject: (r.units, r.reached_us) for r in _ranked(0, flat)}
 
+    @_reachable
     def replace(self, key: BoardKey, standings: Iterable[Standing]) -> None:
         name = _window_name(key)
         latest = {s.subject: s for s in standings}  # the last standing of a subject wins
@@ -260,12 +290,14 @@ class RedisProjection:
         finally:
             self._client.delete(staged_zset, staged_hash)  # left only if something failed
 
+    @_reachable
     def drop(self, key: BoardKey) -> None:
         pipe = self._client.pipeline(transaction=True)
         pipe.delete(*self._window_keys(key))
         pipe.srem(self._registry, _window_name(key))
         pipe.execute()
 
+    @_reachable
     def reset(self, cursor: int = 0) -> None:
         pattern = _glob_escape(f"{self._prefix}lb:") + "*"
         batch: list[Any] = []
