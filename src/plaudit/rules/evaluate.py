@@ -203,9 +203,18 @@ def _board_amount(ctx: _Context, compiled: CompiledBoard, points: dict[str, floa
         amount = 1.0
     else:
         amount = _amount(ctx, compiled.value, allow_negative=True)
-    if compiled.where is not None and not ctx.matches(compiled.where):
+    if compiled.where is not None and not _member(ctx, compiled.where):
         return 0.0
     return amount
+
+
+def _member(ctx: _Context, where: Compiled) -> bool:
+    """A filter on attributes: a player without the attribute it reads is not a member (a
+    rule error per event for every such player would drown the real ones)."""
+    try:
+        return ctx.matches(where)
+    except EvaluationError:
+        return False
 
 
 def group_name(value: Any) -> str | None:

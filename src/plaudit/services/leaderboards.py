@@ -7,6 +7,7 @@ lag but never run ahead of what was committed. Closed windows are answered from 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from plaudit.domain.clock import Clock
-from plaudit.errors import FieldError, InvalidInput, NotFound
+from plaudit.errors import NotFound
 from plaudit.leaderboards import windows as w
 from plaudit.leaderboards.entries import from_micros, to_units
 from plaudit.leaderboards.ports import SCALE, BoardKey, Change, Projection, Ranked, Standing
@@ -373,23 +374,34 @@ class LeaderboardService:
             if mine is None:
                 return []
             start = max(0, mine[0] - 1 - k)
-            rows = uow.boards.ranked(tenant_id, board_id, view.key, minimum, start, 2 * k + 1)
+            rows = uow.boards.ranked(
+                tenant_id, board_id, view.key, minimum, start, mine[0] + k - start
+            )
         ranked = [
             Ranked(start + i + 1, r.subject, r.units, r.reached_us) for i, r in enumerate(rows)
         ]
         return self._entries(view, ranked, viewer or subject, tenant_id)
 
     def version(self, tenant_id: str, view: WindowView) -> str:
-        """Changes whenever the window's standings may have changed (for ETags)."""
+        """Changes whenever what the window shows may have changed (for ETags and streams):
+        its standings, or who is hidden on player boards."""
+        hidden = ""
+        if view.board.board.group_by is None:
+            hidden = f"h{self._hidden_version(tenant_id)}"
         if view.state == "open":
             key = BoardKey(tenant_id, view.board.board.id, view.key)
-            return f"p{self.projection.version(key)}"
+            return f"p{self.projection.version(key)}{hidden}"
         with self.db.read() as uow:
-            return f"s{uow.boards.last_seq()}"
+            return f"s{uow.boards.last_seq()}{hidden}"
+
+    def _hidden_version(self, tenant_id: str) -> str:
+        # Stable across processes (str hashes are not): several API processes agree on ETags.
+        ids = "\n".join(sorted(self.hidden(tenant_id)))
+        return hashlib.blake2b(ids.encode(), digest_size=6).hexdigest()
 
     def player_ranks(
         self, tenant_id: str, ref: str
-    ) -> tuple[str, list[tuple[WindowView, str, Entry | None, int]]]:
+    ) -> tuple[str, list[tuple[WindowView, str | None, Entry | None, int]]]:
         """Every board's current standing of a player (or of the player's group)."""
         with self.db.read() as uow:
             player = find_player(uow, tenant_id, ref)
@@ -405,7 +417,7 @@ class LeaderboardService:
             entry = None
             if ranked is not None and view.state == "open":
                 entry = self._entries(view, [ranked], player.id, tenant_id)[0]
-            out.append((view, mine, entry, self.projection.size(key)))
+            out.append((view, mine or None, entry, self.projection.size(key)))
         return player.id, out
 
     def history(self, tenant_id: str, board_id: str) -> list[tuple[WindowView, int]]:
@@ -420,11 +432,3 @@ class LeaderboardService:
             except NotFound:
                 continue  # a window of an earlier definition of the board
         return out
-
-
-def page_limit(limit: int, maximum: int) -> int:
-    if not 1 <= limit <= maximum:
-        raise InvalidInput(
-            "invalid page size", [FieldError("limit", f"between 1 and {maximum}, got {limit}")]
-        )
-    return limit

@@ -19,7 +19,7 @@ from plaudit.api.idempotency import IdempotentRoute
 from plaudit.api.schemas import Strict
 from plaudit.domain.pagination import decode_position, encode_cursor
 from plaudit.rules.compiler import CompiledBoard
-from plaudit.services.leaderboards import Entry, LeaderboardService, WindowView, page_limit
+from plaudit.services.leaderboards import Entry, LeaderboardService, WindowView
 
 router = APIRouter(tags=["leaderboards"], route_class=IdempotentRoute)
 
@@ -120,7 +120,7 @@ class RankOut(BaseModel):
     board: str
     name: str
     window: WindowOut
-    subject: str
+    subject: str | None = Field(description="The player, or the player's group; null: in none")
     rank: int | None
     score: float | None
     participants: int
@@ -197,11 +197,10 @@ async def standings(
     principal: Reader,
     container: ContainerDep,
     window: WindowParam = None,
-    limit: Annotated[int, Query(description="Page size, at most 1,000")] = 50,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 50,
     cursor: str | None = None,
 ) -> StandingsOut | Response:
     service = container.leaderboards
-    page_limit(limit, container.settings.api.page_size_max)
     offset = decode_position(cursor)
 
     def run() -> StandingsOut | Response:
@@ -345,7 +344,8 @@ async def reconcile(principal: Admin, container: ContainerDep) -> ReconcileOut:
 
 @router.get(
     "/v1/leaderboards/{board_id}/stream",
-    response_class=EventSourceResponse,
+    response_class=Response,
+    responses={200: {"content": {"text/event-stream": {}}}},
     summary="Live standings (Server-Sent Events): top-N changes, and one player's rank",
     description="Events: `standings` (the top N, when it changes) and `rank` (the player's "
     "rank and score, when they change), at most one of each per interval; a comment line "
