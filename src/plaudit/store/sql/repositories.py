@@ -62,6 +62,33 @@ def _insert(conn: Connection, table: Table) -> Any:
     return sqlite.insert(table)
 
 
+# Counters that change whenever player states (or players) are written, so that a process
+# caching them can tell that someone else wrote some.
+STATES_GENERATION = "states-gen"
+PLAYERS_GENERATION = "players-gen"
+
+
+def bump(conn: Connection, name: str) -> None:
+    stmt = _insert(conn, t.cursors).values(name=name, position=1)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[t.cursors.c.name], set_={"position": t.cursors.c.position + 1}
+        )
+    )
+
+
+def generations(conn: Connection) -> tuple[int, int]:
+    """(states, players) write counters."""
+    found = dict(
+        conn.execute(
+            select(t.cursors.c.name, t.cursors.c.position).where(
+                t.cursors.c.name.in_([STATES_GENERATION, PLAYERS_GENERATION])
+            )
+        ).all()
+    )
+    return int(found.get(STATES_GENERATION, 0)), int(found.get(PLAYERS_GENERATION, 0))
+
+
 def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -272,6 +299,7 @@ class SqlPlayers:
         return [_player(r) for r in self.conn.execute(stmt).mappings()]
 
     def update(self, player: Player) -> None:
+        bump(self.conn, PLAYERS_GENERATION)
         self.conn.execute(
             update(t.players)
             .where(t.players.c.tenant_id == player.tenant_id, t.players.c.id == player.id)

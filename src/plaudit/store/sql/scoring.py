@@ -19,7 +19,14 @@ from plaudit.store.ports import (
     RuleSetVersion,
 )
 from plaudit.store.sql import tables as t
-from plaudit.store.sql.repositories import _chunks, _insert, _sqlite_datetime
+from plaudit.store.sql.repositories import (
+    STATES_GENERATION,
+    _chunks,
+    _insert,
+    _sqlite_datetime,
+    bump,
+    generations,
+)
 
 _LEDGER_SQL = (
     "INSERT INTO ledger (tenant_id, player_id, currency, amount, kind, rule_id, ruleset_id,"
@@ -198,6 +205,9 @@ class SqlScoring:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
+    def generations(self) -> tuple[int, int]:
+        return generations(self.conn)
+
     def cursor(self, name: str) -> int:
         value = self.conn.execute(
             select(t.cursors.c.position).where(t.cursors.c.name == name)
@@ -227,6 +237,7 @@ class SqlScoring:
     ) -> None:
         if not states:
             return
+        bump(self.conn, STATES_GENERATION)
         c = t.player_states.c
         stmt = _insert(self.conn, t.player_states)
         stmt = stmt.on_conflict_do_update(
@@ -462,6 +473,7 @@ class SqlScoring:
                 .where(table.c.tenant_id == tenant_id, table.c.player_id == from_player)
                 .values(player_id=to_player)
             )
+        bump(self.conn, STATES_GENERATION)
         for table in (t.level_ups, t.player_states):
             self.conn.execute(
                 delete(table).where(
@@ -514,6 +526,7 @@ class SqlScoring:
         self.conn.execute(
             delete(t.badge_awards).where(where(t.badge_awards), t.badge_awards.c.source == "rule")
         )
+        bump(self.conn, STATES_GENERATION)
         for table in (t.level_ups, t.player_states, t.rule_errors):
             self.conn.execute(delete(table).where(where(table)))
 
