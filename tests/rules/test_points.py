@@ -95,3 +95,25 @@ def test_levels_are_reached_in_order_even_when_skipped_over() -> None:
     p.send("quiz.passed", quiz="q2")
     assert p.levels() == ["Novice", "Learner", "Expert"]
     assert p.state.level == 2
+
+
+def test_conditions_of_one_event_type_fail_alone() -> None:
+    p = Player(
+        rules(
+            """
+            currencies: [xp]
+            rules:
+              - {id: a, on: quiz.passed, when: "event.properties.score >= 50", award: {xp: 1}}
+              - {id: b, on: quiz.passed, when: "event.properties.level == 'hard'", award: {xp: 2}}
+              - {id: c, on: quiz.passed, award: {xp: 4}}
+              - {id: d, on: quiz.passed, when: "event.properties.score", award: {xp: 8}}
+            """
+        )
+    )
+    p.send("quiz.passed", score=70, level="easy")
+    # d's condition is a number, not true or false: d fails alone, the others decide.
+    assert p.points() == 1 + 4
+    assert [f.rule_id for f in p.failures()] == ["d"]
+    p.send("quiz.passed", level="hard")  # no score: a fails alone
+    assert p.points() == 5 + 2 + 4
+    assert [f.rule_id for f in p.failures()] == ["d", "a", "d"]

@@ -128,8 +128,11 @@ def evaluate(
 ) -> list[Effect]:
     ctx = _Context(rules, event, player)
     effects: list[Effect] = []
-    for rule in rules.points_by_type.get(event.type, ()):
-        effects.extend(_apply_points_rule(ctx, rule, state))
+    points_rules = rules.points_by_type.get(event.type, ())
+    verdicts = _verdicts(ctx, rules.conditions_by_type.get(event.type), len(points_rules))
+    for i, rule in enumerate(points_rules):
+        matched = verdicts[i] if verdicts is not None else None
+        effects.extend(_apply_points_rule(ctx, rule, state, matched))
     points_changed = any(isinstance(e, PointsAwarded) for e in effects)
     if points_changed:
         effects.extend(_levels(rules, state))
@@ -228,12 +231,26 @@ def group_name(value: Any) -> str | None:
 # --- points -------------------------------------------------------------------------------
 
 
+def _verdicts(ctx: _Context, combined: Compiled | None, count: int) -> list[bool] | None:
+    """Every points rule's condition in one evaluation; None when any of them fails or is
+    not a boolean (each is then evaluated alone, so the failure is the rule's own error)."""
+    if combined is None:
+        return None
+    try:
+        values = ctx.eval(combined)
+    except EvaluationError:
+        return None
+    if len(values) != count or not all(isinstance(v, bool) for v in values):
+        return None
+    return list(values)
+
+
 def _apply_points_rule(
-    ctx: _Context, compiled: CompiledPointsRule, state: PlayerState
+    ctx: _Context, compiled: CompiledPointsRule, state: PlayerState, matched: bool | None = None
 ) -> list[Effect]:
     rule = compiled.rule
     try:
-        if not ctx.matches(compiled.matcher.when):
+        if not (ctx.matches(compiled.matcher.when) if matched is None else matched):
             return []
         obj = None
         if compiled.once_per is not None:

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, RowMapping, delete, func, select, true, update
 
 from plaudit.store.ports import (
@@ -201,6 +202,13 @@ def award_row(r: RowMapping) -> AwardRow:
     )
 
 
+_STATES_SQL = (
+    "INSERT INTO player_states (tenant_id, player_id, state, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (tenant_id, player_id) DO UPDATE SET state = excluded.state, "
+    "updated_at = excluded.updated_at"
+)
+
+
 class SqlScoring:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -238,6 +246,18 @@ class SqlScoring:
         if not states:
             return
         bump(self.conn, STATES_GENERATION)
+        if self.conn.dialect.name == "sqlite":
+            # By hand: SQLAlchemy's per-row JSON processing cost more than SQLite's write
+            # (scoring saves the state of every player of a batch).
+            at_text = _sqlite_datetime(at)
+            self.conn.exec_driver_sql(
+                _STATES_SQL,
+                [
+                    (tenant_id, pid, orjson.dumps(state).decode("utf-8"), at_text)
+                    for pid, state in states.items()
+                ],
+            )
+            return
         c = t.player_states.c
         stmt = _insert(self.conn, t.player_states)
         stmt = stmt.on_conflict_do_update(
