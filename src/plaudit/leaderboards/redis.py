@@ -179,8 +179,9 @@ class RedisProjection:
 
     @_reachable
     def apply(self, changes: Sequence[Change], cursor: int) -> None:
-        for change in changes:  # all checked first, so a bad change applies nothing
-            _window_name(change.key)
+        for key in {change.key for change in changes}:  # all checked first, so that a bad
+            _window_name(key)  # change applies nothing
+        for change in changes:
             if change.listed:
                 _check_standing(change.units, change.reached_us)
         chunks = [changes[i : i + CHUNK] for i in range(0, len(changes), CHUNK)] or [[]]
@@ -197,9 +198,11 @@ class RedisProjection:
                 number = windows[change.key] = len(windows) + 1
                 keys += self._window_keys(change.key)
             if change.listed:
-                changes_args += [number, change.subject, f"{change.reached_us:016x}", -change.units]
+                changes_args.extend(
+                    (number, change.subject, f"{change.reached_us:016x}", -change.units)
+                )
             else:
-                changes_args += [number, change.subject, "", 0]
+                changes_args.extend((number, change.subject, "", 0))
         names = [_window_name(key) for key in windows]
         header: list[str | int] = ["" if cursor is None else cursor, len(windows)]
         self._apply(keys=keys, args=[*header, *names, *changes_args])
