@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from plaudit.bootstrap import Container
+from plaudit.bootstrap import Container, build
 from plaudit.domain.auth import Scope
+from plaudit.services import tenancy
+from plaudit.settings import Settings
 from tests.api.conftest import ClientFactory
 from tests.conftest import new_key
 from tests.support.events import event
@@ -151,6 +153,28 @@ async def test_a_revoked_key_stops_working_at_once(
     record = next(r for r in container.tenancy.list_keys(None) if key.startswith(r.display_prefix))
     container.tenancy.revoke_key(None, record.id)
     body = _problem(await writer.post("/v1/events", json=[event("b")]), 401, "unauthenticated")
+    assert "revoked" in str(body["detail"])
+
+
+async def test_a_key_revoked_by_another_process_stops_working_within_the_cache_time(
+    container: Container,
+    client_for: ClientFactory,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = new_key(container, Scope.EVENTS_WRITE)
+    writer = client_for(key)
+    assert (await writer.post("/v1/events", json=[event("a")])).status_code == 200
+    other = build(settings)  # another process on the same database (the CLI, say)
+    try:
+        record = next(r for r in other.tenancy.list_keys(None) if key.startswith(r.display_prefix))
+        other.tenancy.revoke_key(None, record.id)
+    finally:
+        other.close()
+    # Checked less than KEY_CACHE_TTL ago: still trusted here...
+    assert (await writer.post("/v1/events", json=[event("b")])).status_code == 200
+    monkeypatch.setattr(tenancy, "KEY_CACHE_TTL", 0.0)  # ...until the time is up
+    body = _problem(await writer.post("/v1/events", json=[event("c")]), 401, "unauthenticated")
     assert "revoked" in str(body["detail"])
 
 

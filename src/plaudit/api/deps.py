@@ -35,7 +35,10 @@ async def authenticate(request: Request) -> Principal:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise AuthenticationFailed("malformed Authorization header; expected 'Bearer <API key>'")
-    principal = await anyio.to_thread.run_sync(container_of(request).tenancy.authenticate, token)
+    tenancy = container_of(request).tenancy
+    principal = tenancy.cached_principal(token)
+    if principal is None:
+        principal = await anyio.to_thread.run_sync(tenancy.authenticate, token)
     request.state.principal = principal
     return principal
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 from plaudit.domain.auth import Principal, Scope, generate_key, hash_key, looks_like_key
@@ -17,8 +18,17 @@ class CreatedKey:
     secret: str  # shown once, never stored
 
 
+# How long a process trusts a key it has checked: a revocation made through another process
+# takes effect within this time (at once in the process that made it).
+KEY_CACHE_TTL = 5.0
+_KEY_CACHE_MAX = 10_000
+
+
 class TenancyService:
     def __init__(self, db: Database, clock: Clock) -> None:
+        # key hash -> (checked at, monotonic; the principal): a key is checked against the
+        # database once per TTL, not on every request (that read was a tenth of a request).
+        self._keys: dict[str, tuple[float, Principal]] = {}
         self.db = db
         self.clock = clock
 
@@ -74,6 +84,7 @@ class TenancyService:
             now = self.clock()
             uow.keys.revoke(record.tenant_id, record.id, now)
             uow.commit()
+        self._keys.clear()  # this process forgets every checked key at once
         return replace(record, revoked_at=now)
 
     @staticmethod
@@ -83,13 +94,25 @@ class TenancyService:
                 return record
         raise NotFound(f"no API key {key_id!r}")
 
+    def cached_principal(self, secret: str) -> Principal | None:
+        """The principal of a key checked less than the TTL ago; no I/O."""
+        found = self._keys.get(hash_key(secret)) if looks_like_key(secret) else None
+        if found is None or time.monotonic() - found[0] >= KEY_CACHE_TTL:
+            return None
+        return found[1]
+
     def authenticate(self, secret: str) -> Principal:
         if not looks_like_key(secret):
             raise AuthenticationFailed("the bearer token is not a Plaudit API key")
+        digest = hash_key(secret)
         with self.db.read() as uow:
-            record = uow.keys.find_by_hash(hash_key(secret))
+            record = uow.keys.find_by_hash(digest)
         if record is None:
             raise AuthenticationFailed("unknown API key")
         if record.revoked_at is not None:
             raise AuthenticationFailed("this API key has been revoked")
-        return Principal(tenant_id=record.tenant_id, subject=record.id, scopes=record.scopes)
+        principal = Principal(tenant_id=record.tenant_id, subject=record.id, scopes=record.scopes)
+        if len(self._keys) >= _KEY_CACHE_MAX:
+            self._keys.clear()
+        self._keys[digest] = (time.monotonic(), principal)
+        return principal
