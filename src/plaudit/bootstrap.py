@@ -96,7 +96,9 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         simulation=SimulationService(db, book, rulesets),
         badges=BadgeService(db, clock, book),
         backfill=BackfillService(db, clock, book, scoring),
-        leaderboards=LeaderboardService(db, clock, book, projection),
+        leaderboards=LeaderboardService(
+            db, clock, book, projection, in_process=isinstance(projection, MemoryProjection)
+        ),
         default_tenant=settings.default_tenant,
         redis=redis,
     )

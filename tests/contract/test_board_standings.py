@@ -57,6 +57,7 @@ def projection(request: pytest.FixtureRequest) -> Iterator[Projection]:
 @pytest.fixture
 def boards(container: Container, projection: Projection) -> Container:
     container.leaderboards.projection = projection
+    container.leaderboards.in_process = isinstance(projection, MemoryProjection)
     view = container.rulesets.create("default", "p", RULES)
     container.rulesets.publish("default", view.record.id, "test")
     container.leaderboards.start()
@@ -305,3 +306,22 @@ def test_closed_windows_are_retired_without_waiting_for_reconciliation(
     keys = boards.leaderboards.projection.keys()
     assert BoardKey("default", "weekly", week.key) not in keys
     assert BoardKey("default", "xp", "all") in keys
+
+
+def test_queries_run_inline_only_when_they_need_no_io(boards: Container) -> None:
+    send(boards, "ann", 3)
+    settle(boards)
+    service = boards.leaderboards
+    service.forget_live("default")  # the live rule set must be read again: that is I/O
+    assert service.try_inline(lambda: service.boards("default")) == (False, None)
+    assert [b.board.id for b in service.boards("default")] == ["xp", "weekly", "active"]
+    done, found = service.try_inline(lambda: [b.board.id for b in service.boards("default")])
+    # Warm now: answered inline from memory, or (Redis) always on a thread.
+    assert (done, found) == (
+        (True, ["xp", "weekly", "active"]) if service.in_process else (False, None)
+    )
+    view = service.window("default", "xp", None)
+    ann = player_id(boards, "ann")
+    assert service.subject_of("default", view, ann) == ann
+    done, _ = service.try_inline(lambda: service.subject_of("default", view, "lms:ann"))
+    assert not done  # an identity reference is looked up in SQL

@@ -11,9 +11,12 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from plaudit.domain.clock import Clock
 from plaudit.errors import NotFound
@@ -27,6 +30,13 @@ from plaudit.services.rulesets import RuleBook
 from plaudit.store.ports import BoardScoreRow, Database, UnitOfWork
 
 log = logging.getLogger("plaudit.leaderboards")
+T = TypeVar("T")
+_NO_IO: ContextVar[bool] = ContextVar("plaudit_leaderboards_no_io", default=False)
+
+
+class NeedsIO(Exception):
+    """An answer tried inline needs to wait for I/O: it is run on a thread instead."""
+
 
 # How long a process trusts its view of the live rule set and of opt-outs before reading
 # them again: publishing elsewhere (another process) shows on boards within this time.
@@ -77,14 +87,44 @@ def _listed(board: CompiledBoard, units: int, entries: int) -> bool:
 
 
 class LeaderboardService:
-    def __init__(self, db: Database, clock: Clock, book: RuleBook, projection: Projection) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        book: RuleBook,
+        projection: Projection,
+        in_process: bool = False,
+    ) -> None:
         self.db = db
+        # The projection answers without I/O (memory): queries may run on the event loop.
+        self.in_process = in_process
         self.clock = clock
         self.book = book
         self.projection = projection
         self._live: dict[str, tuple[float, CompiledRuleSet | None]] = {}
         self._optouts: dict[str, tuple[float, set[str]]] = {}
         self._sync_lock = threading.Lock()
+
+    # --- answering without waiting ----------------------------------------------------------
+
+    def _read(self) -> AbstractContextManager[UnitOfWork]:
+        if _NO_IO.get():
+            raise NeedsIO
+        return self.db.read()
+
+    def try_inline(self, answer: Callable[[], T]) -> tuple[bool, T | None]:
+        """Run a query right here when it needs no I/O (an in-process projection and warm
+        caches): (True, result). Otherwise (False, None), having done nothing: run it on a
+        thread. A thread hop cost more than a whole top-10 answer from memory."""
+        if not self.in_process:
+            return False, None
+        token = _NO_IO.set(True)
+        try:
+            return True, answer()
+        except NeedsIO:
+            return False, None
+        finally:
+            _NO_IO.reset(token)
 
     # --- definitions ----------------------------------------------------------------------
 
@@ -93,7 +133,7 @@ class LeaderboardService:
         if cached is not None and time.monotonic() - cached[0] < _LIVE_TTL:
             return cached[1]
         if uow is None:
-            with self.db.read() as fresh:
+            with self._read() as fresh:
                 live = self.book.live(fresh, tenant_id)
         else:
             live = self.book.live(uow, tenant_id)
@@ -294,7 +334,7 @@ class LeaderboardService:
         cached = self._optouts.get(tenant_id)
         if cached is not None and time.monotonic() - cached[0] < _OPTOUT_TTL:
             return cached[1]
-        with self.db.read() as uow:
+        with self._read() as uow:
             found = uow.boards.optouts(tenant_id)
         self._optouts[tenant_id] = (time.monotonic(), found)
         return found
@@ -343,7 +383,7 @@ class LeaderboardService:
             ranked = self.projection.top(key, offset, limit)
             return self._entries(view, ranked, viewer, tenant_id), self.projection.size(key)
         minimum = _units_min(view.board)
-        with self.db.read() as uow:
+        with self._read() as uow:
             rows = uow.boards.ranked(tenant_id, board_id, view.key, minimum, offset, limit)
             total = uow.boards.count(tenant_id, board_id, view.key, minimum)
         ranked = [
@@ -355,7 +395,11 @@ class LeaderboardService:
         """The subject a reference names: a player (by any reference) or a group's name."""
         if view.board.board.group_by is not None:
             return ref
-        with self.db.read() as uow:
+        if ref.startswith("plr_") and view.state == "open":
+            key = BoardKey(tenant_id, view.board.board.id, view.key)
+            if self.projection.standing(key, ref) is not None:
+                return ref  # a live player's own id (a merged one has no standing left)
+        with self._read() as uow:
             return find_player(uow, tenant_id, ref).id
 
     def around(
@@ -369,7 +413,7 @@ class LeaderboardService:
             ranked = self.projection.around(BoardKey(tenant_id, board_id, view.key), subject, k)
             return self._entries(view, ranked, viewer or subject, tenant_id)
         minimum = _units_min(view.board)
-        with self.db.read() as uow:
+        with self._read() as uow:
             mine = uow.boards.rank_of(tenant_id, board_id, view.key, subject, minimum)
             if mine is None:
                 return []
@@ -391,7 +435,7 @@ class LeaderboardService:
         if view.state == "open":
             key = BoardKey(tenant_id, view.board.board.id, view.key)
             return f"p{self.projection.version(key)}{hidden}"
-        with self.db.read() as uow:
+        with self._read() as uow:
             return f"s{uow.boards.last_seq()}{hidden}"
 
     def _hidden_version(self, tenant_id: str) -> str:
@@ -403,7 +447,7 @@ class LeaderboardService:
         self, tenant_id: str, ref: str
     ) -> tuple[str, list[tuple[WindowView, str | None, Entry | None, int]]]:
         """Every board's current standing of a player (or of the player's group)."""
-        with self.db.read() as uow:
+        with self._read() as uow:
             player = find_player(uow, tenant_id, ref)
         views = [self.window(tenant_id, b.board.id, None) for b in self.boards(tenant_id)]
         pairs: list[tuple[BoardKey, str]] = []
@@ -423,7 +467,7 @@ class LeaderboardService:
     def history(self, tenant_id: str, board_id: str) -> list[tuple[WindowView, int]]:
         """Every window with scores, newest first, with its number of participants."""
         board = self.board(tenant_id, board_id)
-        with self.db.read() as uow:
+        with self._read() as uow:
             found = uow.boards.windows(tenant_id, board.board.id, _units_min(board))
         out = []
         for key, participants in found:

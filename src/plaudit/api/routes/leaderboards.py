@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -22,6 +23,7 @@ from plaudit.rules.compiler import CompiledBoard
 from plaudit.services.leaderboards import Entry, LeaderboardService, WindowView
 
 router = APIRouter(tags=["leaderboards"], route_class=IdempotentRoute)
+T = TypeVar("T")
 
 WindowParam = Annotated[
     str | None,
@@ -145,6 +147,14 @@ class ReconcileOut(BaseModel):
     retired: list[str]
 
 
+async def _answer(service: LeaderboardService, run: Callable[[], T]) -> T:
+    """Answer on the event loop when the service can without I/O, else on a thread."""
+    done, result = service.try_inline(run)
+    if done:
+        return result  # type: ignore[return-value]  # done: result is what run() returned
+    return await anyio.to_thread.run_sync(run)
+
+
 def _etag(request: Request, version: str) -> str:
     digest = hashlib.sha256(f"{request.url.path}?{request.url.query}|{version}".encode())
     return f'W/"{digest.hexdigest()[:20]}"'
@@ -170,7 +180,7 @@ async def list_boards(principal: Reader, container: ContainerDep) -> list[BoardO
             out.append(BoardOut.of(board, view, total))
         return out
 
-    return await anyio.to_thread.run_sync(run)
+    return await _answer(service, run)
 
 
 @router.get("/v1/leaderboards/{board_id}", response_model=BoardOut)
@@ -182,7 +192,7 @@ async def get_board(board_id: str, principal: Reader, container: ContainerDep) -
         _, total = service.standings(principal.tenant_id, view, 0, 0)
         return BoardOut.of(view.board, view, total)
 
-    return await anyio.to_thread.run_sync(run)
+    return await _answer(service, run)
 
 
 @router.get(
@@ -218,7 +228,7 @@ async def standings(
             next_cursor=encode_cursor(str(offset + len(entries))) if more else None,
         )
 
-    return await anyio.to_thread.run_sync(run)
+    return await _answer(service, run)
 
 
 @router.get(
@@ -254,7 +264,7 @@ async def around(
             neighbours=[EntryOut.of(e) for e in entries],
         )
 
-    return await anyio.to_thread.run_sync(run)
+    return await _answer(service, run)
 
 
 @router.get(
@@ -284,7 +294,7 @@ async def history(
             )
         return out
 
-    return await anyio.to_thread.run_sync(run)
+    return await _answer(service, run)
 
 
 @router.get(
@@ -293,9 +303,8 @@ async def history(
     summary="A player's rank on every board (current windows)",
 )
 async def player_ranks(player: str, principal: Reader, container: ContainerDep) -> list[RankOut]:
-    _, found = await anyio.to_thread.run_sync(
-        container.leaderboards.player_ranks, principal.tenant_id, player
-    )
+    service = container.leaderboards
+    _, found = await _answer(service, lambda: service.player_ranks(principal.tenant_id, player))
     return [
         RankOut(
             board=view.board.board.id,
@@ -390,10 +399,12 @@ async def _updates(
     last_version = last_top = last_rank = None
     quiet = 0.0
     while True:
-        view, version = await anyio.to_thread.run_sync(_look, service, tenant, board_id, window)
+        view, version = await _answer(service, lambda: _look(service, tenant, board_id, window))
         if version != last_version:
             last_version = version
-            entries, total = await anyio.to_thread.run_sync(service.standings, tenant, view, 0, top)
+            entries, total = await _answer(
+                service, functools.partial(service.standings, tenant, view, 0, top)
+            )
             payload = StandingsOut(
                 board=board_id,
                 window=WindowOut.of(view),
@@ -406,7 +417,9 @@ async def _updates(
                 quiet = 0.0
                 yield _sse("standings", version, payload)
             if who is not None:
-                mine = await anyio.to_thread.run_sync(service.around, tenant, view, who, 0)
+                mine = await _answer(
+                    service, functools.partial(service.around, tenant, view, who, 0)
+                )
                 rank = {
                     "board": board_id,
                     "window": view.key,
