@@ -515,7 +515,7 @@ NAIVE_RANK = (
 # As SqlBoards.rank_of counts (closed windows are answered from SQL).
 BETTER_ROWS = (
     "SELECT count(*) FROM board_scores WHERE tenant_id = ? AND board_id = ? AND window = ? "
-    "{listed}AND (units > ? OR (units = ? AND reached_us < ?) "
+    "{listed}AND units >= ? AND (units > ? OR (units = ? AND reached_us < ?) "
     "OR (units = ? AND reached_us = ? AND subject < ?))"
 )
 SQL_TOP = (
@@ -546,7 +546,16 @@ def sql_references(db: Path, work: Workload, runs: int, seconds: float) -> list[
             lat, found = [], {}
             for subject in checked[: runs * 3]:
                 s = by_subject[subject]
-                args = (*board, s.units, s.units, s.reached_us, s.units, s.reached_us, subject)
+                args = (
+                    *board,
+                    s.units,
+                    s.units,
+                    s.units,
+                    s.reached_us,
+                    s.units,
+                    s.reached_us,
+                    subject,
+                )
                 before = time.perf_counter_ns()
                 with deadline_for(conn, 60):
                     found[subject] = conn.execute(query, args).fetchone()[0] + 1

@@ -15,6 +15,7 @@ from sortedcontainers import SortedList
 
 from plaudit.leaderboards.ports import BoardKey, Change, Ranked, Standing
 
+_SLICE = 100  # changes applied under one hold of the lock
 _Entry = tuple[int, int, str]  # (-units, reached_us, subject): ascending = best first
 
 
@@ -56,18 +57,25 @@ class MemoryProjection:
         self._epoch = time.time_ns() // 1000
 
     def apply(self, changes: Sequence[Change], cursor: int) -> None:
+        # The lock is taken per slice, not for the whole batch: a reader (on the event loop)
+        # waits for at most a slice (~1 ms at 1,000,000 players), not for ~10 ms.
+        for start in range(0, len(changes), _SLICE):
+            with self._lock:
+                for change in changes[start : start + _SLICE]:
+                    self._apply_one(change)
         with self._lock:
-            for change in changes:
-                window = self._windows.get(change.key)
-                if window is None:
-                    if not change.listed:
-                        continue
-                    window = self._windows[change.key] = self._new_window()
-                if change.listed:
-                    window.put(change.subject, change.units, change.reached_us)
-                else:
-                    window.remove(change.subject)
             self._cursor = max(self._cursor, cursor)
+
+    def _apply_one(self, change: Change) -> None:
+        window = self._windows.get(change.key)
+        if window is None:
+            if not change.listed:
+                return
+            window = self._windows[change.key] = self._new_window()
+        if change.listed:
+            window.put(change.subject, change.units, change.reached_us)
+        else:
+            window.remove(change.subject)
 
     def cursor(self) -> int:
         return self._cursor

@@ -288,6 +288,7 @@ class SqlBoards:
         ahead = self.conn.execute(
             select(func.count()).where(
                 listed,
+                c.units >= me.units,  # a range of the rank index, before the exact test
                 or_(
                     c.units > me.units,
                     and_(c.units == me.units, c.reached_us < me.reached_us),
