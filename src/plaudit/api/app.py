@@ -63,15 +63,16 @@ def create_app(
     )
     app.state.container = container
     problems.install(app)
+    # Starlette tries routes in order: the most requested (leaderboards, events) come first.
     for module in (
         health,
+        leaderboards,
         events,
         players,
         sources,
         rulesets,
         scoring,
         badges,
-        leaderboards,
         keys,
     ):
         app.include_router(module.router)

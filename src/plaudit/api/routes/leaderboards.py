@@ -160,12 +160,20 @@ def _etag(request: Request, version: str) -> str:
     return f'W/"{digest.hexdigest()[:20]}"'
 
 
-def _not_modified(request: Request, response: Response, etag: str) -> Response | None:
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "no-cache"
+def _not_modified(request: Request, etag: str) -> Response | None:
     if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
     return None
+
+
+def _ok(body: BaseModel, etag: str) -> Response:
+    """The body as JSON, serialized once: the hot routes skip FastAPI validating it again
+    (the models are ours, built from typed values)."""
+    return Response(
+        body.model_dump_json(),
+        media_type="application/json",
+        headers={"ETag": etag, "Cache-Control": "no-cache"},
+    )
 
 
 @router.get("/v1/leaderboards", response_model=list[BoardOut], summary="Boards of the live rules")
@@ -203,30 +211,30 @@ async def get_board(board_id: str, principal: Reader, container: ContainerDep) -
 async def standings(
     board_id: str,
     request: Request,
-    response: Response,
     principal: Reader,
     container: ContainerDep,
     window: WindowParam = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 50,
     cursor: str | None = None,
-) -> StandingsOut | Response:
+) -> Response:
     service = container.leaderboards
     offset = decode_position(cursor)
 
-    def run() -> StandingsOut | Response:
+    def run() -> Response:
         view = service.window(principal.tenant_id, board_id, window)
         etag = _etag(request, service.version(principal.tenant_id, view))
-        if (cached := _not_modified(request, response, etag)) is not None:
+        if (cached := _not_modified(request, etag)) is not None:
             return cached
         entries, total = service.standings(principal.tenant_id, view, offset, limit)
         more = offset + len(entries) < total and len(entries) == limit
-        return StandingsOut(
+        body = StandingsOut(
             board=board_id,
             window=WindowOut.of(view),
             participants=total,
             items=[EntryOut.of(e) for e in entries],
             next_cursor=encode_cursor(str(offset + len(entries))) if more else None,
         )
+        return _ok(body, etag)
 
     return await _answer(service, run)
 
@@ -240,29 +248,29 @@ async def around(
     board_id: str,
     subject: str,
     request: Request,
-    response: Response,
     principal: Reader,
     container: ContainerDep,
     window: WindowParam = None,
     around: Annotated[int, Query(ge=0, le=_AROUND_MAX, description="Neighbours each side")] = 5,
-) -> AroundOut | Response:
+) -> Response:
     service = container.leaderboards
 
-    def run() -> AroundOut | Response:
+    def run() -> Response:
         view = service.window(principal.tenant_id, board_id, window)
         etag = _etag(request, service.version(principal.tenant_id, view))
-        if (cached := _not_modified(request, response, etag)) is not None:
+        if (cached := _not_modified(request, etag)) is not None:
             return cached
         who = service.subject_of(principal.tenant_id, view, subject)
         entries = service.around(principal.tenant_id, view, who, around)
         mine = next((e for e in entries if e.subject == who), None)
-        return AroundOut(
+        body = AroundOut(
             board=board_id,
             window=WindowOut.of(view),
             subject=who,
             entry=EntryOut.of(mine) if mine else None,
             neighbours=[EntryOut.of(e) for e in entries],
         )
+        return _ok(body, etag)
 
     return await _answer(service, run)
 
