@@ -545,3 +545,13 @@ def test_an_unreachable_redis_is_a_service_unavailable_error_not_a_crash() -> No
         dead.top(KEY, 0, 10)
     with pytest.raises(ServiceUnavailable):
         dead.apply([put(KEY, "a", 1)], 1)
+
+
+def test_a_page_reads_entries_size_and_version_together(projection: Projection) -> None:
+    assert projection.page(KEY, 0, 10) == ([], 0, 0)
+    projection.apply([put(KEY, "a", 5, 1), put(KEY, "b", 7, 2), put(KEY, "c", 6, 3)], 1)
+    ranked, size, version = projection.page(KEY, 1, 1)
+    assert names(ranked) == [(2, "c")]
+    assert (size, version) == (3, projection.version(KEY))
+    assert projection.page(KEY, 0, 0) == ([], 3, version)
+    assert projection.page(KEY, 10**30, 5) == ([], 3, version)

@@ -90,6 +90,17 @@ class MemoryProjection:
             end = min(offset + limit, len(window.order))
             return [window.ranked(i) for i in range(offset, end)]
 
+    def page(self, key: BoardKey, offset: int, limit: int) -> tuple[list[Ranked], int, int]:
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must not be negative: {offset}, {limit}")
+        with self._lock:
+            window = self._windows.get(key)
+            if window is None:
+                return [], 0, 0
+            end = min(offset + limit, len(window.order))
+            ranked = [window.ranked(i) for i in range(offset, end)]
+            return ranked, len(window.order), window.version
+
     def standing(self, key: BoardKey, subject: str) -> Ranked | None:
         with self._lock:
             return self._standing(key, subject)

@@ -66,6 +66,10 @@ class Projection(Protocol):
 
     def top(self, key: BoardKey, offset: int, limit: int) -> list[Ranked]: ...
 
+    def page(self, key: BoardKey, offset: int, limit: int) -> tuple[list[Ranked], int, int]:
+        """``top`` with the window's size and version, read together (one round trip)."""
+        ...
+
     def standing(self, key: BoardKey, subject: str) -> Ranked | None: ...
 
     def standings(self, pairs: Sequence[tuple[BoardKey, str]]) -> list[Ranked | None]:

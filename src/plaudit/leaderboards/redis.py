@@ -142,6 +142,16 @@ _RANGE = """
 return redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
 """
 
+_PAGE = """
+-- KEYS: zset, version; ARGV: first, last (0-based, inclusive; last < first: no entries)
+local out = {redis.call('ZCARD', KEYS[1]), redis.call('GET', KEYS[2]) or '0'}
+if tonumber(ARGV[2]) >= tonumber(ARGV[1]) then
+  local flat = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
+  for i = 1, #flat do out[#out + 1] = flat[i] end
+end
+return out
+"""
+
 _COMMIT_REPLACE = """
 -- KEYS: staged zset, staged hash, zset, hash, version, registry, version counter
 -- ARGV: window name, expected size
@@ -175,6 +185,7 @@ class RedisProjection:
         self._standings = client.register_script(_STANDINGS)
         self._around = client.register_script(_AROUND)
         self._range = client.register_script(_RANGE)
+        self._page = client.register_script(_PAGE)
         self._commit_replace = client.register_script(_COMMIT_REPLACE)
 
     @_reachable
@@ -221,6 +232,16 @@ class RedisProjection:
         last = min(offset + limit, _MAX_INDEX) - 1
         flat = self._range(keys=[self._window_keys(key)[0]], args=[offset, last])
         return list(_ranked(offset, flat))
+
+    @_reachable
+    def page(self, key: BoardKey, offset: int, limit: int) -> tuple[list[Ranked], int, int]:
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must not be negative: {offset}, {limit}")
+        first = min(offset, _MAX_INDEX - 1)
+        last = min(offset + limit, _MAX_INDEX) - 1 if limit else first - 1
+        zset, _, version = self._window_keys(key)
+        size, ver, *flat = self._page(keys=[zset, version], args=[first, last])
+        return list(_ranked(offset, flat)) if offset < _MAX_INDEX else [], int(size), int(ver)
 
     @_reachable
     def standing(self, key: BoardKey, subject: str) -> Ranked | None:

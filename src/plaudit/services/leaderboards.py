@@ -375,13 +375,26 @@ class LeaderboardService:
         viewer: str | None = None,
     ) -> tuple[list[Entry], int]:
         """A page of the window in rank order, and the number of participants."""
+        entries, total, _ = self.page(tenant_id, view, offset, limit, viewer)
+        return entries, total
+
+    def page(
+        self,
+        tenant_id: str,
+        view: WindowView,
+        offset: int,
+        limit: int,
+        viewer: str | None = None,
+    ) -> tuple[list[Entry], int, str]:
+        """``standings`` with the window's version (for its ETag), read together."""
         board_id = view.board.board.id
-        if view.state == "future":
-            return [], 0
         if view.state == "open":
             key = BoardKey(tenant_id, board_id, view.key)
-            ranked = self.projection.top(key, offset, limit)
-            return self._entries(view, ranked, viewer, tenant_id), self.projection.size(key)
+            ranked, total, version = self.projection.page(key, offset, limit)
+            entries = self._entries(view, ranked, viewer, tenant_id)
+            return entries, total, f"p{version}{self._hidden_tag(tenant_id, view)}"
+        if view.state == "future":
+            return [], 0, self.version(tenant_id, view)
         minimum = _units_min(view.board)
         with self._read() as uow:
             rows = uow.boards.ranked(tenant_id, board_id, view.key, minimum, offset, limit)
@@ -389,7 +402,8 @@ class LeaderboardService:
         ranked = [
             Ranked(offset + i + 1, r.subject, r.units, r.reached_us) for i, r in enumerate(rows)
         ]
-        return self._entries(view, ranked, viewer, tenant_id), total
+        entries = self._entries(view, ranked, viewer, tenant_id)
+        return entries, total, self.version(tenant_id, view)
 
     def subject_of(self, tenant_id: str, view: WindowView, ref: str) -> str:
         """The subject a reference names: a player (by any reference) or a group's name."""
@@ -429,14 +443,17 @@ class LeaderboardService:
     def version(self, tenant_id: str, view: WindowView) -> str:
         """Changes whenever what the window shows may have changed (for ETags and streams):
         its standings, or who is hidden on player boards."""
-        hidden = ""
-        if view.board.board.group_by is None:
-            hidden = f"h{self._hidden_version(tenant_id)}"
+        hidden = self._hidden_tag(tenant_id, view)
         if view.state == "open":
             key = BoardKey(tenant_id, view.board.board.id, view.key)
             return f"p{self.projection.version(key)}{hidden}"
         with self._read() as uow:
             return f"s{uow.boards.last_seq()}{hidden}"
+
+    def _hidden_tag(self, tenant_id: str, view: WindowView) -> str:
+        if view.board.board.group_by is not None:
+            return ""  # groups are never hidden
+        return f"h{self._hidden_version(tenant_id)}"
 
     def _hidden_version(self, tenant_id: str) -> str:
         # Stable across processes (str hashes are not): several API processes agree on ETags.

@@ -222,10 +222,10 @@ async def standings(
 
     def run() -> Response:
         view = service.window(principal.tenant_id, board_id, window)
-        etag = _etag(request, service.version(principal.tenant_id, view))
+        entries, total, version = service.page(principal.tenant_id, view, offset, limit)
+        etag = _etag(request, version)
         if (cached := _not_modified(request, etag)) is not None:
             return cached
-        entries, total = service.standings(principal.tenant_id, view, offset, limit)
         more = offset + len(entries) < total and len(entries) == limit
         body = StandingsOut(
             board=board_id,
