@@ -13,9 +13,15 @@ from plaudit.domain.auth import Principal, Scope
 from plaudit.errors import AuthenticationFailed, PermissionDenied
 
 
-def container_of(request: Request) -> Container:
+def app_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
+
+
+async def container_of(request: Request) -> Container:
+    # async on purpose: FastAPI runs a plain `def` dependency on a worker thread, and that
+    # hop cost more than the rest of a leaderboard read.
+    return app_container(request)
 
 
 ContainerDep = Annotated[Container, Depends(container_of)]
@@ -35,7 +41,7 @@ async def authenticate(request: Request) -> Principal:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise AuthenticationFailed("malformed Authorization header; expected 'Bearer <API key>'")
-    tenancy = container_of(request).tenancy
+    tenancy = app_container(request).tenancy
     principal = tenancy.cached_principal(token)
     if principal is None:
         principal = await anyio.to_thread.run_sync(tenancy.authenticate, token)

@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from plaudit.api.deps import authenticate, container_of
+from plaudit.api.deps import app_container, authenticate
 from plaudit.errors import FieldError, InvalidInput
 
 HEADER = "idempotency-key"
@@ -59,7 +59,7 @@ class IdempotentRoute(APIRoute):
             fingerprint = request_fingerprint(
                 request.method, request.url.path, request.url.query, await request.body()
             )
-            service = container_of(request).idempotency
+            service = app_container(request).idempotency
             tenant = principal.tenant_id
             stored = await anyio.to_thread.run_sync(service.begin, tenant, key, fingerprint)
             if stored is not None:
