@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from plaudit.domain.clock import Clock, utc_now
 from plaudit.leaderboards.memory import MemoryProjection
-from plaudit.leaderboards.ports import Projection
+from plaudit.leaderboards.ports import AsyncReads, Projection
 from plaudit.leaderboards.redis import RedisProjection
 from plaudit.services.backfill import BackfillService
 from plaudit.services.badges import BadgeService
@@ -46,6 +47,7 @@ class Container:
     leaderboards: LeaderboardService
     default_tenant: str = field(default="default")
     redis: Redis | None = None
+    redis_async: AsyncRedis | None = None  # the hot leaderboard reads of API processes
 
     def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -76,9 +78,14 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
     scoring = ScoringService(db, clock, book)
     redis = None
     projection: Projection = MemoryProjection()
+    async_reads: AsyncReads | None = None
+    redis_async = None
     if settings.redis_url:
         redis = Redis.from_url(settings.redis_url)
-        projection = RedisProjection(redis, settings.leaderboards.redis_prefix)
+        redis_async = AsyncRedis.from_url(settings.redis_url)
+        projection = async_reads = RedisProjection(
+            redis, settings.leaderboards.redis_prefix, redis_async
+        )
     return Container(
         settings=settings,
         db=db,
@@ -97,10 +104,16 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         badges=BadgeService(db, clock, book),
         backfill=BackfillService(db, clock, book, scoring),
         leaderboards=LeaderboardService(
-            db, clock, book, projection, in_process=isinstance(projection, MemoryProjection)
+            db,
+            clock,
+            book,
+            projection,
+            in_process=isinstance(projection, MemoryProjection),
+            async_reads=async_reads,
         ),
         default_tenant=settings.default_tenant,
         redis=redis,
+        redis_async=redis_async,
     )
 
 

@@ -52,6 +52,8 @@ def create_app(
                 tasks.start_soon(job)
             yield
             tasks.cancel_scope.cancel()
+        if container.redis_async is not None:
+            await container.redis_async.aclose()
         for hook in on_shutdown:
             hook()
 

@@ -105,3 +105,16 @@ class Projection(Protocol):
     def reset(self, cursor: int = 0) -> None:
         """Forget every window and set the cursor (a rebuild starts here)."""
         ...
+
+
+class AsyncReads(Protocol):
+    """The hot reads as coroutines, for an adapter whose reads are network round trips: an
+    API process then answers them on its event loop, without a thread per request."""
+
+    async def page_async(
+        self, key: BoardKey, offset: int, limit: int
+    ) -> tuple[list[Ranked], int, int]: ...
+
+    async def around_async(self, key: BoardKey, subject: str, k: int) -> tuple[list[Ranked], int]:
+        """``around`` and the window's version."""
+        ...

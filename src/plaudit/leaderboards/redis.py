@@ -31,6 +31,7 @@ from typing import Any, ParamSpec, TypeVar
 from uuid import uuid4
 
 import redis
+import redis.asyncio
 
 from plaudit.errors import ServiceUnavailable
 from plaudit.leaderboards.ports import BoardKey, Change, Ranked, Standing
@@ -137,6 +138,19 @@ end
 return {first, redis.call('ZRANGE', KEYS[1], first, last, 'WITHSCORES')}
 """
 
+_AROUND_VERSIONED = """
+-- KEYS: zset, hash, version; ARGV: subject, k. Returns {version, around's reply or false}.
+local version = redis.call('GET', KEYS[3]) or '0'
+local reached = redis.call('HGET', KEYS[2], ARGV[1])
+local rank = reached and redis.call('ZRANK', KEYS[1], reached .. ARGV[1])
+if not rank then
+  return {version, false}
+end
+local k = tonumber(ARGV[2])
+local first, last = math.max(0, rank - k), rank + k
+return {version, {first, redis.call('ZRANGE', KEYS[1], first, last, 'WITHSCORES')}}
+"""
+
 _RANGE = """
 -- KEYS: zset; ARGV: first, last (0-based, inclusive)
 return redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
@@ -174,8 +188,19 @@ redis.call('SADD', KEYS[6], ARGV[1])
 
 
 class RedisProjection:
-    def __init__(self, client: redis.Redis, prefix: str = "plaudit:") -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "plaudit:",
+        aio: redis.asyncio.Redis | None = None,
+    ) -> None:
         self._client = client
+        # The hot reads (a page, around-me) also exist as coroutines on an asyncio client, so
+        # that an API process answers them on its event loop instead of a thread per request.
+        self._aio = aio
+        if aio is not None:
+            self._apage = aio.register_script(_PAGE)
+            self._aaround = aio.register_script(_AROUND_VERSIONED)
         self._prefix = prefix
         self._registry = f"{prefix}lb:keys"
         self._cursor_key = f"{prefix}lb:cursor"
@@ -242,6 +267,37 @@ class RedisProjection:
         zset, _, version = self._window_keys(key)
         size, ver, *flat = self._page(keys=[zset, version], args=[first, last])
         return list(_ranked(offset, flat)) if offset < _MAX_INDEX else [], int(size), int(ver)
+
+    @property
+    def reads_async(self) -> bool:
+        return self._aio is not None
+
+    async def page_async(
+        self, key: BoardKey, offset: int, limit: int
+    ) -> tuple[list[Ranked], int, int]:
+        """``page`` on the asyncio client (one round trip)."""
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must not be negative: {offset}, {limit}")
+        first = min(offset, _MAX_INDEX - 1)
+        last = min(offset + limit, _MAX_INDEX) - 1 if limit else first - 1
+        zset, _, version = self._window_keys(key)
+        try:
+            size, ver, *flat = await self._apage(keys=[zset, version], args=[first, last])
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ServiceUnavailable(f"leaderboards: Redis unreachable ({exc})") from exc
+        return list(_ranked(offset, flat)) if offset < _MAX_INDEX else [], int(size), int(ver)
+
+    async def around_async(self, key: BoardKey, subject: str, k: int) -> tuple[list[Ranked], int]:
+        """``around`` with the window's version, on the asyncio client (one round trip)."""
+        zset, hashed, version = self._window_keys(key)
+        try:
+            found = await self._aaround(
+                keys=[zset, hashed, version], args=[subject, min(k, _MAX_INDEX)]
+            )
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ServiceUnavailable(f"leaderboards: Redis unreachable ({exc})") from exc
+        ver = int(found[0])
+        return ([] if not found[1] else list(_ranked(int(found[1][0]), found[1][1]))), ver
 
     @_reachable
     def standing(self, key: BoardKey, subject: str) -> Ranked | None:

@@ -22,7 +22,15 @@ from plaudit.domain.clock import Clock
 from plaudit.errors import NotFound
 from plaudit.leaderboards import windows as w
 from plaudit.leaderboards.entries import from_micros, to_units
-from plaudit.leaderboards.ports import SCALE, BoardKey, Change, Projection, Ranked, Standing
+from plaudit.leaderboards.ports import (
+    SCALE,
+    AsyncReads,
+    BoardKey,
+    Change,
+    Projection,
+    Ranked,
+    Standing,
+)
 from plaudit.rules.compiler import CompiledBoard, CompiledRuleSet
 from plaudit.rules.evaluate import group_name
 from plaudit.services.players import find_player
@@ -94,8 +102,11 @@ class LeaderboardService:
         book: RuleBook,
         projection: Projection,
         in_process: bool = False,
+        async_reads: AsyncReads | None = None,
     ) -> None:
         self.db = db
+        # The projection's hot reads as coroutines (Redis): see page_async, around_async.
+        self.async_reads = async_reads
         # The projection answers without I/O (memory): queries may run on the event loop.
         self.in_process = in_process
         self.clock = clock
@@ -125,6 +136,66 @@ class LeaderboardService:
             return False, None
         finally:
             _NO_IO.reset(token)
+
+    def _without_io(self, answer: Callable[[], T]) -> T | None:
+        """``answer()`` if it needs no I/O, else None."""
+        token = _NO_IO.set(True)
+        try:
+            return answer()
+        except NeedsIO:
+            return None
+        finally:
+            _NO_IO.reset(token)
+
+    async def page_async(
+        self, tenant_id: str, board_id: str, window: str | None, offset: int, limit: int
+    ) -> tuple[WindowView, list[Entry], int, str] | None:
+        """``page`` of an open window, read with the projection's coroutines; None when
+        the answer needs SQL (then run ``page`` on a thread)."""
+        reads = self.async_reads
+        if reads is None:
+            return None
+        view = self._without_io(lambda: self.window(tenant_id, board_id, window))
+        if view is None or view.state != "open":
+            return None
+        key = BoardKey(tenant_id, board_id, view.key)
+        ranked, total, version = await reads.page_async(key, offset, limit)
+        shown = self._without_io(
+            lambda: (
+                self._entries(view, ranked, None, tenant_id),
+                self._hidden_tag(tenant_id, view),
+            )
+        )
+        if shown is None:
+            return None
+        entries, tag = shown
+        return view, entries, total, f"p{version}{tag}"
+
+    async def around_async(
+        self, tenant_id: str, board_id: str, window: str | None, ref: str, k: int
+    ) -> tuple[WindowView, str, list[Entry], str] | None:
+        """``around`` of an open window for a group, or for a ranked player named by their
+        ``plr_`` id, read with the projection's coroutines; None otherwise (a thread then
+        resolves the reference in SQL)."""
+        reads = self.async_reads
+        if reads is None:
+            return None
+        view = self._without_io(lambda: self.window(tenant_id, board_id, window))
+        if view is None or view.state != "open":
+            return None
+        group = view.board.board.group_by is not None
+        if not group and not ref.startswith("plr_"):
+            return None
+        ranked, version = await reads.around_async(BoardKey(tenant_id, board_id, view.key), ref, k)
+        if not ranked and not group:
+            return None  # unranked, or merged into another player: SQL knows
+        shown = self._without_io(
+            lambda: (self._entries(view, ranked, ref, tenant_id), self._hidden_tag(tenant_id, view))
+        )
+        if shown is None:
+            return None
+        entries, tag = shown
+        return view, ref, entries, f"p{version}{tag}"
 
     # --- definitions ----------------------------------------------------------------------
 

@@ -220,9 +220,7 @@ async def standings(
     service = container.leaderboards
     offset = decode_position(cursor)
 
-    def run() -> Response:
-        view = service.window(principal.tenant_id, board_id, window)
-        entries, total, version = service.page(principal.tenant_id, view, offset, limit)
+    def respond(view: WindowView, entries: list[Entry], total: int, version: str) -> Response:
         etag = _etag(request, version)
         if (cached := _not_modified(request, etag)) is not None:
             return cached
@@ -236,6 +234,13 @@ async def standings(
         )
         return _ok(body, etag)
 
+    def run() -> Response:
+        view = service.window(principal.tenant_id, board_id, window)
+        return respond(view, *service.page(principal.tenant_id, view, offset, limit))
+
+    found = await service.page_async(principal.tenant_id, board_id, window, offset, limit)
+    if found is not None:
+        return respond(*found)
     return await _answer(service, run)
 
 
@@ -255,13 +260,10 @@ async def around(
 ) -> Response:
     service = container.leaderboards
 
-    def run() -> Response:
-        view = service.window(principal.tenant_id, board_id, window)
-        etag = _etag(request, service.version(principal.tenant_id, view))
+    def respond(view: WindowView, who: str, entries: list[Entry], version: str) -> Response:
+        etag = _etag(request, version)
         if (cached := _not_modified(request, etag)) is not None:
             return cached
-        who = service.subject_of(principal.tenant_id, view, subject)
-        entries = service.around(principal.tenant_id, view, who, around)
         mine = next((e for e in entries if e.subject == who), None)
         body = AroundOut(
             board=board_id,
@@ -272,6 +274,15 @@ async def around(
         )
         return _ok(body, etag)
 
+    def run() -> Response:
+        view = service.window(principal.tenant_id, board_id, window)
+        version = service.version(principal.tenant_id, view)
+        who = service.subject_of(principal.tenant_id, view, subject)
+        return respond(view, who, service.around(principal.tenant_id, view, who, around), version)
+
+    found = await service.around_async(principal.tenant_id, board_id, window, subject, around)
+    if found is not None:
+        return respond(*found)
     return await _answer(service, run)
 
 
