@@ -46,7 +46,8 @@ class WindowOut(BaseModel):
 
     @classmethod
     def of(cls, v: WindowView) -> WindowOut:
-        return cls(key=v.key, state=v.state, start=v.start, end=v.end)
+        # Built from typed values of ours: no validation needed (it cost a fifth of a read).
+        return cls.model_construct(key=v.key, state=v.state, start=v.start, end=v.end)
 
 
 class BoardOut(BaseModel):
@@ -91,7 +92,7 @@ class EntryOut(BaseModel):
 
     @classmethod
     def of(cls, e: Entry) -> EntryOut:
-        return cls(
+        return cls.model_construct(
             rank=e.rank, subject=e.subject, score=e.score, reached_at=e.reached_at, hidden=e.hidden
         )
 
@@ -225,7 +226,7 @@ async def standings(
         if (cached := _not_modified(request, etag)) is not None:
             return cached
         more = offset + len(entries) < total and len(entries) == limit
-        body = StandingsOut(
+        body = StandingsOut.model_construct(
             board=board_id,
             window=WindowOut.of(view),
             participants=total,
@@ -265,7 +266,7 @@ async def around(
         if (cached := _not_modified(request, etag)) is not None:
             return cached
         mine = next((e for e in entries if e.subject == who), None)
-        body = AroundOut(
+        body = AroundOut.model_construct(
             board=board_id,
             window=WindowOut.of(view),
             subject=who,
