@@ -3,11 +3,9 @@ the asyncio client on the event loop, and agree with the synchronous path."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from uuid import uuid4
 
 import httpx
 import pytest
@@ -17,10 +15,10 @@ from plaudit.bootstrap import Container
 from plaudit.domain.events import IncomingEvent
 from plaudit.leaderboards.redis import RedisProjection
 from plaudit.settings import LeaderboardSettings, Settings
+from tests.support.redis_keys import REDIS_URL, delete_prefix, unique_prefix
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
-URL = os.environ.get("PLAUDIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RULES = """
 currencies: [xp]
 rules:
@@ -33,11 +31,10 @@ leaderboards:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    prefix = f"plaudit-test:{uuid4().hex}:"
     return Settings(
         data_dir=tmp_path / "data",
-        redis_url=URL,
-        leaderboards=LeaderboardSettings(redis_prefix=prefix),
+        redis_url=REDIS_URL,
+        leaderboards=LeaderboardSettings(redis_prefix=unique_prefix()),
         _env_file=None,
     )
 
@@ -65,10 +62,8 @@ async def league(container: Container, settings: Settings) -> AsyncIterator[Cont
     yield container
     assert container.redis_async is not None
     await container.redis_async.aclose()
-    client = redis.Redis.from_url(URL)
-    held = list(client.scan_iter(match=f"{settings.leaderboards.redis_prefix}*", count=1000))
-    if held:
-        client.delete(*held)
+    client = redis.Redis.from_url(REDIS_URL)
+    delete_prefix(client, settings.leaderboards.redis_prefix)
     client.close()
 
 

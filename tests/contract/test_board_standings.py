@@ -3,14 +3,10 @@ exactly as a naive sort of SQL's scores; retractions, merges, restarts and drift
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from datetime import timedelta
 from itertools import count
-from uuid import uuid4
 
 import pytest
-import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +14,6 @@ from plaudit.bootstrap import Container, build
 from plaudit.domain.events import IncomingEvent
 from plaudit.leaderboards.memory import MemoryProjection
 from plaudit.leaderboards.ports import BoardKey, Change, Projection
-from plaudit.leaderboards.redis import RedisProjection
 from plaudit.settings import Settings
 from plaudit.store.sql import tables
 from tests.conftest import FakeClock
@@ -33,25 +28,6 @@ leaderboards:
   - {id: active, name: Active, metric: {count: {on: task.done}}, min_score: 2}
 """
 _keys = count()
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def projection(request: pytest.FixtureRequest) -> Iterator[Projection]:
-    if request.param == "memory":
-        yield MemoryProjection()
-        return
-    client = redis.Redis.from_url(
-        os.environ.get("PLAUDIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
-    client.ping()
-    prefix = f"plaudit-test:{uuid4().hex}:"
-    try:
-        yield RedisProjection(client, prefix)
-    finally:
-        held = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if held:
-            client.delete(*held)
-        client.close()
 
 
 @pytest.fixture

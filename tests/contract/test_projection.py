@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from uuid import uuid4
-
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plaudit.leaderboards.memory import MemoryProjection
 from plaudit.leaderboards.ports import BoardKey, Change, Projection, Ranked, Standing
 from plaudit.leaderboards.redis import CHUNK, RedisProjection
 
 KEY = BoardKey("acme", "xp", "2026-W23")
 ODD_SUBJECTS = ["a:b", "a b", " ", "", "ü", "日本語", "a/b", "a\x00b", "🏆", "x" * 200, "*?[]\\"]
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def projection(request: pytest.FixtureRequest) -> Iterator[Projection]:
-    if request.param == "memory":
-        yield MemoryProjection()
-        return
-    url = os.environ.get("PLAUDIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    client = redis.Redis.from_url(url)
-    client.ping()  # an unreachable Redis fails the setup once, not the test and its teardown
-    prefix = f"plaudit-test:{uuid4().hex}:"
-    try:
-        yield RedisProjection(client, prefix)
-    finally:
-        held = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if held:
-            client.delete(*held)
-        client.close()
 
 
 def put(key: BoardKey, subject: str, units: int, reached_us: int = 0) -> Change:

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -123,12 +123,10 @@ class LeaderboardService:
             raise NeedsIO
         return self.db.read()
 
-    def try_inline(self, answer: Callable[[], T]) -> tuple[bool, T | None]:
-        """Run a query right here when it needs no I/O (an in-process projection and warm
-        caches): (True, result). Otherwise (False, None), having done nothing: run it on a
-        thread. A thread hop cost more than a whole top-10 answer from memory."""
-        if not self.in_process:
-            return False, None
+    @staticmethod
+    def _attempt(answer: Callable[[], T]) -> tuple[bool, T | None]:
+        """(True, answer()) when it needs no I/O; (False, None), having read nothing, when
+        it would have to wait for SQL."""
         token = _NO_IO.set(True)
         try:
             return True, answer()
@@ -137,39 +135,44 @@ class LeaderboardService:
         finally:
             _NO_IO.reset(token)
 
-    def _without_io(self, answer: Callable[[], T]) -> T | None:
-        """``answer()`` if it needs no I/O, else None."""
-        token = _NO_IO.set(True)
-        try:
-            return answer()
-        except NeedsIO:
-            return None
-        finally:
-            _NO_IO.reset(token)
+    def try_inline(self, answer: Callable[[], T]) -> tuple[bool, T | None]:
+        """Run a query right here when it needs no I/O (an in-process projection and warm
+        caches); otherwise (False, None): run it on a thread. A thread hop cost more than a
+        whole top-10 answer from memory."""
+        return self._attempt(answer) if self.in_process else (False, None)
+
+    def _open_view(self, tenant_id: str, board_id: str, window: str | None) -> WindowView | None:
+        """The window, when it is open and resolving it needs no I/O."""
+        _, view = self._attempt(lambda: self.window(tenant_id, board_id, window))
+        return view if view is not None and view.state == "open" else None
+
+    def _shown(
+        self, tenant_id: str, view: WindowView, ranked: list[Ranked], viewer: str | None
+    ) -> tuple[list[Entry], str] | None:
+        """Entries as others may see them, and the opt-out part of the version; None when
+        the opt-outs must be read again."""
+        _, shown = self._attempt(
+            lambda: (
+                self._entries(view, ranked, viewer, tenant_id),
+                self._hidden_tag(tenant_id, view),
+            )
+        )
+        return shown
 
     async def page_async(
         self, tenant_id: str, board_id: str, window: str | None, offset: int, limit: int
     ) -> tuple[WindowView, list[Entry], int, str] | None:
         """``page`` of an open window, read with the projection's coroutines; None when
         the answer needs SQL (then run ``page`` on a thread)."""
-        reads = self.async_reads
-        if reads is None:
-            return None
-        view = self._without_io(lambda: self.window(tenant_id, board_id, window))
-        if view is None or view.state != "open":
+        view = self._open_view(tenant_id, board_id, window)
+        if self.async_reads is None or view is None:
             return None
         key = BoardKey(tenant_id, board_id, view.key)
-        ranked, total, version = await reads.page_async(key, offset, limit)
-        shown = self._without_io(
-            lambda: (
-                self._entries(view, ranked, None, tenant_id),
-                self._hidden_tag(tenant_id, view),
-            )
-        )
+        ranked, total, version = await self.async_reads.page_async(key, offset, limit)
+        shown = self._shown(tenant_id, view, ranked, None)
         if shown is None:
             return None
-        entries, tag = shown
-        return view, entries, total, f"p{version}{tag}"
+        return view, shown[0], total, f"p{version}{shown[1]}"
 
     async def around_async(
         self, tenant_id: str, board_id: str, window: str | None, ref: str, k: int
@@ -177,25 +180,20 @@ class LeaderboardService:
         """``around`` of an open window for a group, or for a ranked player named by their
         ``plr_`` id, read with the projection's coroutines; None otherwise (a thread then
         resolves the reference in SQL)."""
-        reads = self.async_reads
-        if reads is None:
-            return None
-        view = self._without_io(lambda: self.window(tenant_id, board_id, window))
-        if view is None or view.state != "open":
+        view = self._open_view(tenant_id, board_id, window)
+        if self.async_reads is None or view is None:
             return None
         group = view.board.board.group_by is not None
         if not group and not ref.startswith("plr_"):
             return None
-        ranked, version = await reads.around_async(BoardKey(tenant_id, board_id, view.key), ref, k)
+        key = BoardKey(tenant_id, board_id, view.key)
+        ranked, version = await self.async_reads.around_async(key, ref, k)
         if not ranked and not group:
             return None  # unranked, or merged into another player: SQL knows
-        shown = self._without_io(
-            lambda: (self._entries(view, ranked, ref, tenant_id), self._hidden_tag(tenant_id, view))
-        )
+        shown = self._shown(tenant_id, view, ranked, ref)
         if shown is None:
             return None
-        entries, tag = shown
-        return view, ref, entries, f"p{version}{tag}"
+        return view, ref, shown[0], f"p{version}{shown[1]}"
 
     # --- definitions ----------------------------------------------------------------------
 
@@ -315,17 +313,19 @@ class LeaderboardService:
 
     def _rebuild(self, uow: UnitOfWork, last: int) -> None:
         self.projection.reset(0)
+        for board, key in self._open_windows(uow):
+            self.projection.replace(key, self._sql_standings(uow, key.tenant_id, board, key.window))
+        self.projection.apply([], last)
+
+    def _open_windows(self, uow: UnitOfWork) -> Iterator[tuple[CompiledBoard, BoardKey]]:
+        """Every open window of every live board, with the live rules read afresh."""
         now = self.clock()
         for tenant in sorted(uow.rulesets.tenants_with_epochs()):
             self._live.pop(tenant, None)
             rules = self._rules(uow, tenant)
             for board in rules.boards.values() if rules else ():
-                for key in w.open_windows(board, now):
-                    self.projection.replace(
-                        BoardKey(tenant, board.board.id, key),
-                        self._sql_standings(uow, tenant, board, key),
-                    )
-        self.projection.apply([], last)
+                for window in w.open_windows(board, now):
+                    yield board, BoardKey(tenant, board.board.id, window)
 
     @staticmethod
     def _sql_standings(
@@ -342,32 +342,26 @@ class LeaderboardService:
         drop windows that have closed (their standings stay in SQL)."""
         self.sync()
         report = Reconciled()
-        now = self.clock()
         with self._sync_lock, self.db.read() as uow:
             expected: set[BoardKey] = set()
-            for tenant in sorted(uow.rulesets.tenants_with_epochs()):
-                self._live.pop(tenant, None)
-                rules = self._rules(uow, tenant)
-                for board in rules.boards.values() if rules else ():
-                    for window in w.open_windows(board, now):
-                        key = BoardKey(tenant, board.board.id, window)
-                        expected.add(key)
-                        self._compare(uow, board, key, report)
-            for key in self.projection.keys():  # noqa: SIM118 - a port's method, not a dict
-                if key not in expected and self._retired(uow, key, now):
-                    self.projection.drop(key)
-                    report.retired.append(f"{key.tenant_id}/{key.board_id}/{key.window}")
+            for board, key in self._open_windows(uow):
+                expected.add(key)
+                self._compare(uow, board, key, report)
+            report.retired = self._drop_retired(uow, expected)
         return report
 
     def retire(self) -> list[str]:
         """Drop the windows that have closed since (their final standings stay in SQL)."""
+        with self._sync_lock, self.db.read() as uow:
+            return self._drop_retired(uow, set())
+
+    def _drop_retired(self, uow: UnitOfWork, keep: set[BoardKey]) -> list[str]:
         now = self.clock()
         dropped = []
-        with self._sync_lock, self.db.read() as uow:
-            for key in self.projection.keys():  # noqa: SIM118 - a port's method, not a dict
-                if self._retired(uow, key, now):
-                    self.projection.drop(key)
-                    dropped.append(f"{key.tenant_id}/{key.board_id}/{key.window}")
+        for key in self.projection.keys():  # noqa: SIM118 - a port's method, not a dict
+            if key not in keep and self._retired(uow, key, now):
+                self.projection.drop(key)
+                dropped.append(f"{key.tenant_id}/{key.board_id}/{key.window}")
         return dropped
 
     def _retired(self, uow: UnitOfWork, key: BoardKey, now: datetime) -> bool:

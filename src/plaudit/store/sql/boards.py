@@ -26,6 +26,7 @@ _ENTRIES_SQLITE = (
 )
 
 _Key = tuple[str, str, str]  # (board, window, subject)
+_Total = tuple[int, int, int]  # (units, latest reached_us, entries)
 
 
 def _row(r: Any) -> BoardScoreRow:
@@ -57,16 +58,11 @@ class SqlBoards:
     def add_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:
         if not entries:
             return
-        totals: dict[_Key, list[int]] = {}
+        totals: dict[_Key, _Total] = {}
         for e in entries:
             key = (e.board_id, e.window, e.subject)
-            total = totals.get(key)
-            if total is None:
-                totals[key] = [e.units, e.reached_us, 1]
-            else:
-                total[0] += e.units
-                total[1] = max(total[1], e.reached_us)
-                total[2] += 1
+            units, reached, count = totals.get(key, (0, 0, 0))
+            totals[key] = (units + e.units, max(reached, e.reached_us), count + 1)
         seq = self._next_seq()
         self._insert_entries(tenant_id, entries)
         if self.conn.dialect.name == "sqlite":
@@ -76,9 +72,7 @@ class SqlBoards:
                 [(tenant_id, *key, u, r, n, seq) for key, (u, r, n) in totals.items()],
             )
             return
-        self._upsert(
-            tenant_id, {key: (u, r, n) for key, (u, r, n) in totals.items()}, seq, add=True
-        )
+        self._upsert(tenant_id, totals, seq, add=True)
 
     def _insert_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:
         if self.conn.dialect.name == "sqlite":
@@ -106,9 +100,7 @@ class SqlBoards:
             ],
         )
 
-    def _upsert(
-        self, tenant_id: str, totals: dict[_Key, tuple[int, int, int]], seq: int, *, add: bool
-    ) -> None:
+    def _upsert(self, tenant_id: str, totals: dict[_Key, _Total], seq: int, *, add: bool) -> None:
         c = t.board_scores.c
         stmt = _insert(self.conn, t.board_scores)
         ex = stmt.excluded
@@ -139,24 +131,27 @@ class SqlBoards:
             ],
         )
 
+    def _sums(self, tenant_id: str, where: Any) -> dict[_Key, _Total]:
+        """(units, latest reached_us, entries) per board, window and subject, from entries."""
+        e = t.board_entries.c
+        rows = self.conn.execute(
+            select(e.board_id, e.window, e.subject, func.sum(e.units), func.max(e.reached_us))
+            .add_columns(func.count())
+            .where(e.tenant_id == tenant_id, where)
+            .group_by(e.board_id, e.window, e.subject)
+        )
+        return {(b, w, s): (int(u), int(r), int(n)) for b, w, s, u, r, n in rows}
+
     def _recompute(self, tenant_id: str, keys: set[_Key]) -> None:
         """Set the scores of ``keys`` to the sum of their remaining entries (0 if none)."""
         if not keys:
             return
         e = t.board_entries.c
-        totals: dict[_Key, tuple[int, int, int]] = {key: (0, 0, 0) for key in keys}
+        totals: dict[_Key, _Total] = dict.fromkeys(keys, (0, 0, 0))
         for chunk in _chunks(sorted(keys), 300):
-            rows = self.conn.execute(
-                select(e.board_id, e.window, e.subject, func.sum(e.units), func.max(e.reached_us))
-                .add_columns(func.count())
-                .where(
-                    e.tenant_id == tenant_id,
-                    tuple_(e.board_id, e.window, e.subject).in_(list(chunk)),
-                )
-                .group_by(e.board_id, e.window, e.subject)
+            totals.update(
+                self._sums(tenant_id, tuple_(e.board_id, e.window, e.subject).in_(list(chunk)))
             )
-            for board, window, subject, units, reached, n in rows:
-                totals[(board, window, subject)] = (int(units), int(reached), int(n))
         self._upsert(tenant_id, totals, self._next_seq(), add=False)
 
     def remove_entries(self, tenant_id: str, ref: str) -> list[BoardEntryRow]:
@@ -180,22 +175,12 @@ class SqlBoards:
         for chunk in _chunks(list(entries), 5000):
             self._insert_entries(tenant_id, chunk)
         # Every score again from the entries; subjects left with none get a zero row.
-        totals: dict[_Key, tuple[int, int, int]] = {
-            (b, w, s): (0, 0, 0)
-            for b, w, s in self.conn.execute(
-                select(
-                    t.board_scores.c.board_id, t.board_scores.c.window, t.board_scores.c.subject
-                ).where(t.board_scores.c.tenant_id == tenant_id)
-            )
-        }
-        rows = self.conn.execute(
-            select(e.board_id, e.window, e.subject, func.sum(e.units), func.max(e.reached_us))
-            .add_columns(func.count())
-            .where(e.tenant_id == tenant_id)
-            .group_by(e.board_id, e.window, e.subject)
+        c = t.board_scores.c
+        existing = self.conn.execute(
+            select(c.board_id, c.window, c.subject).where(c.tenant_id == tenant_id)
         )
-        for board, window, subject, units, reached, n in rows:
-            totals[(board, window, subject)] = (int(units), int(reached), int(n))
+        totals: dict[_Key, _Total] = {(b, w, s): (0, 0, 0) for b, w, s in existing}
+        totals.update(self._sums(tenant_id, true()))
         if totals:
             self._upsert(tenant_id, totals, self._next_seq(), add=False)
 
