@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -13,19 +14,29 @@ from plaudit.leaderboards.ports import AsyncReads, Projection
 from plaudit.leaderboards.redis import RedisProjection
 from plaudit.services.backfill import BackfillService
 from plaudit.services.badges import BadgeService
+from plaudit.services.dispatch import DispatchService
 from plaudit.services.events import EventLogService
 from plaudit.services.idempotency import IdempotencyService
 from plaudit.services.ingest import IngestService
 from plaudit.services.leaderboards import LeaderboardService
+from plaudit.services.notifications import NotificationService
 from plaudit.services.players import PlayerService
 from plaudit.services.progress import ProgressService
 from plaudit.services.rulesets import RuleBook, RuleSetService
 from plaudit.services.scoring import ScoringService
 from plaudit.services.simulation import SimulationService
 from plaudit.services.tenancy import CreatedKey, TenancyService
+from plaudit.services.webhooks import WebhookService
 from plaudit.settings import Settings
 from plaudit.store import migrate
 from plaudit.store.sql.database import SqlDatabase, create_database
+from plaudit.webhooks.schedule import parse_schedule
+from plaudit.webhooks.sender import WebhookSender
+from plaudit.workers.dispatcher import Dispatcher
+
+# A claimed delivery is sent again if its outcome is not recorded this long after the
+# send's own timeout: long enough for a busy store, short enough to redeliver promptly.
+LEASE_MARGIN = timedelta(seconds=10)
 
 
 @dataclass
@@ -45,6 +56,9 @@ class Container:
     badges: BadgeService
     backfill: BackfillService
     leaderboards: LeaderboardService
+    webhooks: WebhookService
+    notifications: NotificationService
+    dispatch: DispatchService
     default_tenant: str = field(default="default")
     redis: Redis | None = None
     redis_async: AsyncRedis | None = None  # the hot leaderboard reads of API processes
@@ -111,9 +125,38 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
             in_process=isinstance(projection, MemoryProjection),
             async_reads=async_reads,
         ),
+        webhooks=WebhookService(
+            db,
+            clock,
+            allow_loopback=settings.webhooks.allow_loopback,
+            max_in_flight=settings.webhooks.max_in_flight,
+        ),
+        notifications=NotificationService(db),
+        dispatch=DispatchService(
+            db,
+            clock,
+            schedule=parse_schedule(settings.webhooks.schedule),
+            lease=settings.webhooks.timeout + LEASE_MARGIN,
+            disable_after=settings.webhooks.disable_after,
+        ),
         default_tenant=settings.default_tenant,
         redis=redis,
         redis_async=redis_async,
+    )
+
+
+def dispatcher(container: Container) -> Dispatcher:
+    """The webhook dispatcher of this process, with its own HTTP client."""
+    hooks = container.settings.webhooks
+    sender = WebhookSender(
+        timeout=hooks.timeout.total_seconds(), allow_loopback=hooks.allow_loopback
+    )
+    return Dispatcher(
+        container.dispatch,
+        sender,
+        container.clock,
+        concurrency=hooks.concurrency,
+        poll=hooks.poll.total_seconds(),
     )
 
 

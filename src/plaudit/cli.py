@@ -67,9 +67,9 @@ def serve(
     import uvicorn
 
     from plaudit.api.app import create_app
-    from plaudit.bootstrap import prepare_embedded
+    from plaudit.bootstrap import dispatcher, prepare_embedded
     from plaudit.workers.demo_feed import DemoFeed
-    from plaudit.workers.maintenance import IdempotencyJanitor
+    from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor
     from plaudit.workers.projector import Projector
     from plaudit.workers.scorer import ScoringWorker
 
@@ -84,6 +84,8 @@ def serve(
         IdempotencyJanitor(container.idempotency).run,
         ScoringWorker(container.scoring, after_batch=container.leaderboards.sync).run,
         Projector(container.leaderboards, container.settings.leaderboards.reconcile_every).run,
+        dispatcher(container).run,
+        OutboxJanitor(container.dispatch, container.settings.webhooks.retention).run,
     ]
     if demo:
         from plaudit.services.demo import ensure_demo_badges, ensure_demo_rules, load_demo_program

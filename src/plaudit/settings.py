@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from plaudit.webhooks.schedule import parse_schedule
+
 
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
@@ -44,6 +46,32 @@ class LeaderboardSettings(BaseModel):
     redis_prefix: str = "plaudit:"
 
 
+class WebhookSettings(BaseModel):
+    # Standard Webhooks and Svix give a receiver 15 s; a slower one is counted as failed.
+    timeout: timedelta = timedelta(seconds=15)
+    # Delay before attempt 1, 2, …; after the last, the message is dead-lettered. Svix's
+    # schedule: about three days in all, so a receiver can be down over a weekend.
+    schedule: str = "0s,5s,5m,30m,2h,5h,10h,10h"
+    # Development only: allows http:// and loopback receivers. Never in production: it
+    # opens the host's own services to whoever may create a subscription.
+    allow_loopback: bool = False
+    # An endpoint failing without a single success for this long is disabled (Svix: 5 days).
+    disable_after: timedelta = timedelta(days=5)
+    # Attempts under way at once per endpoint unless the subscription says otherwise.
+    max_in_flight: int = Field(default=4, ge=1, le=100)
+    # Attempts under way at once per dispatcher process.
+    concurrency: int = Field(default=64, ge=1, le=1000)
+    # Delivered messages and their attempt logs are kept this long (dead letters stay).
+    retention: timedelta = timedelta(days=30)
+    # How often an idle dispatcher looks for new messages (in-process scoring wakes it).
+    poll: timedelta = timedelta(milliseconds=100)
+
+    @model_validator(mode="after")
+    def _valid_schedule(self) -> WebhookSettings:
+        parse_schedule(self.schedule)
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PLAUDIT_",
@@ -64,6 +92,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     leaderboards: LeaderboardSettings = LeaderboardSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @model_validator(mode="after")
     def _known_database(self) -> Settings:

@@ -18,10 +18,12 @@ from plaudit.api.routes import (
     health,
     keys,
     leaderboards,
+    notifications,
     players,
     rulesets,
     scoring,
     sources,
+    webhooks,
 )
 from plaudit.api.schemas import EventIn
 from plaudit.bootstrap import Container
@@ -75,6 +77,8 @@ def create_app(
         rulesets,
         scoring,
         badges,
+        webhooks,
+        notifications,
         keys,
     ):
         app.include_router(module.router)

@@ -51,15 +51,30 @@ class Compiled:
         return value.plain_value()
 
 
-def compile_expression(source: str) -> Compiled:
+def compile_expression(source: str, env: Any = None) -> Compiled:
     try:
-        return Compiled(source, _env().compile(source))
+        return Compiled(source, (env or _env()).compile(source))
     except RuntimeError as exc:
         found = _POSITION.findall(str(exc))
         if found:
             line, column, message = found[0]
             raise CompileError(message.strip(), int(line), int(column)) from None
         raise CompileError(_tidy(str(exc))) from None
+
+
+@cache
+def _filter_env() -> Any:
+    # Webhook filters see the message: ``message.type`` and ``message.data``.
+    return cel.NewEnv(variables={"message": cel.Type.DYN})
+
+
+def compile_filter(source: str) -> Compiled:
+    """A condition on an outbox message (``message.data.badge_id == "quiz-master"``)."""
+    return compile_expression(source, _filter_env())
+
+
+def filter_activation(message_type: str, data: Mapping[str, Any]) -> Activation:
+    return _filter_env().Activation({"message": {"type": message_type, "data": data}})
 
 
 def activation(event: Mapping[str, Any], player: Mapping[str, Any]) -> Activation:

@@ -18,6 +18,7 @@ from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.effects import BadgeAwarded, PointsAwarded
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, evaluate
 from plaudit.rules.state import PlayerState
+from plaudit.services.outbox import Outbox, revocation_message
 from plaudit.services.rulesets import RuleBook
 from plaudit.services.scoring import ScoringService
 from plaudit.store.ports import (
@@ -140,6 +141,9 @@ class BackfillService:
             uow.scoring.append_ledger(tenant_id, ledger, now)
             uow.scoring.add_awards(tenant_id, awards)
             uow.badges.log(tenant_id, trail)
+            outbox = Outbox(uow, tenant_id, now)
+            outbox.awards(awards)
+            outbox.points(ledger)
             self._save_states(uow, tenant_id, history, pending)
             # Standings are not awards: they follow the new version at once (nothing is held).
             uow.boards.replace_event_entries(tenant_id, entries)
@@ -253,26 +257,24 @@ class BackfillService:
             label = f"backfill:{record['ruleset_id']}@{record['version']}"
             reason = f"backfill of version {record['version']} confirmed"
             pending = record["pending"]
-            uow.scoring.append_ledger(
-                tenant_id,
-                [
-                    LedgerRow(
-                        p["player_id"],
-                        p["currency"],
-                        p["amount"],
-                        "backfill",
-                        label,
-                        now,
-                        record["ruleset_id"],
-                        record["version"],
-                        None,
-                        reason,
-                        actor,
-                    )
-                    for p in pending["points"]
-                ],
-                now,
-            )
+            taken = [
+                LedgerRow(
+                    p["player_id"],
+                    p["currency"],
+                    p["amount"],
+                    "backfill",
+                    label,
+                    now,
+                    record["ruleset_id"],
+                    record["version"],
+                    None,
+                    reason,
+                    actor,
+                )
+                for p in pending["points"]
+            ]
+            uow.scoring.append_ledger(tenant_id, taken, now)
+            Outbox(uow, tenant_id, now).points(taken)
             players = {p["player_id"] for p in pending["points"]} | {
                 b["player_id"] for b in pending["badges"]
             }
@@ -282,6 +284,7 @@ class BackfillService:
             }
             for b in pending["badges"]:
                 if uow.badges.revoke_award(tenant_id, b["award_id"], now, reason):
+                    Outbox(uow, tenant_id, now).tell([revocation_message(b, reason, actor, now)])
                     uow.badges.log(
                         tenant_id,
                         [

@@ -11,6 +11,7 @@ from plaudit.domain.clock import Clock
 from plaudit.domain.ids import new_id
 from plaudit.domain.pagination import Page, decode_position, page_of
 from plaudit.errors import Conflict, FieldError, InvalidInput, NotFound
+from plaudit.services.outbox import Outbox, revocation_message
 from plaudit.services.players import find_player
 from plaudit.services.rulesets import RuleBook
 from plaudit.store.ports import AwardRow, BadgeClass, Database, IssuanceRow, UnitOfWork
@@ -138,6 +139,7 @@ class BadgeService:
                 awarded_by=actor,
             )
             uow.scoring.add_awards(tenant_id, [award])
+            Outbox(uow, tenant_id, now).awards([award])
             uow.badges.log(
                 tenant_id,
                 [IssuanceRow(award.id, player.id, badge_id, "issued", actor, reason, now)],
@@ -154,6 +156,7 @@ class BadgeService:
             if award.revoked_at is not None:
                 raise Conflict(f"award {award_id!r} was already revoked ({award.revoked_reason})")
             uow.badges.revoke_award(tenant_id, award_id, now, reason)
+            Outbox(uow, tenant_id, now).tell([revocation_message(award, reason, actor, now)])
             uow.badges.log(
                 tenant_id,
                 [

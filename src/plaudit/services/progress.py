@@ -15,6 +15,7 @@ from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached
 from plaudit.rules.evaluate import PlayerFacts, adjust
 from plaudit.rules.progress import BadgeProgress, LevelProgress, badge_progress, level_progress
 from plaudit.rules.state import PlayerState
+from plaudit.services.outbox import Outbox
 from plaudit.services.players import find_player
 from plaudit.services.rulesets import RuleBook
 from plaudit.store.ports import (
@@ -109,22 +110,18 @@ class ProgressService:
                 live[1] if live else None, state, currency, round(amount, 4), now, facts
             )
             adjustment = new_id("adj")  # unique: adjustments have no event
-            uow.scoring.append_ledger(
-                tenant_id,
-                [
-                    LedgerRow(
-                        player_id=player.id,
-                        currency=currency,
-                        amount=round(amount, 4),
-                        kind="adjustment",
-                        rule_id=adjustment,
-                        occurred_at=now,
-                        reason=reason,
-                        actor=actor,
-                    )
-                ],
-                now,
+            entry = LedgerRow(
+                player_id=player.id,
+                currency=currency,
+                amount=round(amount, 4),
+                kind="adjustment",
+                rule_id=adjustment,
+                occurred_at=now,
+                reason=reason,
+                actor=actor,
             )
+            uow.scoring.append_ledger(tenant_id, [entry], now)
+            Outbox(uow, tenant_id, now).points([entry])
             _record_effects(uow, tenant_id, player.id, effects, live[0] if live else None, now)
             if live is not None:
                 uow.boards.add_entries(
@@ -154,30 +151,29 @@ def _record_effects(
     version: RuleSetVersion | None,
     at: datetime,
 ) -> None:
-    uow.scoring.add_awards(
-        tenant_id,
-        [
-            AwardRow(
-                id=new_id("awd"),
-                player_id=player_id,
-                badge_id=e.badge_id,
-                tier=e.tier,
-                occurrence=e.occurrence,
-                source="rule",
-                awarded_at=e.awarded_at,
-                expires_at=e.expires_at,
-                ruleset_id=version.ruleset_id if version else None,
-                ruleset_version=version.version if version else None,
-            )
-            for e in effects
-            if isinstance(e, BadgeAwarded)
-        ],
-    )
-    uow.scoring.add_level_ups(
-        tenant_id,
-        [
-            LevelUpRow(player_id, e.currency, e.index, e.level, None, at)
-            for e in effects
-            if isinstance(e, LevelReached)
-        ],
-    )
+    awards = [
+        AwardRow(
+            id=new_id("awd"),
+            player_id=player_id,
+            badge_id=e.badge_id,
+            tier=e.tier,
+            occurrence=e.occurrence,
+            source="rule",
+            awarded_at=e.awarded_at,
+            expires_at=e.expires_at,
+            ruleset_id=version.ruleset_id if version else None,
+            ruleset_version=version.version if version else None,
+        )
+        for e in effects
+        if isinstance(e, BadgeAwarded)
+    ]
+    level_ups = [
+        LevelUpRow(player_id, e.currency, e.index, e.level, None, at)
+        for e in effects
+        if isinstance(e, LevelReached)
+    ]
+    uow.scoring.add_awards(tenant_id, awards)
+    uow.scoring.add_level_ups(tenant_id, level_ups)
+    outbox = Outbox(uow, tenant_id, at)
+    outbox.awards(awards)
+    outbox.levels(level_ups)

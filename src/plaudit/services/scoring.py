@@ -20,6 +20,7 @@ from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, adjust, evaluate
 from plaudit.rules.state import PlayerState
+from plaudit.services.outbox import Outbox, revocation_message
 from plaudit.services.rulesets import RuleBook
 from plaudit.store.ports import (
     AwardRow,
@@ -71,6 +72,7 @@ class ScoringService:
         self._states: dict[tuple[str, str], PlayerState] = {}
         self._facts: dict[tuple[str, str], PlayerFacts] = {}
         self._generations = (-1, -1)
+        self._quiet = False  # a replay rebuilds what was told already: no outbox messages
 
     def replay(self, tenant_id: str | None = None) -> int:
         """Rebuild everything scoring derived, from the log, with the version that scored
@@ -120,8 +122,12 @@ class ScoringService:
             uow.scoring.set_cursor(CURSOR, 0)
             uow.commit()
         total = 0
-        while (outcome := self.score_pending(only_tenant=tenant_id)).events:
-            total += outcome.events
+        self._quiet = True
+        try:
+            while (outcome := self.score_pending(only_tenant=tenant_id)).events:
+                total += outcome.events
+        finally:
+            self._quiet = False
         self._reapply_adjustments(tenant_id)
         return total
 
@@ -179,6 +185,7 @@ class ScoringService:
                 for entry in uow.scoring.event_ledger(tenant_id, event_id)
             ]
             uow.scoring.append_ledger(tenant_id, reversals, now)
+            Outbox(uow, tenant_id, now).points(reversals)
             uow.boards.remove_entries(tenant_id, event_id)
             raw = uow.scoring.states(tenant_id, [event.player_id]).get(event.player_id)
             old = PlayerState.from_json(raw)
@@ -233,6 +240,7 @@ class ScoringService:
             for badge_id, tier in due
         ]
         uow.scoring.add_awards(tenant_id, awards)
+        Outbox(uow, tenant_id, at).awards(awards)
         uow.badges.log(
             tenant_id,
             [
@@ -301,6 +309,9 @@ class ScoringService:
             lost = holding is None or (award.tier is not None and award.tier not in holding.tiers)
             if lost and award.badge_id in old.badges:
                 uow.badges.revoke_award(tenant_id, award.id, at, reason)
+                Outbox(uow, tenant_id, at).tell(
+                    [revocation_message(award, reason, "retraction", at)]
+                )
                 uow.badges.log(
                     tenant_id,
                     [
@@ -468,27 +479,8 @@ class ScoringService:
                 produced.entries.extend(
                     board_entries(rules, event.id, event.occurred_at, event.received_at, effects)
                 )
+        produced.write(uow, tenant_id, now, quiet=self._quiet or memory is not None)
         ledger, awards = produced.ledger, produced.awards
-        uow.scoring.append_ledger(tenant_id, ledger, now)
-        uow.scoring.add_awards(tenant_id, awards)
-        uow.badges.log(
-            tenant_id,
-            [
-                IssuanceRow(
-                    a.id,
-                    a.player_id,
-                    a.badge_id,
-                    "issued",
-                    f"ruleset:{a.ruleset_id}@{a.ruleset_version}",
-                    f"criteria met by event {a.event_id}" + (f" (tier {a.tier})" if a.tier else ""),
-                    a.awarded_at,
-                )
-                for a in awards
-            ],
-        )
-        uow.scoring.add_level_ups(tenant_id, produced.level_ups)
-        uow.scoring.add_rule_errors(tenant_id, produced.failures)
-        uow.boards.add_entries(tenant_id, produced.entries)
         if memory is None:  # a replay in memory saves its states at the end
             uow.scoring.save_states(tenant_id, {pid: s.to_json() for pid, s in states.items()}, now)
         outcome.points += len(ledger)
@@ -506,6 +498,34 @@ class _Produced:
     level_ups: list[LevelUpRow] = field(default_factory=list)
     failures: list[RuleErrorRow] = field(default_factory=list)
     entries: list[BoardEntryRow] = field(default_factory=list)
+
+    def write(self, uow: UnitOfWork, tenant_id: str, now: datetime, quiet: bool) -> None:
+        """Everything in one transaction: effects, audit trail, and what others are told."""
+        awards = self.awards
+        uow.scoring.append_ledger(tenant_id, self.ledger, now)
+        uow.scoring.add_awards(tenant_id, awards)
+        uow.badges.log(
+            tenant_id,
+            [
+                IssuanceRow(
+                    a.id,
+                    a.player_id,
+                    a.badge_id,
+                    "issued",
+                    f"ruleset:{a.ruleset_id}@{a.ruleset_version}",
+                    f"criteria met by event {a.event_id}" + (f" (tier {a.tier})" if a.tier else ""),
+                    a.awarded_at,
+                )
+                for a in awards
+            ],
+        )
+        uow.scoring.add_level_ups(tenant_id, self.level_ups)
+        uow.scoring.add_rule_errors(tenant_id, self.failures)
+        uow.boards.add_entries(tenant_id, self.entries)
+        outbox = Outbox(uow, tenant_id, now, quiet=quiet)
+        outbox.awards(awards)
+        outbox.levels(self.level_ups)
+        outbox.points(self.ledger)
 
     def add(
         self, event: StoredEvent, version: RuleSetVersion, effects: list[Effect], now: datetime

@@ -448,7 +448,180 @@ class BoardRepository(Protocol):
     def set_optout(self, tenant_id: str, player_id: str, hidden: bool, at: datetime) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A message to write in the transaction of the effect it reports."""
+
+    type: str
+    key: str  # what it reports: the same key is never written twice for a tenant
+    player_id: str | None
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    seq: int
+    id: str
+    tenant_id: str
+    type: str
+    player_id: str | None
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class OutboxRepository(Protocol):
+    def add(self, tenant_id: str, messages: Sequence[OutboxMessage], at: datetime) -> int:
+        """Write the messages whose key is new; returns how many were written."""
+        ...
+
+    def after(self, seq: int, limit: int) -> list[StoredMessage]: ...
+    def get_many(self, seqs: Iterable[int]) -> dict[int, StoredMessage]: ...
+    def for_player(
+        self, tenant_id: str, player_id: str, types: Iterable[str], after_seq: int, limit: int
+    ) -> list[StoredMessage]: ...
+    def last_seq(self) -> int: ...
+    def purge(self, before: datetime) -> int:
+        """Drop messages older than ``before`` that no unfinished or dead delivery needs."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    tenant_id: str
+    url: str
+    event_types: tuple[str, ...]
+    filter: str | None
+    description: str
+    enabled: bool
+    ordered: bool
+    max_in_flight: int
+    created_at: datetime
+    updated_at: datetime
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+    failing_since: datetime | None = None
+    last_success_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRow:
+    secret: str
+    created_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: str
+    tenant_id: str
+    subscription_id: str
+    message_seq: int
+    player_id: str | None
+    status: str  # pending | sending | delivered | dead
+    attempts: int
+    due_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    delivery_id: str
+    subscription_id: str
+    message_id: str
+    number: int
+    started_at: datetime
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    excerpt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryUpdate:
+    """How an attempt ended: the delivery's new status, and when to try again."""
+
+    delivery_id: str
+    status: str
+    due_at: datetime | None
+    last_error: str | None
+    finished_at: datetime | None
+
+
+class WebhookRepository(Protocol):
+    def subscriptions(self, tenant_id: str | None) -> list[Subscription]:
+        """Every subscription not deleted (of one tenant, or of all)."""
+        ...
+
+    def get(self, tenant_id: str, subscription_id: str) -> Subscription | None: ...
+    def save(self, sub: Subscription) -> None: ...
+    def delete(self, tenant_id: str, subscription_id: str, at: datetime) -> bool: ...
+    def wants(self, tenant_id: str, event_type: str) -> bool:
+        """Whether an enabled subscription of the tenant asks for this type."""
+        ...
+
+    def secrets(self, subscription_ids: Iterable[str], at: datetime) -> dict[str, list[str]]:
+        """The secrets that sign now, newest first, per subscription."""
+        ...
+
+    def secret_rows(self, tenant_id: str, subscription_id: str) -> list[SecretRow]: ...
+    def add_secret(
+        self, tenant_id: str, subscription_id: str, secret: str, at: datetime
+    ) -> None: ...
+    def expire_secrets(self, tenant_id: str, subscription_id: str, at: datetime) -> None:
+        """Every secret still valid after ``at`` stops signing at ``at``."""
+        ...
+
+    def add_deliveries(self, rows: Sequence[Delivery]) -> int: ...
+    def due(self, now: datetime, limit: int) -> list[Delivery]:
+        """Undelivered deliveries whose time has come, oldest due first."""
+        ...
+
+    def sending(self, now: datetime) -> dict[str, int]:
+        """Attempts under way (lease not run out) per subscription."""
+        ...
+
+    def blocked(self, deliveries: Sequence[Delivery]) -> set[str]:
+        """Of these deliveries, those with an earlier undelivered one for the same player
+        and subscription (ordered subscriptions send one player's messages in order)."""
+        ...
+
+    def claim(self, delivery_ids: Sequence[str], lease_until: datetime) -> None: ...
+    def finish(self, updates: Sequence[DeliveryUpdate]) -> None: ...
+    def log_attempts(self, tenant_id: str, rows: Sequence[AttemptRow]) -> None: ...
+    def deliveries(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        status: str | None,
+        after_seq: int,
+        limit: int,
+    ) -> list[Delivery]: ...
+    def delivery(self, tenant_id: str, delivery_id: str) -> Delivery | None: ...
+    def attempts(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        delivery_id: str | None,
+        after_id: int,
+        limit: int,
+    ) -> list[tuple[int, AttemptRow]]: ...
+    def redeliver(
+        self, tenant_id: str, subscription_id: str, delivery_ids: Sequence[str] | None, at: datetime
+    ) -> int:
+        """Queue again the given finished deliveries, or every dead one when None."""
+        ...
+
+    def purge(self, before: datetime) -> int:
+        """Drop finished deliveries (and their attempts) older than ``before``."""
+        ...
+
+
 class UnitOfWork(Protocol):
+    outbox: OutboxRepository
+    webhooks: WebhookRepository
     boards: BoardRepository
     badges: BadgeRepository
     rulesets: RuleSetRepository

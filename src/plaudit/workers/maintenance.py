@@ -9,6 +9,7 @@ from datetime import timedelta
 import anyio
 import anyio.to_thread
 
+from plaudit.services.dispatch import DispatchService
 from plaudit.services.events import EventLogService
 from plaudit.services.idempotency import IdempotencyService
 
@@ -28,6 +29,28 @@ class IdempotencyJanitor:
                     log.info("purged %d expired idempotency keys", removed)
             except Exception:  # housekeeping must never take the server down
                 log.exception("idempotency purge failed")
+            await anyio.sleep(self.every.total_seconds())
+
+
+class OutboxJanitor:
+    """Drops delivered webhooks (with their attempt logs) and told messages after the
+    retention period; dead letters stay until an admin redelivers them."""
+
+    def __init__(
+        self, dispatch: DispatchService, retention: timedelta, every: timedelta = timedelta(hours=1)
+    ) -> None:
+        self.dispatch = dispatch
+        self.retention = retention
+        self.every = every
+
+    async def run(self) -> None:
+        while True:
+            try:
+                removed = await anyio.to_thread.run_sync(self.dispatch.purge, self.retention)
+                if removed:
+                    log.info("purged %d delivered webhooks and told messages", removed)
+            except Exception:  # housekeeping must never take the server down
+                log.exception("outbox purge failed")
             await anyio.sleep(self.every.total_seconds())
 
 

@@ -17,11 +17,13 @@ from plaudit.store.ports import (
     BoardRepository,
     EventRepository,
     IdempotencyRepository,
+    OutboxRepository,
     PlayerRepository,
     RuleSetRepository,
     ScoringRepository,
     SequenceRepository,
     TenantRepository,
+    WebhookRepository,
 )
 from plaudit.store.sql.badges import SqlBadges
 from plaudit.store.sql.boards import SqlBoards
@@ -34,6 +36,7 @@ from plaudit.store.sql.repositories import (
     SqlTenants,
 )
 from plaudit.store.sql.scoring import SqlRuleSets, SqlScoring
+from plaudit.store.sql.webhooks import SqlOutbox, SqlWebhooks
 
 _IMMEDIATE = "plaudit_immediate"
 
@@ -57,6 +60,8 @@ class SqlUnitOfWork:
         self.badges: BadgeRepository = SqlBadges(conn)
         self.scoring: ScoringRepository = SqlScoring(conn)
         self.boards: BoardRepository = SqlBoards(conn)
+        self.outbox: OutboxRepository = SqlOutbox(conn)
+        self.webhooks: WebhookRepository = SqlWebhooks(conn)
         self.committed = False
 
     def commit(self) -> None:

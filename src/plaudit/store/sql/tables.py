@@ -8,9 +8,11 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -435,4 +437,107 @@ board_optouts = Table(
     Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
     Column("player_id", String(40), primary_key=True),
     Column("since", UtcDateTime, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    # What others are told (webhooks, player streams), written in the transaction of the
+    # effect it reports. ``seq`` orders it; the dispatcher and the streams tail it.
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("id", String(40), nullable=False),  # msg_…: the webhook-id receivers dedupe on
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("type", String(64), nullable=False),
+    # What the message reports, so that nothing is told twice (e.g. one window's closing).
+    Column("key", String(300), nullable=False),
+    Column("player_id", String(40)),
+    Column("data", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "key"),
+    Index(None, "tenant_id", "player_id", "seq"),
+    Index(None, "created_at"),
+    sqlite_autoincrement=True,
+)
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("event_types", JSON, nullable=False),
+    Column("filter", Text),  # a CEL condition on the message, or NULL
+    Column("description", String(500), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("ordered", Boolean, nullable=False),  # one player's messages one at a time, in order
+    Column("max_in_flight", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("disabled_at", UtcDateTime),
+    Column("disabled_reason", String(500)),
+    Column("failing_since", UtcDateTime),  # first failure after the last success
+    Column("last_success_at", UtcDateTime),
+    Column("deleted_at", UtcDateTime),
+    Index(None, "tenant_id", "id"),
+)
+
+webhook_secrets = Table(
+    "webhook_secrets",
+    metadata,
+    # Every secret that signs; during a rotation's overlap the old one signs too, until it
+    # expires.
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("subscription_id", String(40), nullable=False),
+    Column("secret", String(100), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
+    Index(None, "subscription_id"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    # One message to one subscription. ``due_at`` is set while it is undelivered: when the
+    # next attempt may start, or while an attempt runs, when its lease runs out (a crashed
+    # dispatcher's message is then sent again, with the same webhook-id).
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("subscription_id", String(40), nullable=False),
+    Column("message_seq", BigInteger, nullable=False),
+    Column("player_id", String(40)),
+    Column("status", String(12), nullable=False),  # pending | sending | delivered | dead
+    Column("attempts", Integer, nullable=False),
+    Column("due_at", UtcDateTime),
+    Column("last_error", String(1000)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    UniqueConstraint("subscription_id", "message_seq"),
+    Index(None, "due_at"),
+    Index(None, "subscription_id", "player_id", "message_seq"),
+    Index(None, "tenant_id", "subscription_id", "status", "message_seq"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("subscription_id", String(40), nullable=False),
+    Column("delivery_id", String(40), nullable=False),
+    Column("message_id", String(40), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("status_code", Integer),  # NULL when no response came (timeout, refused…)
+    Column("latency_ms", Float, nullable=False),
+    Column("error", String(500)),
+    Column("excerpt", String(1000)),
+    Index(None, "tenant_id", "subscription_id", "id"),
+    Index(None, "delivery_id"),
 )

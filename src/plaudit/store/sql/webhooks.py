@@ -1,0 +1,450 @@
+"""The outbox, webhook subscriptions and their secrets, deliveries and attempts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, RowMapping, and_, delete, exists, func, or_, select, update
+from sqlalchemy.orm import aliased
+
+from plaudit.domain.ids import new_id
+from plaudit.store.ports import (
+    AttemptRow,
+    Delivery,
+    DeliveryUpdate,
+    OutboxMessage,
+    SecretRow,
+    StoredMessage,
+    Subscription,
+)
+from plaudit.store.sql import tables as t
+from plaudit.store.sql.repositories import _chunks, _insert
+
+UNFINISHED = ("pending", "sending")
+
+
+def _message(row: RowMapping) -> StoredMessage:
+    return StoredMessage(
+        seq=row["seq"],
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        type=row["type"],
+        player_id=row["player_id"],
+        data=dict(row["data"]),
+        created_at=row["created_at"],
+    )
+
+
+class SqlOutbox:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, tenant_id: str, messages: Sequence[OutboxMessage], at: datetime) -> int:
+        if not messages:
+            return 0
+        rows = [
+            {
+                "id": new_id("msg"),
+                "tenant_id": tenant_id,
+                "type": m.type,
+                "key": m.key,
+                "player_id": m.player_id,
+                "data": dict(m.data),
+                "created_at": at,
+            }
+            for m in messages
+        ]
+        stmt = _insert(self.conn, t.outbox).on_conflict_do_nothing(
+            index_elements=[t.outbox.c.tenant_id, t.outbox.c.key]
+        )
+        written = 0
+        for chunk in _chunks(rows, 500):
+            written += self.conn.execute(stmt, list(chunk)).rowcount
+        return written
+
+    def after(self, seq: int, limit: int) -> list[StoredMessage]:
+        c = t.outbox.c
+        rows = self.conn.execute(
+            select(t.outbox).where(c.seq > seq).order_by(c.seq).limit(limit)
+        ).mappings()
+        return [_message(r) for r in rows]
+
+    def get_many(self, seqs: Iterable[int]) -> dict[int, StoredMessage]:
+        c = t.outbox.c
+        found: dict[int, StoredMessage] = {}
+        for chunk in _chunks(sorted(set(seqs))):
+            for r in self.conn.execute(select(t.outbox).where(c.seq.in_(chunk))).mappings():
+                found[r["seq"]] = _message(r)
+        return found
+
+    def for_player(
+        self, tenant_id: str, player_id: str, types: Iterable[str], after_seq: int, limit: int
+    ) -> list[StoredMessage]:
+        c = t.outbox.c
+        rows = self.conn.execute(
+            select(t.outbox)
+            .where(
+                c.tenant_id == tenant_id,
+                c.player_id == player_id,
+                c.seq > after_seq,
+                c.type.in_(sorted(types)),
+            )
+            .order_by(c.seq)
+            .limit(limit)
+        ).mappings()
+        return [_message(r) for r in rows]
+
+    def last_seq(self) -> int:
+        return int(self.conn.execute(select(func.max(t.outbox.c.seq))).scalar() or 0)
+
+    def purge(self, before: datetime) -> int:
+        c, d = t.outbox.c, t.webhook_deliveries.c
+        needed = exists().where(
+            d.message_seq == c.seq, or_(d.status.in_(UNFINISHED), d.status == "dead")
+        )
+        result = self.conn.execute(delete(t.outbox).where(c.created_at < before, ~needed))
+        return int(result.rowcount)
+
+
+def _subscription(row: RowMapping) -> Subscription:
+    return Subscription(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        url=row["url"],
+        event_types=tuple(row["event_types"]),
+        filter=row["filter"],
+        description=row["description"],
+        enabled=bool(row["enabled"]),
+        ordered=bool(row["ordered"]),
+        max_in_flight=row["max_in_flight"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        disabled_at=row["disabled_at"],
+        disabled_reason=row["disabled_reason"],
+        failing_since=row["failing_since"],
+        last_success_at=row["last_success_at"],
+    )
+
+
+def _delivery(row: RowMapping) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        subscription_id=row["subscription_id"],
+        message_seq=row["message_seq"],
+        player_id=row["player_id"],
+        status=row["status"],
+        attempts=row["attempts"],
+        due_at=row["due_at"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+class SqlWebhooks:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def subscriptions(self, tenant_id: str | None) -> list[Subscription]:
+        c = t.webhook_subscriptions.c
+        query = select(t.webhook_subscriptions).where(c.deleted_at.is_(None))
+        if tenant_id is not None:
+            query = query.where(c.tenant_id == tenant_id)
+        return [_subscription(r) for r in self.conn.execute(query.order_by(c.id)).mappings()]
+
+    def get(self, tenant_id: str, subscription_id: str) -> Subscription | None:
+        c = t.webhook_subscriptions.c
+        row = self.conn.execute(
+            select(t.webhook_subscriptions).where(
+                c.tenant_id == tenant_id, c.id == subscription_id, c.deleted_at.is_(None)
+            )
+        ).first()
+        return _subscription(row._mapping) if row else None
+
+    def save(self, sub: Subscription) -> None:
+        values = {
+            "tenant_id": sub.tenant_id,
+            "url": sub.url,
+            "event_types": list(sub.event_types),
+            "filter": sub.filter,
+            "description": sub.description,
+            "enabled": sub.enabled,
+            "ordered": sub.ordered,
+            "max_in_flight": sub.max_in_flight,
+            "created_at": sub.created_at,
+            "updated_at": sub.updated_at,
+            "disabled_at": sub.disabled_at,
+            "disabled_reason": sub.disabled_reason,
+            "failing_since": sub.failing_since,
+            "last_success_at": sub.last_success_at,
+        }
+        stmt = _insert(self.conn, t.webhook_subscriptions).values(id=sub.id, **values)
+        self.conn.execute(
+            stmt.on_conflict_do_update(index_elements=[t.webhook_subscriptions.c.id], set_=values)
+        )
+
+    def delete(self, tenant_id: str, subscription_id: str, at: datetime) -> bool:
+        c, d = t.webhook_subscriptions.c, t.webhook_deliveries.c
+        done = self.conn.execute(
+            update(t.webhook_subscriptions)
+            .where(c.tenant_id == tenant_id, c.id == subscription_id, c.deleted_at.is_(None))
+            .values(deleted_at=at, enabled=False)
+        ).rowcount
+        # Nothing more goes to a deleted endpoint.
+        self.conn.execute(
+            update(t.webhook_deliveries)
+            .where(d.subscription_id == subscription_id, d.status.in_(UNFINISHED))
+            .values(status="dead", due_at=None, last_error="subscription deleted", finished_at=at)
+        )
+        return bool(done)
+
+    def wants(self, tenant_id: str, event_type: str) -> bool:
+        return any(s.enabled and event_type in s.event_types for s in self.subscriptions(tenant_id))
+
+    def secrets(self, subscription_ids: Iterable[str], at: datetime) -> dict[str, list[str]]:
+        c = t.webhook_secrets.c
+        found: dict[str, list[str]] = {}
+        for chunk in _chunks(sorted(set(subscription_ids))):
+            rows = self.conn.execute(
+                select(c.subscription_id, c.secret)
+                .where(c.subscription_id.in_(chunk), or_(c.expires_at.is_(None), c.expires_at > at))
+                .order_by(c.id.desc())
+            )
+            for sub_id, secret in rows:
+                found.setdefault(sub_id, []).append(secret)
+        return found
+
+    def secret_rows(self, tenant_id: str, subscription_id: str) -> list[SecretRow]:
+        c = t.webhook_secrets.c
+        rows = self.conn.execute(
+            select(c.secret, c.created_at, c.expires_at)
+            .where(c.tenant_id == tenant_id, c.subscription_id == subscription_id)
+            .order_by(c.id.desc())
+        )
+        return [SecretRow(*r) for r in rows]
+
+    def add_secret(self, tenant_id: str, subscription_id: str, secret: str, at: datetime) -> None:
+        self.conn.execute(
+            t.webhook_secrets.insert().values(
+                tenant_id=tenant_id, subscription_id=subscription_id, secret=secret, created_at=at
+            )
+        )
+
+    def expire_secrets(self, tenant_id: str, subscription_id: str, at: datetime) -> None:
+        c = t.webhook_secrets.c
+        self.conn.execute(
+            update(t.webhook_secrets)
+            .where(
+                c.tenant_id == tenant_id,
+                c.subscription_id == subscription_id,
+                or_(c.expires_at.is_(None), c.expires_at > at),
+            )
+            .values(expires_at=at)
+        )
+
+    def add_deliveries(self, rows: Sequence[Delivery]) -> int:
+        if not rows:
+            return 0
+        values = [
+            {
+                "id": r.id,
+                "tenant_id": r.tenant_id,
+                "subscription_id": r.subscription_id,
+                "message_seq": r.message_seq,
+                "player_id": r.player_id,
+                "status": r.status,
+                "attempts": r.attempts,
+                "due_at": r.due_at,
+                "last_error": r.last_error,
+                "created_at": r.created_at,
+                "finished_at": r.finished_at,
+            }
+            for r in rows
+        ]
+        d = t.webhook_deliveries.c
+        stmt = _insert(self.conn, t.webhook_deliveries).on_conflict_do_nothing(
+            index_elements=[d.subscription_id, d.message_seq]
+        )
+        written = 0
+        for chunk in _chunks(values, 500):
+            written += self.conn.execute(stmt, list(chunk)).rowcount
+        return written
+
+    def due(self, now: datetime, limit: int) -> list[Delivery]:
+        d, s = t.webhook_deliveries.c, t.webhook_subscriptions.c
+        rows = self.conn.execute(
+            select(t.webhook_deliveries)
+            .join(t.webhook_subscriptions, s.id == d.subscription_id)
+            .where(d.due_at <= now, s.enabled.is_(True))
+            .order_by(d.due_at)
+            .limit(limit)
+        ).mappings()
+        return [_delivery(r) for r in rows]
+
+    def sending(self, now: datetime) -> dict[str, int]:
+        d = t.webhook_deliveries.c
+        rows = self.conn.execute(
+            select(d.subscription_id, func.count())
+            .where(d.status == "sending", d.due_at > now)
+            .group_by(d.subscription_id)
+        )
+        return dict(Counter({sub: int(n) for sub, n in rows}))
+
+    def blocked(self, deliveries: Sequence[Delivery]) -> set[str]:
+        if not deliveries:
+            return set()
+        d = t.webhook_deliveries.c
+        earlier = aliased(t.webhook_deliveries)
+        blocked: set[str] = set()
+        for chunk in _chunks([x.id for x in deliveries]):
+            rows = self.conn.execute(
+                select(d.id).where(
+                    d.id.in_(chunk),
+                    exists().where(
+                        and_(
+                            earlier.c.subscription_id == d.subscription_id,
+                            earlier.c.player_id == d.player_id,
+                            earlier.c.message_seq < d.message_seq,
+                            earlier.c.status.in_(UNFINISHED),
+                        )
+                    ),
+                )
+            )
+            blocked.update(r[0] for r in rows)
+        return blocked
+
+    def claim(self, delivery_ids: Sequence[str], lease_until: datetime) -> None:
+        d = t.webhook_deliveries.c
+        for chunk in _chunks(list(delivery_ids)):
+            self.conn.execute(
+                update(t.webhook_deliveries)
+                .where(d.id.in_(chunk))
+                .values(status="sending", due_at=lease_until, attempts=d.attempts + 1)
+            )
+
+    def finish(self, updates: Sequence[DeliveryUpdate]) -> None:
+        if not updates:
+            return
+        d = t.webhook_deliveries.c
+        for u in updates:
+            self.conn.execute(
+                update(t.webhook_deliveries)
+                .where(d.id == u.delivery_id)
+                .values(
+                    status=u.status,
+                    due_at=u.due_at,
+                    last_error=u.last_error,
+                    finished_at=u.finished_at,
+                )
+            )
+
+    def log_attempts(self, tenant_id: str, rows: Sequence[AttemptRow]) -> None:
+        if not rows:
+            return
+        self.conn.execute(
+            t.webhook_attempts.insert(),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "subscription_id": r.subscription_id,
+                    "delivery_id": r.delivery_id,
+                    "message_id": r.message_id,
+                    "number": r.number,
+                    "started_at": r.started_at,
+                    "status_code": r.status_code,
+                    "latency_ms": r.latency_ms,
+                    "error": r.error,
+                    "excerpt": r.excerpt,
+                }
+                for r in rows
+            ],
+        )
+
+    def deliveries(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        status: str | None,
+        after_seq: int,
+        limit: int,
+    ) -> list[Delivery]:
+        d = t.webhook_deliveries.c
+        query = select(t.webhook_deliveries).where(
+            d.tenant_id == tenant_id,
+            d.subscription_id == subscription_id,
+            d.message_seq > after_seq,
+        )
+        if status is not None:
+            query = query.where(d.status == status)
+        rows = self.conn.execute(query.order_by(d.message_seq).limit(limit)).mappings()
+        return [_delivery(r) for r in rows]
+
+    def delivery(self, tenant_id: str, delivery_id: str) -> Delivery | None:
+        d = t.webhook_deliveries.c
+        row = self.conn.execute(
+            select(t.webhook_deliveries).where(d.tenant_id == tenant_id, d.id == delivery_id)
+        ).first()
+        return _delivery(row._mapping) if row else None
+
+    def attempts(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        delivery_id: str | None,
+        after_id: int,
+        limit: int,
+    ) -> list[tuple[int, AttemptRow]]:
+        a = t.webhook_attempts.c
+        query = select(t.webhook_attempts).where(
+            a.tenant_id == tenant_id, a.subscription_id == subscription_id
+        )
+        if delivery_id is not None:
+            query = query.where(a.delivery_id == delivery_id)
+        if after_id:
+            query = query.where(a.id < after_id)  # newest first
+        rows = self.conn.execute(query.order_by(a.id.desc()).limit(limit)).mappings()
+        return [
+            (
+                r["id"],
+                AttemptRow(
+                    delivery_id=r["delivery_id"],
+                    subscription_id=r["subscription_id"],
+                    message_id=r["message_id"],
+                    number=r["number"],
+                    started_at=r["started_at"],
+                    status_code=r["status_code"],
+                    latency_ms=r["latency_ms"],
+                    error=r["error"],
+                    excerpt=r["excerpt"],
+                ),
+            )
+            for r in rows
+        ]
+
+    def redeliver(
+        self, tenant_id: str, subscription_id: str, delivery_ids: Sequence[str] | None, at: datetime
+    ) -> int:
+        d = t.webhook_deliveries.c
+        query = update(t.webhook_deliveries).where(
+            d.tenant_id == tenant_id, d.subscription_id == subscription_id
+        )
+        if delivery_ids is None:
+            query = query.where(d.status == "dead")
+        else:
+            query = query.where(d.id.in_(list(delivery_ids)), d.status.in_(("dead", "delivered")))
+        result = self.conn.execute(
+            query.values(status="pending", attempts=0, due_at=at, finished_at=None)
+        )
+        return int(result.rowcount)
+
+    def purge(self, before: datetime) -> int:
+        d, a = t.webhook_deliveries.c, t.webhook_attempts.c
+        old = select(d.id).where(d.status == "delivered", d.finished_at < before)
+        self.conn.execute(delete(t.webhook_attempts).where(a.delivery_id.in_(old)))
+        result = self.conn.execute(
+            delete(t.webhook_deliveries).where(d.status == "delivered", d.finished_at < before)
+        )
+        return int(result.rowcount)
