@@ -14,6 +14,7 @@ from plaudit.leaderboards.ports import AsyncReads, Projection
 from plaudit.leaderboards.redis import RedisProjection
 from plaudit.services.backfill import BackfillService
 from plaudit.services.badges import BadgeService
+from plaudit.services.closings import WindowClosings
 from plaudit.services.dispatch import DispatchService
 from plaudit.services.events import EventLogService
 from plaudit.services.idempotency import IdempotencyService
@@ -57,6 +58,7 @@ class Container:
     backfill: BackfillService
     leaderboards: LeaderboardService
     webhooks: WebhookService
+    closings: WindowClosings
     notifications: NotificationService
     dispatch: DispatchService
     default_tenant: str = field(default="default")
@@ -100,6 +102,14 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         projection = async_reads = RedisProjection(
             redis, settings.leaderboards.redis_prefix, redis_async
         )
+    leaderboards = LeaderboardService(
+        db,
+        clock,
+        book,
+        projection,
+        in_process=isinstance(projection, MemoryProjection),
+        async_reads=async_reads,
+    )
     return Container(
         settings=settings,
         db=db,
@@ -117,14 +127,8 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         simulation=SimulationService(db, book, rulesets),
         badges=BadgeService(db, clock, book),
         backfill=BackfillService(db, clock, book, scoring),
-        leaderboards=LeaderboardService(
-            db,
-            clock,
-            book,
-            projection,
-            in_process=isinstance(projection, MemoryProjection),
-            async_reads=async_reads,
-        ),
+        leaderboards=leaderboards,
+        closings=WindowClosings(db, clock, leaderboards),
         webhooks=WebhookService(
             db,
             clock,

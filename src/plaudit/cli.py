@@ -83,7 +83,11 @@ def serve(
     background = [
         IdempotencyJanitor(container.idempotency).run,
         ScoringWorker(container.scoring, after_batch=container.leaderboards.sync).run,
-        Projector(container.leaderboards, container.settings.leaderboards.reconcile_every).run,
+        Projector(
+            container.leaderboards,
+            container.settings.leaderboards.reconcile_every,
+            closings=container.closings,
+        ).run,
         dispatcher(container).run,
         OutboxJanitor(container.dispatch, container.settings.webhooks.retention).run,
     ]

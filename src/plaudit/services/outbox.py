@@ -181,7 +181,10 @@ class Outbox:
     def levels(self, rows: Iterable[LevelUpRow]) -> None:
         self.tell(level_message(r) for r in rows)
 
+    def wants_points(self) -> bool:
+        """Whether some enabled subscription of the tenant wants ledger entries."""
+        return self.uow.webhooks.wants(self.tenant_id, "points.awarded")
+
     def points(self, rows: Sequence[LedgerRow]) -> None:
-        """Ledger entries, only while some enabled subscription of the tenant wants them."""
-        if rows and not self.quiet and self.uow.webhooks.wants(self.tenant_id, "points.awarded"):
+        if rows and not self.quiet and self.wants_points():
             self.tell(points_message(r, self.at) for r in rows)

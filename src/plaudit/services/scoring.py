@@ -20,7 +20,13 @@ from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, adjust, evaluate
 from plaudit.rules.state import PlayerState
-from plaudit.services.outbox import Outbox, revocation_message
+from plaudit.services.outbox import (
+    Outbox,
+    award_message,
+    level_message,
+    points_message,
+    revocation_message,
+)
 from plaudit.services.rulesets import RuleBook
 from plaudit.store.ports import (
     AwardRow,
@@ -498,6 +504,8 @@ class _Produced:
     level_ups: list[LevelUpRow] = field(default_factory=list)
     failures: list[RuleErrorRow] = field(default_factory=list)
     entries: list[BoardEntryRow] = field(default_factory=list)
+    # The order effects happened in, as (list, index): what others are told follows it.
+    order: list[tuple[list[Any], int]] = field(default_factory=list)
 
     def write(self, uow: UnitOfWork, tenant_id: str, now: datetime, quiet: bool) -> None:
         """Everything in one transaction: effects, audit trail, and what others are told."""
@@ -522,16 +530,26 @@ class _Produced:
         uow.scoring.add_level_ups(tenant_id, self.level_ups)
         uow.scoring.add_rule_errors(tenant_id, self.failures)
         uow.boards.add_entries(tenant_id, self.entries)
-        outbox = Outbox(uow, tenant_id, now, quiet=quiet)
-        outbox.awards(awards)
-        outbox.levels(self.level_ups)
-        outbox.points(self.ledger)
+        if quiet or not self.order:
+            return
+        outbox = Outbox(uow, tenant_id, now)
+        points = outbox.wants_points()
+        messages = []
+        for rows, i in self.order:
+            if rows is self.awards:
+                messages.append(award_message(self.awards[i]))
+            elif rows is self.level_ups:
+                messages.append(level_message(self.level_ups[i]))
+            elif points:
+                messages.append(points_message(self.ledger[i], now))
+        outbox.tell(messages)
 
     def add(
         self, event: StoredEvent, version: RuleSetVersion, effects: list[Effect], now: datetime
     ) -> None:
         for effect in effects:
             if isinstance(effect, PointsAwarded):
+                self.order.append((self.ledger, len(self.ledger)))
                 self.ledger.append(
                     LedgerRow(
                         player_id=event.player_id,
@@ -546,6 +564,7 @@ class _Produced:
                     )
                 )
             elif isinstance(effect, BadgeAwarded):
+                self.order.append((self.awards, len(self.awards)))
                 self.awards.append(
                     AwardRow(
                         id=new_id("awd"),
@@ -562,6 +581,7 @@ class _Produced:
                     )
                 )
             elif isinstance(effect, LevelReached):
+                self.order.append((self.level_ups, len(self.level_ups)))
                 self.level_ups.append(
                     LevelUpRow(
                         event.player_id,

@@ -205,6 +205,7 @@ def _reason(exc: httpx.HTTPError) -> str:
         if _cause(exc, ConnectionRefusedError) is not None:
             return "connection refused"
         return f"connection failed: {_cause(exc, OSError) or exc}"
+    detail = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.RemoteProtocolError):
-        return f"protocol error: {exc}"
-    return f"request failed: {exc}"
+        return f"protocol error: {detail}"
+    return f"request failed: {detail}"

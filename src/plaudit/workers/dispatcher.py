@@ -74,24 +74,28 @@ class Dispatcher:
         self._done = anyio.Event()
 
     async def _attempt(self, job: Job) -> None:
+        outcome = await self.attempt(job)
+        self._outcomes.append(outcome)
+        self._in_flight -= 1
+        self._done.set()
+
+    async def attempt(self, job: Job) -> Outcome:
+        """Send one job; how it went (never raises)."""
         started = self.clock()
         began = time.perf_counter()
         try:
             sent = await self.sender.post(job.url, job.headers, job.body)
-            outcome = Outcome(
-                job,
-                started,
-                sent.latency_ms,
-                status=sent.status,
-                excerpt=sent.excerpt,
-                retry_after=sent.headers.get("retry-after"),
-            )
         except SendFailed as exc:
-            outcome = Outcome(job, started, exc.latency_ms, error=exc.reason)
+            return Outcome(job, started, exc.latency_ms, error=exc.reason)
         except Exception as exc:  # a defect must cost one attempt, not the dispatcher
             log.exception("sending webhook %s failed", job.message_id)
             elapsed = (time.perf_counter() - began) * 1000
-            outcome = Outcome(job, started, elapsed, error=f"{type(exc).__name__}: {exc}")
-        self._outcomes.append(outcome)
-        self._in_flight -= 1
-        self._done.set()
+            return Outcome(job, started, elapsed, error=f"{type(exc).__name__}: {exc}")
+        return Outcome(
+            job,
+            started,
+            sent.latency_ms,
+            status=sent.status,
+            excerpt=sent.excerpt,
+            retry_after=sent.headers.get("retry-after"),
+        )

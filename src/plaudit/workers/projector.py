@@ -10,6 +10,7 @@ from datetime import timedelta
 import anyio
 import anyio.to_thread
 
+from plaudit.services.closings import WindowClosings
 from plaudit.services.leaderboards import LeaderboardService
 
 log = logging.getLogger("plaudit.leaderboards")
@@ -22,8 +23,11 @@ class Projector:
         reconcile_every: timedelta,
         poll: float = 0.1,
         retire_every: float = 60.0,
+        closings: WindowClosings | None = None,
     ) -> None:
         self.leaderboards = leaderboards
+        # Told to webhooks and streams when a window closes, on the retire schedule.
+        self.closings = closings
         self.reconcile_every = reconcile_every.total_seconds()
         # Scoring also syncs after each batch; polling catches adjustments and retractions.
         self.poll = poll
@@ -36,6 +40,10 @@ class Projector:
             try:
                 if time.monotonic() - last_retire >= self.retire_every:
                     await anyio.to_thread.run_sync(self.leaderboards.retire)
+                    if self.closings is not None:
+                        closed = await anyio.to_thread.run_sync(self.closings.announce)
+                        if closed:
+                            log.info("windows closed: %s", ", ".join(closed))
                     last_retire = time.monotonic()
                 if time.monotonic() - last_reconcile >= self.reconcile_every:
                     report = await anyio.to_thread.run_sync(self.leaderboards.reconcile)

@@ -64,6 +64,13 @@ class SqlOutbox:
             written += self.conn.execute(stmt, list(chunk)).rowcount
         return written
 
+    def has(self, tenant_id: str, key: str) -> bool:
+        c = t.outbox.c
+        found = self.conn.execute(
+            select(c.seq).where(c.tenant_id == tenant_id, c.key == key).limit(1)
+        ).first()
+        return found is not None
+
     def after(self, seq: int, limit: int) -> list[StoredMessage]:
         c = t.outbox.c
         rows = self.conn.execute(
