@@ -7,7 +7,6 @@ every wait a deadline, so a silent stream fails the test instead of hanging it.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from tests.support.server import PlauditServer, create_admin_key
+from tests.support.sse import EventReader
 
 pytestmark = pytest.mark.slow
 
@@ -57,44 +57,6 @@ class Live:
             headers={"Authorization": f"Bearer {self.key}"},
             timeout=timeout,
         )
-
-
-@dataclass
-class Sse:
-    event: str
-    id: str
-    data: Any
-
-
-class EventReader:
-    """Server-sent events from a streamed response, one at a time; comments are skipped."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        assert response.status_code == 200, response.read()
-        assert response.headers["content-type"].startswith("text/event-stream")
-        self._lines = response.iter_lines()
-
-    def next(self) -> Sse:
-        fields: dict[str, str] = {}
-        for line in self._lines:  # each read waits at most READ_TIMEOUT
-            if line.startswith(":"):
-                continue
-            if line:
-                name, _, value = line.partition(":")
-                fields[name] = value.removeprefix(" ")
-                continue
-            if "event" in fields:
-                return Sse(fields["event"], fields.get("id", ""), json.loads(fields["data"]))
-            fields = {}
-        raise AssertionError("the stream ended")
-
-    def until(self, wanted: str, deadline: float) -> Sse:
-        """The next event of the kind ``wanted``, skipping others, before the deadline."""
-        while time.monotonic() < deadline:
-            got = self.next()
-            if got.event == wanted:
-                return got
-        raise AssertionError(f"no {wanted!r} event in time")
 
 
 @pytest.fixture(scope="module")

@@ -174,3 +174,17 @@ def test_every_instant_lies_in_exactly_the_window_whose_bounds_hold_it(
     assert w.window_of(b, start) == key
     assert w.window_of(b, end) != key
     assert w.window_of(b, start - timedelta(microseconds=1)) != key
+
+
+def test_the_latest_closed_windows_lie_behind_the_grace_not_just_the_previous_window() -> None:
+    daily = board("day", "Europe/Paris", late_grace="P1DT1H")
+    # The 28th ends at 23:00 UTC that day; with a grace of 25 h it is final at 00:00 on the
+    # 30th, when the previous window (the 29th) is still open to late events.
+    now = utc(2026, 11, 30, 10, 0)
+    assert w.previous(daily, now) == "2026-11-29"
+    assert w.recently_closed(daily, now) == ["2026-11-28", "2026-11-27"]
+    assert w.recently_closed(daily, utc(2026, 11, 30, 0, 0)) == ["2026-11-28", "2026-11-27"]
+    assert w.recently_closed(daily, utc(2026, 11, 29, 23, 59)) == ["2026-11-27", "2026-11-26"]
+    assert w.recently_closed(board("all_time"), now) == []
+    weekly = board("week", late_grace="PT0S")
+    assert w.recently_closed(weekly, utc(2026, 11, 30), limit=1) == ["2026-11-23"]

@@ -320,6 +320,7 @@ async def test_hostile_url_is_refused_by_its_syntax_and_never_connected(
         check_url(url, allow_loopback=False)
     assert refused.value.slug == "unsafe-url"
     assert refused.value.detail.startswith("webhook URL")
+    assert [error.field for error in refused.value.errors] == ["url"]
 
     resolver = FakeResolver()
     async with sending(resolver=resolver) as sender:

@@ -34,6 +34,10 @@ class UnknownWindow(ValueError):
     """A window key that cannot name a window of the board."""
 
 
+# Windows a closing announcement looks back over at most (a daily board with a long grace).
+_LOOK_BACK = 400
+
+
 def key_form(board: CompiledBoard) -> str:
     return _FORMS[board.board.window]
 
@@ -135,6 +139,28 @@ def previous(board: CompiledBoard, now: datetime) -> str | None:
     day = first_day(board, current(board, now))
     assert day is not None
     return _key_of_day(board, day - timedelta(days=1))
+
+
+def recently_closed(board: CompiledBoard, now: datetime, limit: int = 2) -> list[str]:
+    """The latest ``limit`` windows that are closed (end and grace passed), newest first; a
+    season once it is over. With a grace longer than a window, the last closed one is
+    further back than the previous one."""
+    kind = board.board.window
+    if kind == "all_time":
+        return []
+    if kind == "season":
+        return [SEASON] if closed(board, SEASON, now) else []
+    found: list[str] = []
+    day = first_day(board, current(board, now))
+    for _ in range(_LOOK_BACK):
+        assert day is not None
+        key = _key_of_day(board, day - timedelta(days=1))
+        if closed(board, key, now):
+            found.append(key)
+            if len(found) == limit:
+                break
+        day = first_day(board, key)
+    return found
 
 
 def counts(board: CompiledBoard, key: str, received_at: datetime) -> bool:

@@ -23,25 +23,26 @@ class WindowClosings:
         self.leaderboards = leaderboards
 
     def announce(self) -> list[str]:
-        """Announce every window that closed (its end and grace passed) and was not yet
-        announced: the window before the current one of each calendar board, and a season
-        once it is over. Returns ``board/window`` of each announced now."""
+        """Announce the windows that closed (end and grace passed) and were not yet: the
+        latest two of each calendar board (a restart after a short outage misses none), and
+        a season once it is over. Windows nobody played in are not announced. Returns
+        ``board/window`` of each announced now."""
         now = self.clock()
         announced = []
         with self.db.read() as uow:
             tenants = sorted(uow.rulesets.tenants_with_epochs())
         for tenant in tenants:
-            for board in self.leaderboards.boards(tenant):
-                kind = board.board.window
-                key = w.SEASON if kind == "season" else w.previous(board, now)
-                if key is None or not w.closed(board, key, now):
-                    continue
+            for board, key in (
+                (b, k) for b in self.leaderboards.boards(tenant) for k in w.recently_closed(b, now)
+            ):
                 message = f"window:{board.board.id}:{key}"
                 with self.db.read() as uow:
                     if uow.outbox.has(tenant, message):
                         continue
                 view = self.leaderboards.window(tenant, board.board.id, key)
                 entries, total = self.leaderboards.standings(tenant, view, 0, TOP)
+                if total == 0:
+                    continue  # nobody played: no winners to announce
                 top = [
                     {"rank": e.rank, "subject": e.subject, "score": e.score, "hidden": e.hidden}
                     for e in entries

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
-from plaudit.errors import InvalidInput
+from plaudit.errors import FieldError, InvalidInput
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -35,6 +35,9 @@ class UnsafeUrl(InvalidInput):
 
     slug = "unsafe-url"
     title = "Unsafe webhook URL"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, [FieldError("url", detail)])
 
 
 @dataclass(frozen=True, slots=True)
