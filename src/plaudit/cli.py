@@ -67,8 +67,7 @@ def serve(
     import uvicorn
 
     from plaudit.api.app import create_app
-    from plaudit.bootstrap import dispatcher, prepare_embedded
-    from plaudit.workers.demo_feed import DemoFeed
+    from plaudit.bootstrap import build, dispatcher, prepare_embedded
     from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor
     from plaudit.workers.projector import Projector
     from plaudit.workers.scorer import ScoringWorker
@@ -76,9 +75,12 @@ def serve(
     settings = _settings()
     host = host or settings.api.host
     port = port if port is not None else settings.api.port
+    if demo:
+        # The demo delivers webhooks to itself, on 127.0.0.1: development only.
+        settings.webhooks.allow_loopback = True
     # Bind first: a busy port fails in one line, before anything is written.
     sock = _listen(host, port)
-    container = _container()
+    container = build(settings)
     created = prepare_embedded(container)
     background = [
         IdempotencyJanitor(container.idempotency).run,
@@ -91,17 +93,10 @@ def serve(
         dispatcher(container).run,
         OutboxJanitor(container.dispatch, container.settings.webhooks.retention).run,
     ]
+    extra = []
     if demo:
-        from plaudit.services.demo import ensure_demo_badges, ensure_demo_rules, load_demo_program
-
-        ensure_demo_rules(container.rulesets, container.default_tenant)
-        count = load_demo_program(container.ingest, container.players, container.default_tenant)
-        ensure_demo_badges(container.badges, container.default_tenant)
-        background.append(DemoFeed(container, demo_rate).run)
-        out.print(
-            f"[green]Demo program loaded[/]: {count} people; streaming {demo_rate:g} events/s"
-        )
-    api = create_app(container, background=background, on_shutdown=[container.close])
+        extra.append(_start_demo(container, host, port, demo_rate, background))
+    api = create_app(container, background=background, on_shutdown=[container.close], extra=extra)
     url = f"http://{host}:{port}"
     out.print(f"[bold]Plaudit[/] on [cyan]{url}[/]  (docs: {url}/docs)")
     out.print(f"Data: {container.settings.resolved_database_url}")
@@ -113,7 +108,10 @@ def serve(
         auth = f"-H 'Authorization: Bearer {created.secret}'"
         out.print(f"Try: curl {auth} '{url}/v1/events?limit=5'", soft_wrap=True)
         if demo:
-            out.print(f"     curl {auth} '{url}/v1/players/lms:ada0@example.com'", soft_wrap=True)
+            player = f"{url}/v1/players/lms:ada0@example.com"
+            out.print(f"     curl {auth} '{player}'", soft_wrap=True)
+            out.print(f"     curl -N {auth} '{player}/notifications/stream'", soft_wrap=True)
+            out.print(f"     curl {auth} '{url}/demo/webhook-inbox'", soft_wrap=True)
     else:
         out.print("Admin key: created on first start; make another with `plaudit keys create`.")
     sys.stdout.flush()
@@ -128,6 +126,35 @@ def serve(
     finally:
         container.close()
         sock.close()
+
+
+def _start_demo(container: Any, host: str, port: int, rate: float, background: list[Any]) -> Any:
+    """Load the demo program, feed it events, and subscribe the demo's own webhook inbox;
+    the inbox's router."""
+    from plaudit.api.routes import demo_inbox
+    from plaudit.services.demo import (
+        ensure_demo_badges,
+        ensure_demo_rules,
+        ensure_demo_webhook,
+        load_demo_program,
+    )
+    from plaudit.workers.demo_feed import DemoFeed
+
+    tenant = container.default_tenant
+    ensure_demo_rules(container.rulesets, tenant)
+    count = load_demo_program(container.ingest, container.players, tenant)
+    ensure_demo_badges(container.badges, tenant)
+    inbox = demo_inbox.DemoInbox()
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - compared
+    inbox_url = f"http://{local}:{port}{demo_inbox.PATH}"
+    inbox.secrets = ensure_demo_webhook(container.webhooks, tenant, inbox_url)
+    background.append(DemoFeed(container, rate).run)
+    out.print(
+        f"[green]Demo program loaded[/]: {count} people; streaming {rate:g} events/s; "
+        f"webhooks signed and delivered to {inbox_url}",
+        soft_wrap=True,
+    )
+    return demo_inbox.router_for(inbox)
 
 
 def _listen(host: str, port: int) -> socket.socket:

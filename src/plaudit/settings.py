@@ -50,8 +50,8 @@ class WebhookSettings(BaseModel):
     # Standard Webhooks and Svix give a receiver 15 s; a slower one is counted as failed.
     timeout: timedelta = timedelta(seconds=15)
     # Delay before attempt 1, 2, …; after the last, the message is dead-lettered. Svix's
-    # schedule: about three days in all, so a receiver can be down over a weekend.
-    schedule: str = "0s,5s,5m,30m,2h,5h,10h,10h"
+    # schedule then two daily attempts: about three days, a receiver down over a weekend.
+    schedule: str = "0s,5s,5m,30m,2h,5h,10h,10h,24h,24h"
     # Development only: allows http:// and loopback receivers. Never in production: it
     # opens the host's own services to whoever may create a subscription.
     allow_loopback: bool = False

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.server import PlauditServer, run_plaudit
+from tests.support.server import PlauditServer, create_admin_key, run_plaudit
 
 
 @pytest.mark.slow
@@ -39,3 +39,22 @@ def test_the_demo_streams_events_that_score(tmp_path: Path) -> None:
             assert any(s["badges"] for s in standings)
             sources = {s["source"] for s in client.get("/v1/sources").json()}
             assert {"lms", "crm", "hris"} <= sources
+
+
+@pytest.mark.slow
+def test_the_demo_server_delivers_signed_webhooks_to_its_own_inbox(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    key = create_admin_key(data)
+    with PlauditServer(data, "--demo", "--demo-rate", "50") as server:
+        server.start()
+        assert "webhooks signed and delivered to" in server.output()
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+            deadline = time.monotonic() + 30
+            inbox: list[dict[str, object]] = []
+            while not inbox and time.monotonic() < deadline:
+                time.sleep(0.5)
+                inbox = client.get("/demo/webhook-inbox").json()
+            assert inbox, "no webhook reached the demo inbox in 30 s"
+            assert all(m["signature_verified"] for m in inbox)
+            assert {m["type"] for m in inbox} <= {"badge.awarded", "level.reached"}

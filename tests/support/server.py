@@ -68,8 +68,9 @@ class PlauditServer:
     its own log file next to the data dir.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *args: str) -> None:
         self.data_dir = data_dir
+        self.args = args  # more options of ``plaudit serve``, e.g. --demo
         self.port = 0
         self.starts = 0
         self.log_path: Path | None = None
@@ -97,7 +98,10 @@ class PlauditServer:
         self.log_path = self.data_dir.parent / f"server-{self.starts}.log"
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "plaudit", "serve", "--host", HOST, "--port", str(port)],
+                [
+                    *(sys.executable, "-m", "plaudit", "serve", "--host", HOST),
+                    *("--port", str(port), *self.args),
+                ],
                 env=plaudit_env(self.data_dir),
                 cwd=self.data_dir.parent,
                 stdin=subprocess.DEVNULL,

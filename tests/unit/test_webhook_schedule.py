@@ -28,30 +28,32 @@ def most_jitter() -> float:
     return JUST_UNDER_ONE
 
 
-def test_default_schedule_is_svixs_eight_attempts_over_about_twenty_eight_hours() -> None:
-    # Svix's published schedule; without jitter it spans 27 h 35 min 5 s, about 1.15 days.
-    assert len(DEFAULT_SCHEDULE) == 8
-    assert sum(DEFAULT_SCHEDULE, timedelta()) == timedelta(hours=27, minutes=35, seconds=5)
+def test_default_schedule_is_svixs_eight_attempts_then_two_daily_over_about_three_days() -> None:
+    # Svix's published schedule spans 27 h 35 min 5 s; two daily attempts make it 75.6 h.
+    assert len(DEFAULT_SCHEDULE) == 10
+    svix = DEFAULT_SCHEDULE[:8]
+    assert sum(svix, timedelta()) == timedelta(hours=27, minutes=35, seconds=5)
+    assert sum(DEFAULT_SCHEDULE, timedelta()) == timedelta(hours=75, minutes=35, seconds=5)
 
 
-def test_the_whole_schedule_with_most_jitter_stays_under_a_day_and_a_half() -> None:
-    delays = [next_attempt_delay(n, DEFAULT_SCHEDULE, most_jitter) for n in range(8)]
+def test_the_whole_schedule_with_most_jitter_stays_under_four_days() -> None:
+    delays = [next_attempt_delay(n, DEFAULT_SCHEDULE, most_jitter) for n in range(10)]
     total = sum((d for d in delays if d is not None), timedelta())
     assert None not in delays
-    assert timedelta(hours=33) < total < timedelta(hours=33, minutes=7)
+    assert timedelta(hours=90) < total < timedelta(hours=90, minutes=43)
 
 
 def test_the_first_attempt_is_immediate_whatever_the_jitter() -> None:
     assert next_attempt_delay(0, DEFAULT_SCHEDULE, most_jitter) == timedelta(0)
 
 
-@pytest.mark.parametrize("attempts_made", range(8))
+@pytest.mark.parametrize("attempts_made", range(10))
 def test_no_jitter_gives_the_scheduled_delay(attempts_made: int) -> None:
     expected = DEFAULT_SCHEDULE[attempts_made]
     assert next_attempt_delay(attempts_made, DEFAULT_SCHEDULE, no_jitter) == expected
 
 
-@pytest.mark.parametrize("attempts_made", range(1, 8))
+@pytest.mark.parametrize("attempts_made", range(1, 10))
 def test_jitter_just_under_one_stretches_a_delay_by_just_under_a_fifth(
     attempts_made: int,
 ) -> None:
@@ -65,7 +67,7 @@ def test_half_jitter_stretches_by_a_tenth() -> None:
     assert next_attempt_delay(4, DEFAULT_SCHEDULE, lambda: 0.5) == timedelta(hours=2, minutes=12)
 
 
-@pytest.mark.parametrize("attempts_made", [8, 9, 100])
+@pytest.mark.parametrize("attempts_made", [10, 11, 100])
 def test_an_exhausted_schedule_returns_none(attempts_made: int) -> None:
     assert next_attempt_delay(attempts_made, DEFAULT_SCHEDULE, no_jitter) is None
 
@@ -123,7 +125,7 @@ def test_retry_after_absent_or_unparseable_is_none(header: str | None) -> None:
 
 
 def test_parse_schedule_reads_the_default_setting() -> None:
-    assert parse_schedule("0s,5s,5m,30m,2h,5h,10h,10h") == DEFAULT_SCHEDULE
+    assert parse_schedule("0s,5s,5m,30m,2h,5h,10h,10h,24h,24h") == DEFAULT_SCHEDULE
 
 
 def test_parse_schedule_allows_spaces_and_days() -> None:

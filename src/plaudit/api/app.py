@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from plaudit import __version__
 from plaudit.api import problems
@@ -42,10 +42,11 @@ def create_app(
     container: Container,
     background: Sequence[Background] = (),
     on_shutdown: Sequence[Callable[[], None]] = (),
+    extra: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """``background``: long-running tasks (in-process workers) that live as long as the app;
     ``on_shutdown``: run after they stop (uvicorn re-raises SIGTERM after the lifespan ends,
-    so code after ``serve()`` would never run)."""
+    so code after ``serve()`` would never run); ``extra``: routers of the demo."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -82,6 +83,8 @@ def create_app(
         keys,
     ):
         app.include_router(module.router)
+    for router in extra:
+        app.include_router(router)
     app.add_middleware(BodyGuard, max_bytes=container.settings.api.max_body_bytes)
     _describe_raw_bodies(app)
     return app

@@ -13,6 +13,7 @@ from plaudit.services.badges import BadgeService
 from plaudit.services.ingest import IngestService
 from plaudit.services.players import PlayerPatch, PlayerService
 from plaudit.services.rulesets import RuleSetService
+from plaudit.services.webhooks import WebhookService
 
 
 def load_demo_program(
@@ -69,6 +70,18 @@ def ensure_demo_rules(rulesets: RuleSetService, tenant_id: str) -> bool:
     view = rulesets.create(tenant_id, "Demo program", source)
     rulesets.publish(tenant_id, view.record.id, "demo", "the demo program")
     return True
+
+
+def ensure_demo_webhook(webhooks: WebhookService, tenant_id: str, url: str) -> list[str]:
+    """Subscribe the demo's own inbox (badges, levels, closings); its signing secrets."""
+    found = next((s for s in webhooks.all_of(tenant_id) if s.url == url), None)
+    if found is None:
+        found = webhooks.create(
+            tenant_id, {"url": url, "description": "the demo's inbox (plaudit serve --demo)"}
+        ).subscription
+    elif not found.enabled:
+        found = webhooks.update(tenant_id, found.id, {"enabled": True})
+    return [r.secret for r in webhooks.secrets(tenant_id, found.id)]
 
 
 def ensure_demo_badges(

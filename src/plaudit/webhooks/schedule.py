@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-# Svix's schedule: the delay before attempt 1, 2, ... 8. Eight attempts over about 27.6 hours
-# (up to about 33 hours with jitter): long enough to ride out a receiver's bad deploy or
-# overnight outage, short enough that a dead letter is noticed the next working day.
+# The delay before attempt 1, 2, ... 10: Svix's eight (about 27.6 hours), then two daily
+# attempts, so that a message is retried for about three days (75.6 hours, up to about 91
+# with jitter): long enough to ride out a receiver's outage over a weekend.
 DEFAULT_SCHEDULE: tuple[timedelta, ...] = (
     timedelta(0),
     timedelta(seconds=5),
@@ -19,6 +19,8 @@ DEFAULT_SCHEDULE: tuple[timedelta, ...] = (
     timedelta(hours=5),
     timedelta(hours=10),
     timedelta(hours=10),
+    timedelta(hours=24),
+    timedelta(hours=24),
 )
 
 # A receiver's Retry-After is honoured up to this: it must not be able to park a message
