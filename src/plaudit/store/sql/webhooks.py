@@ -339,7 +339,8 @@ class SqlWebhooks:
         for u in updates:
             self.conn.execute(
                 update(t.webhook_deliveries)
-                .where(d.id == u.delivery_id)
+                # A delivery finished meanwhile (its subscription deleted) stays finished.
+                .where(d.id == u.delivery_id, d.status.in_(UNFINISHED))
                 .values(
                     status=u.status,
                     due_at=u.due_at,
