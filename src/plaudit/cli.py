@@ -67,10 +67,7 @@ def serve(
     import uvicorn
 
     from plaudit.api.app import create_app
-    from plaudit.bootstrap import build, dispatcher, prepare_embedded
-    from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor
-    from plaudit.workers.projector import Projector
-    from plaudit.workers.scorer import ScoringWorker
+    from plaudit.bootstrap import build, prepare_embedded
 
     settings = _settings()
     host = host or settings.api.host
@@ -82,17 +79,7 @@ def serve(
     sock = _listen(host, port)
     container = build(settings)
     created = prepare_embedded(container)
-    background = [
-        IdempotencyJanitor(container.idempotency).run,
-        ScoringWorker(container.scoring, after_batch=container.leaderboards.sync).run,
-        Projector(
-            container.leaderboards,
-            container.settings.leaderboards.reconcile_every,
-            closings=container.closings,
-        ).run,
-        dispatcher(container).run,
-        OutboxJanitor(container.dispatch, container.settings.webhooks.retention).run,
-    ]
+    background = _embedded_workers(container)
     extra = []
     if demo:
         extra.append(_start_demo(container, host, port, demo_rate, background))
@@ -126,6 +113,36 @@ def serve(
     finally:
         container.close()
         sock.close()
+
+
+def _embedded_workers(container: Any) -> list[Any]:
+    """The in-process workers of the embedded mode, each woken by the one before it: ingest
+    wakes scoring, scoring wakes the projection and the webhook dispatcher."""
+    from plaudit.bootstrap import dispatcher
+    from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor
+    from plaudit.workers.projector import Projector
+    from plaudit.workers.scorer import ScoringWorker
+    from plaudit.workers.wakeup import Wakeup
+
+    hooks = dispatcher(container)
+    scoring_wakeup = Wakeup()
+    container.ingest.on_commit = scoring_wakeup.set
+
+    def after_batch() -> None:
+        container.leaderboards.sync()
+        hooks.wakeup.set()  # the batch may have written messages
+
+    return [
+        IdempotencyJanitor(container.idempotency).run,
+        ScoringWorker(container.scoring, after_batch=after_batch, wakeup=scoring_wakeup).run,
+        Projector(
+            container.leaderboards,
+            container.settings.leaderboards.reconcile_every,
+            closings=container.closings,
+        ).run,
+        hooks.run,
+        OutboxJanitor(container.dispatch, container.settings.webhooks.retention).run,
+    ]
 
 
 def _start_demo(container: Any, host: str, port: int, rate: float, background: list[Any]) -> Any:

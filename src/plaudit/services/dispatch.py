@@ -39,6 +39,8 @@ log = logging.getLogger("plaudit.webhooks")
 CURSOR = "webhooks"  # how far the outbox has been fanned out
 FAN_OUT_BATCH = 1000
 EXCERPT_MAX = 1000
+# ``last_success_at`` is written at most this often per endpoint (not once per delivery).
+_SUCCESS_STALE = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,7 @@ class DispatchService:
         with self.db.read() as uow:
             if uow.outbox.last_seq() > uow.scoring.cursor(CURSOR):
                 return False
-            return not uow.webhooks.due(self.clock(), 1)
+            return not uow.webhooks.any_due(self.clock())
 
     def purge(self, retention: timedelta) -> int:
         before = self.clock() - retention
@@ -174,28 +176,19 @@ class DispatchService:
     def _claim(
         self, uow: UnitOfWork, subs: dict[str, Subscription], now: datetime, capacity: int
     ) -> list[Job]:
-        due = uow.webhooks.due(now, capacity * 4)
-        if not due:
-            return []
         in_flight = uow.webhooks.sending(now)
-        ordered = [d for d in due if subs[d.subscription_id].ordered and d.player_id]
-        blocked = uow.webhooks.blocked(ordered)
-        heads: set[tuple[str, str | None]] = set()
         chosen: list[Delivery] = []
-        for d in due:
-            sub = subs[d.subscription_id]
-            if d.id in blocked:
+        # Endpoint by endpoint, each up to its free slots: a backlog at one does not hold
+        # back the others.
+        for sub in sorted(subs.values(), key=lambda s: in_flight.get(s.id, 0)):
+            free = min(sub.max_in_flight - in_flight.get(sub.id, 0), capacity - len(chosen))
+            if not sub.enabled or free <= 0:
                 continue
-            if sub.ordered and d.player_id:
-                if (sub.id, d.player_id) in heads:
-                    continue  # an earlier message of this player goes first
-                heads.add((sub.id, d.player_id))
-            if d.status == "sending":
-                in_flight[sub.id] = max(0, in_flight.get(sub.id, 0) - 1)  # its lease ran out
-            if in_flight.get(sub.id, 0) >= sub.max_in_flight:
-                continue
-            in_flight[sub.id] = in_flight.get(sub.id, 0) + 1
-            chosen.append(d)
+            due = uow.webhooks.due(sub.id, now, free * 4 if sub.ordered else free)
+            if sub.ordered:
+                due = self._heads(uow, due)
+            # (A delivery whose lease ran out is due again, and no longer counts as under way.)
+            chosen.extend(due[:free])
             if len(chosen) >= capacity:
                 break
         messages = uow.outbox.get_many(d.message_seq for d in chosen)
@@ -229,6 +222,21 @@ class DispatchService:
             )
         return jobs
 
+    @staticmethod
+    def _heads(uow: UnitOfWork, due: list[Delivery]) -> list[Delivery]:
+        """Of an ordered subscription's due deliveries, each player's earliest, and only
+        when no earlier one of that player is still undelivered."""
+        blocked = uow.webhooks.blocked([d for d in due if d.player_id])
+        heads: set[str | None] = set()
+        out = []
+        for d in due:
+            if d.id in blocked or (d.player_id is not None and d.player_id in heads):
+                continue
+            if d.player_id is not None:
+                heads.add(d.player_id)
+            out.append(d)
+        return out
+
     # -- recording -------------------------------------------------------------------------
 
     def _record(
@@ -261,7 +269,11 @@ class DispatchService:
             sub = changed.get(job.subscription_id) or subs.get(job.subscription_id)
             if o.ok:
                 updates.append(DeliveryUpdate(job.delivery_id, "delivered", None, None, now))
-                if sub is not None:
+                if sub is not None and (
+                    sub.failing_since is not None
+                    or sub.last_success_at is None
+                    or now - sub.last_success_at >= _SUCCESS_STALE
+                ):
                     changed[sub.id] = replace(sub, failing_since=None, last_success_at=now)
                 continue
             reason = f"HTTP {o.status}" if o.status is not None else (o.error or "failed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -51,6 +51,8 @@ class IngestService:
         self._queue: list[_Write] = []
         self._queue_lock = threading.Lock()
         self._leader = threading.Lock()
+        # Told after each commit of new events (the in-process scoring worker's wake-up).
+        self.on_commit: Callable[[], None] | None = None
 
     def ingest(
         self, tenant_id: str, items: Sequence[Submitted], atomic: bool = False
@@ -151,6 +153,8 @@ class IngestService:
             return
         for write in group:
             write.done = True
+        if self.on_commit is not None:
+            self.on_commit()
 
     def _problems(self, item: Submitted, now: datetime) -> tuple[FieldError, ...]:
         if not isinstance(item, IncomingEvent):

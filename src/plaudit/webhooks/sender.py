@@ -13,6 +13,7 @@ import http.cookiejar
 import ssl
 import time
 import urllib.request
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ EXCERPT_CHARS = 1_000
 MAX_BODY_READ = 64 * 1024  # enough for any excerpt; a huge or endless body is never read whole
 # Headers the sender owns: the Host names the checked URL, the length is the body's own.
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
+# Endpoints with open connections at most (the least recently used are closed), and idle
+# connections kept per endpoint.
+_CLIENTS_MAX = 256
+_KEEPALIVE_PER_ENDPOINT = 20
 _TIMEOUT_PHASES: dict[type[httpx.TimeoutException], str] = {
     httpx.ConnectTimeout: "connecting",
     httpx.WriteTimeout: "sending the request",
@@ -96,17 +101,14 @@ class WebhookSender:
         self._timeout = timeout
         self._allow_loopback = allow_loopback
         self._resolver = resolver
-        self._client = httpx.AsyncClient(
-            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-            cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
-            verify=verify,
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-            trust_env=False,  # no proxies, certificates or netrc from the environment
-            # The pool is keyed by IP address, not by host name: a kept-alive TLS connection
-            # verified for one name could otherwise carry a request for another.
-            limits=httpx.Limits(max_keepalive_connections=0),
-        )
+        # One TLS context for every client: building one costs milliseconds.
+        self._tls = verify if isinstance(verify, ssl.SSLContext) else _tls_context(verify)
+        # httpx pools connections by the URL's host, which here is the checked IP address:
+        # a kept-alive TLS connection verified for one name could carry a request for another
+        # name at the same address. So each (host name, checked address) has its own client:
+        # a connection is reused only for the name it was verified for, at the address that
+        # was checked again before the request.
+        self._clients: OrderedDict[tuple[str, str, str, int], httpx.AsyncClient] = OrderedDict()
 
     async def post(self, url: str, headers: Mapping[str, str], body: bytes) -> Delivered:
         """POST ``body`` to ``url``; raise ``SendFailed`` with a reason when there is no answer."""
@@ -127,13 +129,37 @@ class WebhookSender:
         return Delivered(status, answer_headers, excerpt, _since(started))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        clients = list(self._clients.values())
+        self._clients.clear()
+        for client in clients:
+            await client.aclose()
+
+    async def _client_for(self, target: Target, address: str) -> httpx.AsyncClient:
+        key = (target.scheme, target.host, address, target.port)
+        client = self._clients.get(key)
+        if client is not None:
+            self._clients.move_to_end(key)
+            return client
+        client = self._clients[key] = httpx.AsyncClient(
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+            cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+            verify=self._tls,
+            timeout=httpx.Timeout(self._timeout),
+            follow_redirects=False,
+            trust_env=False,  # no proxies, certificates or netrc from the environment
+            limits=httpx.Limits(max_keepalive_connections=_KEEPALIVE_PER_ENDPOINT),
+        )
+        while len(self._clients) > _CLIENTS_MAX:
+            _, oldest = self._clients.popitem(last=False)
+            await oldest.aclose()
+        return client
 
     async def _send(
         self, target: Target, address: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, str], str]:
         own = {name: value for name, value in headers.items() if name.lower() not in _OWN_HEADERS}
-        request = self._client.build_request(
+        client = await self._client_for(target, address)
+        request = client.build_request(
             "POST",
             httpx.URL(
                 scheme=target.scheme,
@@ -147,7 +173,7 @@ class WebhookSender:
             # use the URL's host name although the connection goes to the checked address.
             extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
         )
-        response = await self._client.send(request, stream=True)
+        response = await client.send(request, stream=True)
         try:
             received = bytearray()
             # aiter_raw is an async generator (typed as an iterator): closed, not left to GC.
@@ -209,3 +235,9 @@ def _reason(exc: httpx.HTTPError) -> str:
     if isinstance(exc, httpx.RemoteProtocolError):
         return f"protocol error: {detail}"
     return f"request failed: {detail}"
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    if not verify:
+        return httpx.create_ssl_context(verify=False, trust_env=False)
+    return httpx.create_ssl_context(trust_env=False)

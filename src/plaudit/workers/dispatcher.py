@@ -17,6 +17,7 @@ import anyio.to_thread
 from plaudit.domain.clock import Clock
 from plaudit.services.dispatch import DispatchService, Job, Outcome
 from plaudit.webhooks.sender import SendFailed, WebhookSender
+from plaudit.workers.wakeup import Wakeup
 
 log = logging.getLogger("plaudit.webhooks")
 
@@ -30,29 +31,37 @@ class Dispatcher:
         *,
         concurrency: int = 64,
         poll: float = 0.1,
+        gather: float = 0.005,
+        wakeup: Wakeup | None = None,
     ) -> None:
         self.service = service
         self.sender = sender
         self.clock = clock
         self.concurrency = concurrency
         self.poll = poll
+        # After a wake-up, let more attempts end first, so that one round records many.
+        self.gather = gather
+        # Set by in-process scoring when it wrote messages, and by each attempt that ends.
+        self.wakeup = wakeup or Wakeup()
         self._outcomes: list[Outcome] = []
         self._in_flight = 0
-        self._done = anyio.Event()
 
     async def run(self) -> None:
         try:
             async with anyio.create_task_group() as tg:
                 while True:
                     await self._round(tg)
+                    await self.wakeup.wait(self.poll)
+                    await anyio.sleep(self.gather)
         finally:
             await self.sender.aclose()
 
     async def _round(self, tg: anyio.abc.TaskGroup) -> None:
+        """Record what ended, and start what is due (nothing is claimable until an attempt
+        ends or a message arrives, so the caller then waits for either)."""
         outcomes, self._outcomes = self._outcomes, []
         capacity = self.concurrency - self._in_flight
         if not outcomes and (capacity <= 0 or await anyio.to_thread.run_sync(self.service.idle)):
-            await self._wait()
             return
         try:
             jobs = await anyio.to_thread.run_sync(self.service.step, outcomes, capacity)
@@ -64,20 +73,12 @@ class Dispatcher:
         for job in jobs:
             self._in_flight += 1
             tg.start_soon(self._attempt, job)
-        if not jobs:
-            await self._wait()
-
-    async def _wait(self) -> None:
-        """Until an attempt ends (its outcome is then recorded at once) or a poll passes."""
-        with anyio.move_on_after(self.poll):
-            await self._done.wait()
-        self._done = anyio.Event()
 
     async def _attempt(self, job: Job) -> None:
         outcome = await self.attempt(job)
         self._outcomes.append(outcome)
         self._in_flight -= 1
-        self._done.set()
+        self.wakeup.set()
 
     async def attempt(self, job: Job) -> Outcome:
         """Send one job; how it went (never raises)."""

@@ -9,6 +9,7 @@ import anyio
 import anyio.to_thread
 
 from plaudit.services.scoring import ScoringService
+from plaudit.workers.wakeup import Wakeup
 
 log = logging.getLogger("plaudit.scoring")
 
@@ -19,8 +20,11 @@ class ScoringWorker:
         scoring: ScoringService,
         idle_poll: float = 0.2,
         after_batch: Callable[[], object] | None = None,
+        wakeup: Wakeup | None = None,
     ) -> None:
         self.scoring = scoring
+        # Set when events were committed: scoring starts at once instead of at the next poll.
+        self.wakeup = wakeup or Wakeup()
         # Run in the same thread after each committed batch (the leaderboard projection).
         self.after_batch = after_batch
         # How long to wait when the log is caught up; a busy log is followed without pause.
@@ -35,7 +39,7 @@ class ScoringWorker:
                 await anyio.sleep(1.0)
                 continue
             if outcome.events == 0:
-                await anyio.sleep(self.idle_poll)
+                await self.wakeup.wait(self.idle_poll)
             elif self.after_batch is not None:
                 try:
                     await anyio.to_thread.run_sync(self.after_batch)

@@ -518,6 +518,8 @@ webhook_deliveries = Table(
     Column("finished_at", UtcDateTime),
     UniqueConstraint("subscription_id", "message_seq"),
     Index(None, "due_at"),
+    Index(None, "subscription_id", "due_at"),  # what is due for one endpoint
+    Index(None, "status", "due_at"),  # attempts under way
     Index(None, "subscription_id", "player_id", "message_seq"),
     Index(None, "tenant_id", "subscription_id", "status", "message_seq"),
 )

@@ -6,7 +6,18 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, RowMapping, and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased
 
 from plaudit.domain.ids import new_id
@@ -280,12 +291,16 @@ class SqlWebhooks:
             written += self.conn.execute(stmt, list(chunk)).rowcount
         return written
 
-    def due(self, now: datetime, limit: int) -> list[Delivery]:
-        d, s = t.webhook_deliveries.c, t.webhook_subscriptions.c
+    def any_due(self, now: datetime) -> bool:
+        d = t.webhook_deliveries.c
+        found = self.conn.execute(select(d.id).where(d.due_at <= now).limit(1)).first()
+        return found is not None
+
+    def due(self, subscription_id: str, now: datetime, limit: int) -> list[Delivery]:
+        d = t.webhook_deliveries.c
         rows = self.conn.execute(
             select(t.webhook_deliveries)
-            .join(t.webhook_subscriptions, s.id == d.subscription_id)
-            .where(d.due_at <= now, s.enabled.is_(True))
+            .where(d.subscription_id == subscription_id, d.due_at <= now)
             .order_by(d.due_at)
             .limit(limit)
         ).mappings()
@@ -336,18 +351,27 @@ class SqlWebhooks:
         if not updates:
             return
         d = t.webhook_deliveries.c
-        for u in updates:
-            self.conn.execute(
-                update(t.webhook_deliveries)
-                # A delivery finished meanwhile (its subscription deleted) stays finished.
-                .where(d.id == u.delivery_id, d.status.in_(UNFINISHED))
-                .values(
-                    status=u.status,
-                    due_at=u.due_at,
-                    last_error=u.last_error,
-                    finished_at=u.finished_at,
-                )
-            )
+        self.conn.execute(
+            update(t.webhook_deliveries)
+            # A delivery finished meanwhile (its subscription deleted) stays finished.
+            .where(d.id == bindparam("b_id"), or_(d.status == "pending", d.status == "sending"))
+            .values(
+                status=bindparam("b_status"),
+                due_at=bindparam("b_due_at"),
+                last_error=bindparam("b_last_error"),
+                finished_at=bindparam("b_finished_at"),
+            ),
+            [
+                {
+                    "b_id": u.delivery_id,
+                    "b_status": u.status,
+                    "b_due_at": u.due_at,
+                    "b_last_error": u.last_error,
+                    "b_finished_at": u.finished_at,
+                }
+                for u in updates
+            ],
+        )
 
     def log_attempts(self, tenant_id: str, rows: Sequence[AttemptRow]) -> None:
         if not rows:
