@@ -51,6 +51,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 async def dispatcher(container: Container) -> AsyncIterator[Dispatcher]:
     container.dispatch.jitter = lambda: 0.0
+    container.dispatch.cache_ttl = 0.0  # admin changes seen at once (the clock is a fake)
     sender = WebhookSender(timeout=1.0, allow_loopback=True)
     yield Dispatcher(container.dispatch, sender, container.clock)
     await sender.aclose()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -41,6 +42,7 @@ FAN_OUT_BATCH = 1000
 EXCERPT_MAX = 1000
 # ``last_success_at`` is written at most this often per endpoint (not once per delivery).
 _SUCCESS_STALE = timedelta(seconds=10)
+_CACHE_TTL = 1.0  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,11 @@ class DispatchService:
         self.disable_after = disable_after
         self.jitter = jitter
         self._filters: dict[str, Compiled] = {}
+        # Subscriptions and secrets, read at most once a second (every round read them: a
+        # third of a busy round). An admin's change reaches the dispatcher within that time.
+        self.cache_ttl = _CACHE_TTL
+        self._subs: tuple[float, dict[str, Subscription]] = (float("-inf"), {})
+        self._secrets: dict[str, tuple[float, list[str]]] = {}
 
     def idle(self) -> bool:
         """Nothing to fan out and nothing due: lets a poller skip the write lock."""
@@ -120,12 +127,33 @@ class DispatchService:
         """Record ``outcomes``, fan out new messages, and claim up to ``capacity`` jobs."""
         with self.db.write() as uow:
             now = self.clock()
-            subs = {s.id: s for s in uow.webhooks.subscriptions(None)}
+            subs = self._subscriptions(uow)
             self._record(uow, subs, outcomes, now)
             self._fan_out(uow, subs, now)
             jobs = self._claim(uow, subs, now, capacity) if capacity > 0 else []
             uow.commit()
         return jobs
+
+    def _subscriptions(self, uow: UnitOfWork) -> dict[str, Subscription]:
+        read_at, subs = self._subs
+        if time.monotonic() - read_at >= self.cache_ttl:
+            subs = {s.id: s for s in uow.webhooks.subscriptions(None)}
+            self._subs = (time.monotonic(), subs)
+        return subs
+
+    def _signing(self, uow: UnitOfWork, sub_ids: set[str], now: datetime) -> dict[str, list[str]]:
+        fresh = time.monotonic()
+        found = {
+            s: held[1]
+            for s in sub_ids
+            if (held := self._secrets.get(s)) is not None and fresh - held[0] < self.cache_ttl
+        }
+        missing = sub_ids - found.keys()
+        if missing:
+            for sub_id, secrets in uow.webhooks.secrets(missing, now).items():
+                self._secrets[sub_id] = (fresh, secrets)
+                found[sub_id] = secrets
+        return found
 
     # -- fan-out ---------------------------------------------------------------------------
 
@@ -192,7 +220,7 @@ class DispatchService:
             if len(chosen) >= capacity:
                 break
         messages = uow.outbox.get_many(d.message_seq for d in chosen)
-        secrets = uow.webhooks.secrets({d.subscription_id for d in chosen}, now)
+        secrets = self._signing(uow, {d.subscription_id for d in chosen}, now)
         lost = [
             DeliveryUpdate(d.id, "dead", None, "message no longer in the outbox", now)
             for d in chosen

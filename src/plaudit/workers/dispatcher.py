@@ -31,7 +31,7 @@ class Dispatcher:
         *,
         concurrency: int = 64,
         poll: float = 0.1,
-        gather: float = 0.005,
+        gather: float = 0.01,
         wakeup: Wakeup | None = None,
     ) -> None:
         self.service = service
