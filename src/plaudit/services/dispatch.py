@@ -124,8 +124,11 @@ class DispatchService:
         return removed
 
     def step(self, outcomes: Sequence[Outcome], capacity: int) -> list[Job]:
-        """Record ``outcomes``, fan out new messages, and claim up to ``capacity`` jobs."""
-        with self.db.write() as uow:
+        """Record ``outcomes``, fan out new messages, and claim up to ``capacity`` jobs.
+
+        Not durable against a power cut: redoing a lost round only sends a message again
+        (with its webhook-id), and the outbox it reads from is durable."""
+        with self.db.write(durable=False) as uow:
             now = self.clock()
             subs = self._subscriptions(uow)
             self._record(uow, subs, outcomes, now)

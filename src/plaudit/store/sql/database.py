@@ -78,16 +78,30 @@ class SqlDatabase:
         self._write_lock = threading.Lock()
 
     @contextmanager
-    def write(self) -> Iterator[SqlUnitOfWork]:
+    def write(self, durable: bool = True) -> Iterator[SqlUnitOfWork]:
+        """A write transaction. ``durable=False`` is for bookkeeping that may be lost in a
+        power cut (not in a process crash) because redoing it is harmless, e.g. a webhook
+        dispatcher's claims: its commit does not wait for the disk, and holds the write lock
+        that much less. A later durable commit makes it durable too (one WAL, in order)."""
         with self._write_lock, self.engine.connect() as conn:
-            conn.execution_options(**{_IMMEDIATE: True})
-            conn.begin()
-            uow = SqlUnitOfWork(conn)
+            relaxed = not durable and self.is_sqlite
+            # On the driver's connection: through SQLAlchemy it would start a transaction, in
+            # which SQLite refuses to change the level.
+            raw = conn.connection.driver_connection if relaxed else None
+            if raw is not None:
+                raw.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield uow
+                conn.execution_options(**{_IMMEDIATE: True})
+                conn.begin()
+                uow = SqlUnitOfWork(conn)
+                try:
+                    yield uow
+                finally:
+                    if not uow.committed:
+                        conn.rollback()
             finally:
-                if not uow.committed:
-                    conn.rollback()
+                if raw is not None:
+                    raw.execute("PRAGMA synchronous=FULL")
 
     @contextmanager
     def read(self) -> Iterator[SqlUnitOfWork]:
