@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import httpx
 import orjson
 import pytest
@@ -422,3 +424,21 @@ async def test_a_replay_tells_nothing_again(
     container.scoring.replay()
     assert await pump(container, dispatcher) == 0
     assert len(receiver.received) == 3
+
+
+async def test_the_dispatcher_loop_delivers_as_soon_as_scoring_wakes_it(
+    client: httpx.AsyncClient, container: Container, receiver: Receiver
+) -> None:
+    await _publish(client)
+    await subscribe(client, receiver.url(), event_types=["badge.awarded"])
+    sender = WebhookSender(timeout=1.0, allow_loopback=True)
+    # A poll of a minute: only the wake-up can make it deliver within the test's deadline.
+    loop = Dispatcher(container.dispatch, sender, container.clock, poll=60.0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(loop.run)
+        await anyio.sleep(0.1)  # the first round found nothing and waits
+        await scholar(client, container)
+        loop.wakeup.set()
+        await anyio.to_thread.run_sync(receiver.wait_for, 1, 10.0)
+        tg.cancel_scope.cancel()
+    assert orjson.loads(receiver.received[0].body)["type"] == "badge.awarded"
