@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from plaudit.rules.compiler import CompiledRuleSet
 from plaudit.store.ports import AwardRow, LedgerRow, LevelUpRow, OutboxMessage, UnitOfWork
 
 # Message types, with what each reports (listed by the API).
@@ -26,6 +27,13 @@ TYPES: Mapping[str, str] = {
 DEFAULT_TYPES: tuple[str, ...] = tuple(t for t in TYPES if t != "points.awarded")
 # What a player's live stream carries (rank changes are added live, not stored).
 PLAYER_TYPES = frozenset({"badge.awarded", "badge.revoked", "level.reached"})
+
+
+def starting_level(rules: CompiledRuleSet | None) -> bool:
+    """Whether the first level's threshold is 0: every player starts there, so reaching it
+    is not news (level.reached is told from the second level on)."""
+    levels = rules.doc.levels if rules is not None else None
+    return levels is not None and levels.thresholds[0].at == 0
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -178,8 +186,8 @@ class Outbox:
     def awards(self, awards: Iterable[AwardRow]) -> None:
         self.tell(award_message(a) for a in awards)
 
-    def levels(self, rows: Iterable[LevelUpRow]) -> None:
-        self.tell(level_message(r) for r in rows)
+    def levels(self, rows: Iterable[LevelUpRow], starting: bool = False) -> None:
+        self.tell(level_message(r) for r in rows if not (starting and r.level_index == 0))
 
     def wants_points(self) -> bool:
         """Whether some enabled subscription of the tenant wants ledger entries."""

@@ -11,11 +11,12 @@ from plaudit.domain.ids import new_id
 from plaudit.domain.pagination import Page, decode_position, page_of
 from plaudit.errors import FieldError, InvalidInput
 from plaudit.leaderboards.entries import board_entries
+from plaudit.rules.compiler import CompiledRuleSet
 from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached
 from plaudit.rules.evaluate import PlayerFacts, adjust
 from plaudit.rules.progress import BadgeProgress, LevelProgress, badge_progress, level_progress
 from plaudit.rules.state import PlayerState
-from plaudit.services.outbox import Outbox
+from plaudit.services.outbox import Outbox, starting_level
 from plaudit.services.players import find_player
 from plaudit.services.rulesets import RuleBook
 from plaudit.store.ports import (
@@ -122,7 +123,7 @@ class ProgressService:
             )
             uow.scoring.append_ledger(tenant_id, [entry], now)
             Outbox(uow, tenant_id, now).points([entry])
-            _record_effects(uow, tenant_id, player.id, effects, live[0] if live else None, now)
+            _record_effects(uow, tenant_id, player.id, effects, live, now)
             if live is not None:
                 uow.boards.add_entries(
                     tenant_id, board_entries(live[1], adjustment, now, now, effects)
@@ -148,9 +149,10 @@ def _record_effects(
     tenant_id: str,
     player_id: str,
     effects: list[Effect],
-    version: RuleSetVersion | None,
+    live: tuple[RuleSetVersion, CompiledRuleSet] | None,
     at: datetime,
 ) -> None:
+    version, rules = live if live is not None else (None, None)
     awards = [
         AwardRow(
             id=new_id("awd"),
@@ -176,4 +178,4 @@ def _record_effects(
     uow.scoring.add_level_ups(tenant_id, level_ups)
     outbox = Outbox(uow, tenant_id, at)
     outbox.awards(awards)
-    outbox.levels(level_ups)
+    outbox.levels(level_ups, starting_level(rules))

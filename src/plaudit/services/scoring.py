@@ -26,6 +26,7 @@ from plaudit.services.outbox import (
     level_message,
     points_message,
     revocation_message,
+    starting_level,
 )
 from plaudit.services.rulesets import RuleBook
 from plaudit.store.ports import (
@@ -480,7 +481,7 @@ class ScoringService:
                     self._poison[event.position] = f"{type(exc).__name__}: {exc}"
                     raise
             state.position = event.position
-            produced.add(event, version, effects, now)
+            produced.add(event, version, effects, now, starting_level(rules))
             if rules.boards:
                 produced.entries.extend(
                     board_entries(rules, event.id, event.occurred_at, event.received_at, effects)
@@ -545,8 +546,15 @@ class _Produced:
         outbox.tell(messages)
 
     def add(
-        self, event: StoredEvent, version: RuleSetVersion, effects: list[Effect], now: datetime
+        self,
+        event: StoredEvent,
+        version: RuleSetVersion,
+        effects: list[Effect],
+        now: datetime,
+        starting: bool = False,
     ) -> None:
+        """``starting``: the first level is where every player starts (its threshold is 0):
+        reaching it is recorded, but nobody is told."""
         for effect in effects:
             if isinstance(effect, PointsAwarded):
                 self.order.append((self.ledger, len(self.ledger)))
@@ -581,7 +589,8 @@ class _Produced:
                     )
                 )
             elif isinstance(effect, LevelReached):
-                self.order.append((self.level_ups, len(self.level_ups)))
+                if not (starting and effect.index == 0):
+                    self.order.append((self.level_ups, len(self.level_ups)))
                 self.level_ups.append(
                     LevelUpRow(
                         event.player_id,
