@@ -263,19 +263,32 @@ def demo(
 def keys_create(
     name: Annotated[str, typer.Option(help="What the key is for")],
     scope: Annotated[
-        list[str], typer.Option(help="events:write, players:write, read or admin (repeatable)")
-    ],
+        list[str] | None,
+        typer.Option(
+            help="events:write, players:write, read, rules:write, admin, keys:write or "
+            "tenants:write (repeatable)"
+        ),
+    ] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(help="owner, admin, editor, viewer or ingest (repeatable)"),
+    ] = None,
     tenant: Annotated[str | None, typer.Option(help="Tenant (default: the default tenant)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Create an API key and print its secret (once)."""
     from plaudit.bootstrap import prepare_embedded
-    from plaudit.domain.auth import parse_scopes
+    from plaudit.domain.auth import parse_scopes, scopes_of_roles
 
     try:
-        scopes = parse_scopes(scope)
+        scopes = scopes_of_roles(role or [])
     except ValueError as exc:
-        raise CliError(f"--scope: {exc}") from None
+        raise CliError(f"--role: {exc}") from None
+    if scope or not scopes:
+        try:
+            scopes |= parse_scopes(scope or [])
+        except ValueError as exc:
+            raise CliError(f"--scope: {exc}") from None
     container = _container()
     try:
         prepare_embedded(container)

@@ -10,7 +10,9 @@ import pytest
 
 from plaudit.api.app import create_app
 from plaudit.bootstrap import Container
+from plaudit.domain.auth import ROLES, Role, Scope
 from tests.api.conftest import ClientFactory
+from tests.conftest import new_key
 
 pytestmark = pytest.mark.anyio
 
@@ -62,7 +64,10 @@ async def test_readiness_reports_a_broken_database(
     assert response.json()["checks"]["database"].startswith("error")
 
 
-async def test_keys_api_creates_lists_and_revokes(client: httpx.AsyncClient) -> None:
+async def test_keys_api_creates_lists_and_revokes(
+    container: Container, client_for: ClientFactory
+) -> None:
+    client = client_for(new_key(container, *ROLES[Role.OWNER]))
     created = await client.post("/v1/keys", json={"name": "lms", "scopes": ["events:write"]})
     assert created.status_code == 201
     secret = created.json()["key"]
@@ -72,6 +77,22 @@ async def test_keys_api_creates_lists_and_revokes(client: httpx.AsyncClient) -> 
     bad = await client.post("/v1/keys", json={"name": "x", "scopes": ["root"]})
     assert bad.status_code == 422
     assert "root" in bad.json()["detail"]
+    editor = await client.post("/v1/keys", json={"name": "cms", "roles": ["editor"]})
+    assert sorted(editor.json()["scopes"]) == ["read", "rules:write"]
+    unknown = await client.post("/v1/keys", json={"name": "x", "roles": ["root"]})
+    assert unknown.json()["errors"][0]["field"] == "roles"
+    # An admin runs the tenant but does not hand out its keys.
+    admin = client_for(new_key(container, Scope.ADMIN))
+    assert (
+        await admin.post("/v1/keys", json={"name": "x", "roles": ["viewer"]})
+    ).status_code == 403
+    # A key never gets more than its creator holds.
+    keeper = client_for(new_key(container, Scope.KEYS_WRITE, Scope.READ))
+    mint = await keeper.post("/v1/keys", json={"name": "x", "roles": ["owner"]})
+    assert mint.status_code == 403
+    assert "tenants:write" in mint.json()["detail"]
+    viewer = await keeper.post("/v1/keys", json={"name": "x", "roles": ["viewer"]})
+    assert viewer.status_code == 201
     revoked = await client.delete(f"/v1/keys/{created.json()['id']}")
     assert revoked.json()["revoked_at"] is not None
     transport = client._transport

@@ -4,7 +4,16 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from plaudit.domain.auth import Principal, Scope, generate_key, hash_key, parse_scopes
+from plaudit.domain.auth import (
+    ROLES,
+    Principal,
+    Role,
+    Scope,
+    generate_key,
+    hash_key,
+    parse_scopes,
+    scopes_of_roles,
+)
 from plaudit.domain.events import IncomingEvent, check_occurred_at, first_occurrences
 from plaudit.domain.ids import new_id
 from plaudit.domain.pagination import decode_cursor, encode_cursor
@@ -80,12 +89,22 @@ def test_cursors_round_trip_and_foreign_cursors_are_refused() -> None:
             decode_cursor(forged)
 
 
-def test_admin_scope_allows_everything_and_others_only_themselves() -> None:
+def test_admin_allows_the_tenants_work_but_not_its_keys_and_the_owner_allows_all() -> None:
     admin = Principal("t", "k", frozenset({Scope.ADMIN}))
+    owner = Principal("t", "k", ROLES[Role.OWNER])
+    editor = Principal("t", "k", ROLES[Role.EDITOR])
     reader = Principal("t", "k", frozenset({Scope.READ}))
-    assert all(admin.allows(s) for s in Scope)
+    assert all(owner.allows(s) for s in Scope)
+    assert {s for s in Scope if not admin.allows(s)} == {Scope.KEYS_WRITE, Scope.TENANTS_WRITE}
+    assert {s for s in Scope if editor.allows(s)} == {Scope.RULES_WRITE, Scope.READ}
     assert reader.allows(Scope.READ)
     assert not reader.allows(Scope.EVENTS_WRITE)
+
+
+def test_roles_name_their_scopes_and_unknown_roles_are_refused() -> None:
+    assert scopes_of_roles(["viewer", "ingest"]) == {Scope.READ, Scope.EVENTS_WRITE}
+    with pytest.raises(ValueError, match="unknown role 'root'"):
+        scopes_of_roles(["root"])
 
 
 def test_unknown_or_missing_scopes_are_refused() -> None:

@@ -64,4 +64,7 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
 Reader = Annotated[Principal, Depends(require(Scope.READ))]
 EventWriter = Annotated[Principal, Depends(require(Scope.EVENTS_WRITE))]
 PlayerWriter = Annotated[Principal, Depends(require(Scope.PLAYERS_WRITE))]
+Editor = Annotated[Principal, Depends(require(Scope.RULES_WRITE))]
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
+KeyAdmin = Annotated[Principal, Depends(require(Scope.KEYS_WRITE))]
+Owner = Annotated[Principal, Depends(require(Scope.TENANTS_WRITE))]

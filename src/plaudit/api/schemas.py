@@ -221,7 +221,14 @@ class SequenceGapsOut(BaseModel):
 
 class KeyCreate(Strict):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    scopes: Annotated[list[str], Field(min_length=1)]
+    roles: Annotated[list[str], Field(max_length=10)] = Field(
+        default_factory=list, description="owner, admin, editor, viewer or ingest"
+    )
+    scopes: Annotated[list[str], Field(max_length=20)] = Field(
+        default_factory=list,
+        description="Scopes beyond the roles': events:write, players:write, read, rules:write, "
+        "admin, keys:write, tenants:write",
+    )
 
 
 class KeyOut(BaseModel):

@@ -11,18 +11,51 @@ KEY_PREFIX = "plk_"
 
 
 class Scope(StrEnum):
-    EVENTS_WRITE = "events:write"
-    PLAYERS_WRITE = "players:write"
-    READ = "read"
+    """What a route needs. Every route declares exactly one (tests enumerate them)."""
+
+    EVENTS_WRITE = "events:write"  # send events
+    PLAYERS_WRITE = "players:write"  # profiles, identities, merges, privacy
+    READ = "read"  # everything of the tenant, read-only
+    RULES_WRITE = "rules:write"  # rule sets, badge classes, leaderboards (in rule sets)
+    ADMIN = "admin"  # everything within the tenant but its keys
+    KEYS_WRITE = "keys:write"  # the tenant's credentials
+    TENANTS_WRITE = "tenants:write"  # the platform: tenants (the owner's)
+
+
+# What each scope also grants: an admin is an editor, a writer of events and players and a
+# reader; keys and tenants are granted only by name (the owner role holds them).
+_IMPLIED: dict[Scope, frozenset[Scope]] = {
+    Scope.ADMIN: frozenset(
+        {Scope.EVENTS_WRITE, Scope.PLAYERS_WRITE, Scope.READ, Scope.RULES_WRITE}
+    ),
+    Scope.RULES_WRITE: frozenset({Scope.READ}),
+}
+
+
+class Role(StrEnum):
+    OWNER = "owner"
     ADMIN = "admin"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+    INGEST = "ingest"
+
+
+ROLES: dict[Role, frozenset[Scope]] = {
+    Role.OWNER: frozenset({Scope.TENANTS_WRITE, Scope.KEYS_WRITE, Scope.ADMIN}),
+    Role.ADMIN: frozenset({Scope.ADMIN}),
+    Role.EDITOR: frozenset({Scope.RULES_WRITE, Scope.READ}),
+    Role.VIEWER: frozenset({Scope.READ}),
+    Role.INGEST: frozenset({Scope.EVENTS_WRITE}),
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling, for which tenant, allowed to do what.
 
-    ``kind`` says how the caller proved it (``api_key`` today); authorization looks only at
-    tenant and scopes, so other ways of logging in fit without touching it.
+    ``kind`` says how the caller proved it (``api_key``, ``oidc``, ``mtls``; later ``saml``
+    for the admin UI): authorization looks only at tenant and scopes, so a new way of
+    logging in maps its roles to scopes and changes nothing else.
     """
 
     tenant_id: str
@@ -31,7 +64,20 @@ class Principal:
     kind: str = "api_key"
 
     def allows(self, scope: Scope) -> bool:
-        return Scope.ADMIN in self.scopes or scope in self.scopes
+        if scope in self.scopes:
+            return True
+        return any(scope in _IMPLIED.get(held, ()) for held in self.scopes)
+
+
+def scopes_of_roles(values: list[str] | tuple[str, ...]) -> frozenset[Scope]:
+    """The scopes of named roles; ValueError naming the first unknown one."""
+    known = {r.value: r for r in Role}
+    scopes: set[Scope] = set()
+    for value in values:
+        if value not in known:
+            raise ValueError(f"unknown role {value!r} (known: {', '.join(known)})")
+        scopes |= ROLES[known[value]]
+    return frozenset(scopes)
 
 
 def parse_scopes(values: list[str] | tuple[str, ...]) -> frozenset[Scope]:

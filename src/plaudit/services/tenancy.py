@@ -5,7 +5,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from plaudit.domain.auth import Principal, Scope, generate_key, hash_key, looks_like_key
+from plaudit.domain.auth import (
+    ROLES,
+    Principal,
+    Role,
+    Scope,
+    generate_key,
+    hash_key,
+    looks_like_key,
+)
 from plaudit.domain.clock import Clock
 from plaudit.domain.ids import new_id
 from plaudit.errors import AuthenticationFailed, FieldError, InvalidInput, NotFound
@@ -66,11 +74,11 @@ class TenancyService:
         return CreatedKey(record, material.secret)
 
     def ensure_first_admin_key(self, tenant_id: str) -> CreatedKey | None:
-        """Create an admin key when the tenant has no usable key (first start)."""
+        """Create an owner key when the tenant has no usable key (first start)."""
         with self.db.read() as uow:
             if uow.keys.count_active(tenant_id) > 0:
                 return None
-        return self.create_key(tenant_id, "first admin key", frozenset({Scope.ADMIN}))
+        return self.create_key(tenant_id, "first admin key", ROLES[Role.OWNER])
 
     def list_keys(self, tenant_id: str | None) -> list[ApiKeyRecord]:
         with self.db.read() as uow:

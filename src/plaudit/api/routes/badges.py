@@ -9,7 +9,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, StringConstraints
 
-from plaudit.api.deps import Admin, ContainerDep, Reader
+from plaudit.api.deps import Admin, ContainerDep, Editor, Reader
 from plaudit.api.idempotency import IdempotentRoute
 from plaudit.api.schemas import AwardOut, Strict
 from plaudit.services.badges import BadgeView
@@ -123,7 +123,7 @@ async def list_badges(principal: Reader, container: ContainerDep) -> list[BadgeO
 
 
 @router.post("/v1/badges", response_model=BadgeOut, status_code=201, summary="Create a badge class")
-async def create_badge(body: BadgeCreate, principal: Admin, container: ContainerDep) -> BadgeOut:
+async def create_badge(body: BadgeCreate, principal: Editor, container: ContainerDep) -> BadgeOut:
     view = await anyio.to_thread.run_sync(
         container.badges.save, principal.tenant_id, body.id, body.changes(), True
     )
@@ -139,7 +139,7 @@ async def get_badge(badge_id: str, principal: Reader, container: ContainerDep) -
 
 @router.patch("/v1/badges/{badge_id}", response_model=BadgeOut, summary="Edit a badge class")
 async def update_badge(
-    badge_id: str, body: BadgeFields, principal: Admin, container: ContainerDep
+    badge_id: str, body: BadgeFields, principal: Editor, container: ContainerDep
 ) -> BadgeOut:
     view = await anyio.to_thread.run_sync(
         container.badges.save, principal.tenant_id, badge_id, body.changes(), False
@@ -150,7 +150,7 @@ async def update_badge(
 @router.delete(
     "/v1/badges/{badge_id}", status_code=204, summary="Delete a badge class (awards stay)"
 )
-async def delete_badge(badge_id: str, principal: Admin, container: ContainerDep) -> Response:
+async def delete_badge(badge_id: str, principal: Editor, container: ContainerDep) -> Response:
     await anyio.to_thread.run_sync(container.badges.delete, principal.tenant_id, badge_id)
     return Response(status_code=204)
 

@@ -9,7 +9,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
-from plaudit.api.deps import Admin, ContainerDep, Reader
+from plaudit.api.deps import Admin, ContainerDep, Editor, Reader
 from plaudit.api.idempotency import IdempotentRoute
 from plaudit.api.schemas import Strict
 from plaudit.rules.model import json_schema
@@ -153,7 +153,7 @@ async def list_rulesets(principal: Reader, container: ContainerDep) -> list[Rule
 
 @router.post("", response_model=RuleSetOut, status_code=201, summary="Create a rule set (a draft)")
 async def create_ruleset(
-    body: RuleSetCreate, principal: Admin, container: ContainerDep
+    body: RuleSetCreate, principal: Editor, container: ContainerDep
 ) -> RuleSetOut:
     view = await anyio.to_thread.run_sync(
         container.rulesets.create, principal.tenant_id, body.name, body.source
@@ -169,7 +169,7 @@ async def get_ruleset(ruleset_id: str, principal: Reader, container: ContainerDe
 
 @router.put("/{ruleset_id}/draft", response_model=RuleSetOut, summary="Replace the draft")
 async def save_draft(
-    ruleset_id: str, body: DraftUpdate, principal: Admin, container: ContainerDep
+    ruleset_id: str, body: DraftUpdate, principal: Editor, container: ContainerDep
 ) -> RuleSetOut:
     view = await anyio.to_thread.run_sync(
         container.rulesets.save_draft, principal.tenant_id, ruleset_id, body.source
@@ -192,7 +192,7 @@ async def validate(ruleset_id: str, principal: Reader, container: ContainerDep) 
     summary="Publish the draft as a new immutable version and make it live",
 )
 async def publish(
-    ruleset_id: str, principal: Admin, container: ContainerDep, body: PublishIn | None = None
+    ruleset_id: str, principal: Editor, container: ContainerDep, body: PublishIn | None = None
 ) -> VersionOut:
     version = await anyio.to_thread.run_sync(
         container.rulesets.publish,
@@ -241,7 +241,7 @@ async def confirm_backfill(
     summary="Publish an older version again (as a new version)",
 )
 async def rollback(
-    ruleset_id: str, body: RollbackIn, principal: Admin, container: ContainerDep
+    ruleset_id: str, body: RollbackIn, principal: Editor, container: ContainerDep
 ) -> VersionOut:
     version = await anyio.to_thread.run_sync(
         container.rulesets.rollback,
