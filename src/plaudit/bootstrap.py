@@ -12,6 +12,7 @@ from plaudit.domain.clock import Clock, utc_now
 from plaudit.leaderboards.memory import MemoryProjection
 from plaudit.leaderboards.ports import AsyncReads, Projection
 from plaudit.leaderboards.redis import RedisProjection
+from plaudit.services.audit import AuditService
 from plaudit.services.backfill import BackfillService
 from plaudit.services.badges import BadgeService
 from plaudit.services.closings import WindowClosings
@@ -57,6 +58,7 @@ class Container:
     badges: BadgeService
     backfill: BackfillService
     leaderboards: LeaderboardService
+    audit: AuditService
     webhooks: WebhookService
     closings: WindowClosings
     notifications: NotificationService
@@ -128,6 +130,7 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         badges=BadgeService(db, clock, book),
         backfill=BackfillService(db, clock, book, scoring),
         leaderboards=leaderboards,
+        audit=AuditService(db),
         closings=WindowClosings(db, clock, leaderboards),
         webhooks=WebhookService(
             db,

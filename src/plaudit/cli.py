@@ -49,7 +49,9 @@ def _settings() -> Any:
 
 def _container() -> Any:
     from plaudit.bootstrap import build
+    from plaudit.services.audit import set_actor
 
+    set_actor("cli")  # what the audit log records of changes made here
     return build(_settings())
 
 

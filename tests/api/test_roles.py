@@ -26,6 +26,8 @@ POLICY: dict[tuple[str, str], str | None] = {
     ("GET", "/healthz"): None,
     ("GET", "/problems/{slug}"): None,
     ("GET", "/readyz"): None,
+    ("GET", "/v1/audit"): "admin",
+    ("GET", "/v1/audit/export"): "admin",
     ("POST", "/v1/awards/{award_id}/revoke"): "admin",
     ("GET", "/v1/badges"): "read",
     ("POST", "/v1/badges"): "rules:write",
@@ -119,7 +121,7 @@ def _routes(container: Container) -> list[tuple[str, str, Scope | None]]:
             continue
         declared = list(_scopes(route.dependant))
         assert len(declared) <= 1, (route.path, declared)
-        for method in route.methods:
+        for method in route.methods or ():
             found.append((method, route.path, declared[0] if declared else None))
     return found
 

@@ -13,6 +13,7 @@ from plaudit import __version__
 from plaudit.api import problems
 from plaudit.api.middleware import BodyGuard
 from plaudit.api.routes import (
+    audit,
     badges,
     events,
     health,
@@ -81,6 +82,7 @@ def create_app(
         webhooks,
         notifications,
         keys,
+        audit,
     ):
         app.include_router(module.router)
     for router in extra:

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from plaudit.bootstrap import Container
 from plaudit.domain.auth import Principal, Scope
 from plaudit.errors import AuthenticationFailed, PermissionDenied
+from plaudit.services.audit import set_actor
 
 
 def app_container(request: Request) -> Container:
@@ -54,6 +55,7 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
         principal = await authenticate(request)
         if not principal.allows(scope):
             raise PermissionDenied(f"this API key lacks the {scope.value!r} scope")
+        set_actor(f"{principal.kind}:{principal.subject}")  # what the audit log records
         return principal
 
     dependency.__name__ = f"require_{scope.name.lower()}"

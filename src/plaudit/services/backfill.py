@@ -18,6 +18,7 @@ from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.effects import BadgeAwarded, PointsAwarded
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, evaluate
 from plaudit.rules.state import PlayerState
+from plaudit.services import audit
 from plaudit.services.outbox import Outbox, revocation_message
 from plaudit.services.rulesets import RuleBook
 from plaudit.services.scoring import ScoringService
@@ -275,6 +276,15 @@ class BackfillService:
             ]
             uow.scoring.append_ledger(tenant_id, taken, now)
             Outbox(uow, tenant_id, now).points(taken)
+            audit.record(
+                uow,
+                tenant_id,
+                "backfill.confirm",
+                ("backfill", backfill_id),
+                now,
+                before={"status": "pending"},
+                after={"points": len(taken), "badges": len(pending["badges"])},
+            )
             players = {p["player_id"] for p in pending["points"]} | {
                 b["player_id"] for b in pending["badges"]
             }

@@ -11,6 +11,7 @@ from plaudit.domain.clock import Clock
 from plaudit.domain.ids import new_id
 from plaudit.domain.pagination import Page, decode_position, page_of
 from plaudit.errors import Conflict, FieldError, InvalidInput, NotFound
+from plaudit.services import audit
 from plaudit.services.outbox import Outbox, revocation_message
 from plaudit.services.players import find_player
 from plaudit.services.rulesets import RuleBook
@@ -90,6 +91,15 @@ class BadgeService:
             if not cls.name:
                 raise InvalidInput("a badge needs a name", [FieldError("name", "required")])
             uow.badges.save_class(tenant_id, cls)
+            audit.record(
+                uow,
+                tenant_id,
+                "badge.create" if create else "badge.update",
+                ("badge", badge_id),
+                now,
+                before=_fields(existing) if existing else None,
+                after=_fields(cls),
+            )
             uow.commit()
         return BadgeView(cls, "manual", [])
 
@@ -97,8 +107,13 @@ class BadgeService:
         with self.db.write() as uow:
             if badge_id in self._ruleset_badges(uow, tenant_id):
                 raise Conflict(f"badge {badge_id!r} is defined by the live rule set")
-            if not uow.badges.delete_class(tenant_id, badge_id, self.clock()):
+            existing = uow.badges.get_class(tenant_id, badge_id)
+            now = self.clock()
+            if existing is None or not uow.badges.delete_class(tenant_id, badge_id, now):
                 raise NotFound(f"no badge {badge_id!r}")
+            audit.record(
+                uow, tenant_id, "badge.delete", ("badge", badge_id), now, before=_fields(existing)
+            )
             uow.commit()
 
     def award(
@@ -140,6 +155,20 @@ class BadgeService:
             )
             uow.scoring.add_awards(tenant_id, [award])
             Outbox(uow, tenant_id, now).awards([award])
+            audit.record(
+                uow,
+                tenant_id,
+                "award.create",
+                ("award", award.id),
+                now,
+                after={
+                    "player_id": player.id,
+                    "badge_id": badge_id,
+                    "tier": tier,
+                    "reason": reason,
+                    "evidence": dict(evidence),
+                },
+            )
             uow.badges.log(
                 tenant_id,
                 [IssuanceRow(award.id, player.id, badge_id, "issued", actor, reason, now)],
@@ -157,6 +186,15 @@ class BadgeService:
                 raise Conflict(f"award {award_id!r} was already revoked ({award.revoked_reason})")
             uow.badges.revoke_award(tenant_id, award_id, now, reason)
             Outbox(uow, tenant_id, now).tell([revocation_message(award, reason, actor, now)])
+            audit.record(
+                uow,
+                tenant_id,
+                "award.revoke",
+                ("award", award_id),
+                now,
+                before={"revoked_at": None},
+                after={"revoked_at": now, "reason": reason},
+            )
             uow.badges.log(
                 tenant_id,
                 [
@@ -186,3 +224,14 @@ class BadgeService:
             player_id = find_player(uow, tenant_id, player_ref).id if player_ref else None
             rows = uow.badges.issuance(tenant_id, badge_id, player_id, after, limit + 1)
         return page_of(rows, limit, lambda r: r[0])
+
+
+def _fields(cls: BadgeClass) -> dict[str, Any]:
+    return {
+        "name": cls.name,
+        "description": cls.description,
+        "image": cls.image,
+        "narrative": cls.narrative,
+        "tags": list(cls.tags),
+        "alignment": [dict(a) for a in cls.alignment],
+    }

@@ -22,6 +22,7 @@ import orjson
 from plaudit.domain.clock import Clock
 from plaudit.domain.ids import new_id
 from plaudit.rules.expressions import Compiled, EvaluationError, compile_filter, filter_activation
+from plaudit.services import audit
 from plaudit.services.outbox import endpoint_disabled_message
 from plaudit.store.ports import (
     AttemptRow,
@@ -346,6 +347,15 @@ class DispatchService:
         self, uow: UnitOfWork, sub: Subscription, reason: str, now: datetime
     ) -> Subscription:
         log.warning("webhook endpoint %s (%s) disabled: %s", sub.id, sub.url, reason)
+        audit.record(
+            uow,
+            sub.tenant_id,
+            "webhook.disable",
+            ("webhook", sub.id),
+            now,
+            before={"enabled": True},
+            after={"enabled": False, "reason": reason},
+        )
         uow.outbox.add(
             sub.tenant_id, [endpoint_disabled_message(sub.id, sub.url, reason, now)], now
         )

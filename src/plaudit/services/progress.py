@@ -16,6 +16,7 @@ from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached
 from plaudit.rules.evaluate import PlayerFacts, adjust
 from plaudit.rules.progress import BadgeProgress, LevelProgress, badge_progress, level_progress
 from plaudit.rules.state import PlayerState
+from plaudit.services import audit
 from plaudit.services.outbox import Outbox, starting_level
 from plaudit.services.players import find_player
 from plaudit.services.rulesets import RuleBook
@@ -123,6 +124,14 @@ class ProgressService:
             )
             uow.scoring.append_ledger(tenant_id, [entry], now)
             Outbox(uow, tenant_id, now).points([entry])
+            audit.record(
+                uow,
+                tenant_id,
+                "ledger.adjust",
+                ("player", player.id),
+                now,
+                after={"currency": currency, "amount": entry.amount, "reason": reason},
+            )
             _record_effects(uow, tenant_id, player.id, effects, live, now)
             if live is not None:
                 uow.boards.add_entries(

@@ -11,6 +11,7 @@ from plaudit.domain.ids import new_id
 from plaudit.errors import FieldError, InvalidInput, NotFound
 from plaudit.rules.compiler import CompiledRuleSet
 from plaudit.rules.document import DocumentInvalid, LocatedProblem, load
+from plaudit.services import audit
 from plaudit.store.ports import (
     Database,
     LiveRuleSet,
@@ -131,6 +132,14 @@ class RuleSetService:
         record = RuleSetRecord(new_id("rs"), tenant_id, name, source, now, now)
         with self.db.write() as uow:
             uow.rulesets.add(record)
+            audit.record(
+                uow,
+                tenant_id,
+                "ruleset.create",
+                ("ruleset", record.id),
+                now,
+                after={"name": name, "draft": source},
+            )
             uow.commit()
         return RuleSetView(record, [], None)
 
@@ -152,8 +161,18 @@ class RuleSetService:
     def save_draft(self, tenant_id: str, ruleset_id: str, source: str) -> RuleSetView:
         _check_size(source)
         with self.db.write() as uow:
-            self._record(uow, tenant_id, ruleset_id)
-            uow.rulesets.save_draft(tenant_id, ruleset_id, source, self.clock())
+            old = self._record(uow, tenant_id, ruleset_id)
+            now = self.clock()
+            uow.rulesets.save_draft(tenant_id, ruleset_id, source, now)
+            audit.record(
+                uow,
+                tenant_id,
+                "ruleset.draft",
+                ("ruleset", ruleset_id),
+                now,
+                before={"draft": old.draft},
+                after={"draft": source},
+            )
             uow.commit()
         return self.get(tenant_id, ruleset_id)
 
@@ -210,6 +229,16 @@ class RuleSetService:
             number = versions[-1].version + 1 if versions else 1
             version = RuleSetVersion(ruleset_id, number, source, now, by, note[:500])
             uow.rulesets.add_version(tenant_id, version)
+            live = uow.rulesets.live(tenant_id)
+            audit.record(
+                uow,
+                tenant_id,
+                "ruleset.publish",
+                ("ruleset", ruleset_id),
+                now,
+                before={"live": f"{live.ruleset_id}@{live.version}"} if live else None,
+                after={"live": f"{ruleset_id}@{number}", "note": version.note, "source": source},
+            )
             uow.rulesets.set_live(
                 tenant_id, LiveRuleSet(ruleset_id, number, now), uow.events.last_position()
             )

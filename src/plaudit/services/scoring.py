@@ -20,6 +20,7 @@ from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, adjust, evaluate
 from plaudit.rules.state import PlayerState
+from plaudit.services import audit
 from plaudit.services.outbox import (
     Outbox,
     award_message,
@@ -193,6 +194,14 @@ class ScoringService:
             ]
             uow.scoring.append_ledger(tenant_id, reversals, now)
             Outbox(uow, tenant_id, now).points(reversals)
+            audit.record(
+                uow,
+                tenant_id,
+                "event.retract",
+                ("event", event_id),
+                now,
+                after={"reason": reason, "reversed": [[r.currency, r.amount] for r in reversals]},
+            )
             uow.boards.remove_entries(tenant_id, event_id)
             raw = uow.scoring.states(tenant_id, [event.player_id]).get(event.player_id)
             old = PlayerState.from_json(raw)

@@ -17,6 +17,7 @@ from plaudit.domain.auth import (
 from plaudit.domain.clock import Clock
 from plaudit.domain.ids import new_id
 from plaudit.errors import AuthenticationFailed, FieldError, InvalidInput, NotFound
+from plaudit.services import audit
 from plaudit.store.ports import ApiKeyRecord, Database, Tenant
 
 
@@ -70,6 +71,14 @@ class TenancyService:
             if uow.tenants.get(tenant_id) is None:
                 raise NotFound(f"tenant {tenant_id!r} does not exist")
             uow.keys.add(record, material.hash)
+            audit.record(
+                uow,
+                tenant_id,
+                "key.create",
+                ("key", record.id),
+                record.created_at,
+                after={"name": record.name, "scopes": sorted(record.scopes)},
+            )
             uow.commit()
         return CreatedKey(record, material.secret)
 
@@ -91,6 +100,15 @@ class TenancyService:
                 return record
             now = self.clock()
             uow.keys.revoke(record.tenant_id, record.id, now)
+            audit.record(
+                uow,
+                record.tenant_id,
+                "key.revoke",
+                ("key", record.id),
+                now,
+                before={"revoked_at": None},
+                after={"revoked_at": now},
+            )
             uow.commit()
         self._keys.clear()  # this process forgets every checked key at once
         return replace(record, revoked_at=now)

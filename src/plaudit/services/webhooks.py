@@ -13,6 +13,7 @@ from plaudit.domain.ids import new_id
 from plaudit.domain.pagination import Page, decode_position, page_of
 from plaudit.errors import FieldError, InvalidInput, NotFound
 from plaudit.rules.expressions import CompileError, compile_filter
+from plaudit.services import audit
 from plaudit.services.outbox import DEFAULT_TYPES, TYPES
 from plaudit.store.ports import (
     AttemptRow,
@@ -67,6 +68,9 @@ class WebhookService:
         with self.db.write() as uow:
             uow.webhooks.save(sub)
             uow.webhooks.add_secret(tenant_id, sub.id, secret, now)
+            audit.record(
+                uow, tenant_id, "webhook.create", ("webhook", sub.id), now, after=_view(sub)
+            )
             uow.commit()
         return Created(sub, secret)
 
@@ -84,7 +88,7 @@ class WebhookService:
         now = self.clock()
         checked = self._checked(fields)
         with self.db.write() as uow:
-            sub = _find(uow, tenant_id, subscription_id)
+            old = sub = _find(uow, tenant_id, subscription_id)
             sub = replace(sub, updated_at=now, **checked)
             if checked.get("enabled") is True:
                 # Enabled again by an admin: the failure streak starts afresh.
@@ -92,13 +96,31 @@ class WebhookService:
             elif checked.get("enabled") is False and sub.disabled_at is None:
                 sub = replace(sub, disabled_at=now, disabled_reason="disabled by an admin")
             uow.webhooks.save(sub)
+            audit.record(
+                uow,
+                tenant_id,
+                "webhook.update",
+                ("webhook", sub.id),
+                now,
+                before=_view(old),
+                after=_view(sub),
+            )
             uow.commit()
         return sub
 
     def delete(self, tenant_id: str, subscription_id: str) -> None:
         with self.db.write() as uow:
-            if not uow.webhooks.delete(tenant_id, subscription_id, self.clock()):
-                raise NotFound(f"no webhook subscription {subscription_id!r}")
+            old = _find(uow, tenant_id, subscription_id)
+            now = self.clock()
+            uow.webhooks.delete(tenant_id, subscription_id, now)
+            audit.record(
+                uow,
+                tenant_id,
+                "webhook.delete",
+                ("webhook", subscription_id),
+                now,
+                before=_view(old),
+            )
             uow.commit()
 
     def _checked(self, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,6 +180,14 @@ class WebhookService:
             _find(uow, tenant_id, subscription_id)
             uow.webhooks.expire_secrets(tenant_id, subscription_id, now + overlap)
             uow.webhooks.add_secret(tenant_id, subscription_id, secret, now)
+            audit.record(  # never the secrets themselves
+                uow,
+                tenant_id,
+                "webhook.rotate_secret",
+                ("webhook", subscription_id),
+                now,
+                after={"old_secrets_expire_at": now + overlap},
+            )
             uow.commit()
         return SecretRow(secret, now, None)
 
@@ -209,7 +239,19 @@ class WebhookService:
                     found = uow.webhooks.delivery(tenant_id, delivery_id)
                     if found is None or found.subscription_id != subscription_id:
                         raise NotFound(f"no delivery {delivery_id!r} for this subscription")
-            count = uow.webhooks.redeliver(tenant_id, subscription_id, delivery_ids, self.clock())
+            now = self.clock()
+            count = uow.webhooks.redeliver(tenant_id, subscription_id, delivery_ids, now)
+            audit.record(
+                uow,
+                tenant_id,
+                "webhook.redeliver",
+                ("webhook", subscription_id),
+                now,
+                after={
+                    "deliveries": list(delivery_ids or []) or "all dead letters",
+                    "queued": count,
+                },
+            )
             uow.commit()
         return count
 
@@ -219,3 +261,15 @@ def _find(uow: UnitOfWork, tenant_id: str, subscription_id: str) -> Subscription
     if sub is None:
         raise NotFound(f"no webhook subscription {subscription_id!r}")
     return sub
+
+
+def _view(sub: Subscription) -> dict[str, Any]:
+    return {
+        "url": sub.url,
+        "event_types": list(sub.event_types),
+        "filter": sub.filter,
+        "description": sub.description,
+        "enabled": sub.enabled,
+        "ordered": sub.ordered,
+        "max_in_flight": sub.max_in_flight,
+    }

@@ -621,7 +621,38 @@ class WebhookRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    at: datetime
+    actor: str
+    action: str
+    resource_type: str
+    resource_id: str
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    resource_type: str | None = None
+    resource_id: str | None = None
+    actor: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before_id: int = 0  # newest first: only entries older than this one
+    limit: int = 100
+
+
+class AuditRepository(Protocol):
+    """Append-only: there is no way to change or remove an entry."""
+
+    def add(self, tenant_id: str, row: AuditRow) -> None: ...
+    def query(self, tenant_id: str, query: AuditQuery) -> list[tuple[int, AuditRow]]: ...
+
+
 class UnitOfWork(Protocol):
+    audit: AuditRepository
     outbox: OutboxRepository
     webhooks: WebhookRepository
     boards: BoardRepository

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 
 from plaudit.store.ports import (
     ApiKeyRepository,
+    AuditRepository,
     BadgeRepository,
     BoardRepository,
     EventRepository,
@@ -25,6 +26,7 @@ from plaudit.store.ports import (
     TenantRepository,
     WebhookRepository,
 )
+from plaudit.store.sql.audit import SqlAudit
 from plaudit.store.sql.badges import SqlBadges
 from plaudit.store.sql.boards import SqlBoards
 from plaudit.store.sql.repositories import (
@@ -61,6 +63,7 @@ class SqlUnitOfWork:
         self.scoring: ScoringRepository = SqlScoring(conn)
         self.boards: BoardRepository = SqlBoards(conn)
         self.outbox: OutboxRepository = SqlOutbox(conn)
+        self.audit: AuditRepository = SqlAudit(conn)
         self.webhooks: WebhookRepository = SqlWebhooks(conn)
         self.committed = False
 

@@ -543,3 +543,24 @@ webhook_attempts = Table(
     Index(None, "tenant_id", "subscription_id", "id"),
     Index(None, "delivery_id"),
 )
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    # Every admin mutation, with who, when, and the resource before and after. Append-only:
+    # triggers refuse UPDATE and DELETE (see the migration).
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),  # api_key:key_…, oidc:sub, cli, system
+    Column("action", String(64), nullable=False),  # e.g. ruleset.publish
+    Column("resource_type", String(32), nullable=False),
+    Column("resource_id", String(200), nullable=False),
+    Column("before", JSON),
+    Column("after", JSON),
+    Index(None, "tenant_id", "id"),
+    Index(None, "tenant_id", "resource_type", "resource_id", "id"),
+    sqlite_autoincrement=True,
+)
