@@ -24,6 +24,7 @@ from plaudit.api.routes import (
     rulesets,
     scoring,
     sources,
+    tenants,
     webhooks,
 )
 from plaudit.api.schemas import EventIn
@@ -82,6 +83,7 @@ def create_app(
         webhooks,
         notifications,
         keys,
+        tenants,
         audit,
     ):
         app.include_router(module.router)

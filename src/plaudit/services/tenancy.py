@@ -16,7 +16,7 @@ from plaudit.domain.auth import (
 )
 from plaudit.domain.clock import Clock
 from plaudit.domain.ids import new_id
-from plaudit.errors import AuthenticationFailed, FieldError, InvalidInput, NotFound
+from plaudit.errors import AuthenticationFailed, Conflict, FieldError, InvalidInput, NotFound
 from plaudit.services import audit
 from plaudit.store.ports import ApiKeyRecord, Database, Tenant
 
@@ -51,6 +51,32 @@ class TenancyService:
             uow.tenants.add(tenant)
             uow.commit()
             return tenant, True
+
+    def tenants(self) -> list[Tenant]:
+        with self.db.read() as uow:
+            return uow.tenants.all()
+
+    def tenant(self, tenant_id: str) -> Tenant:
+        with self.db.read() as uow:
+            found = uow.tenants.get(tenant_id)
+        if found is None:
+            raise NotFound(f"no tenant {tenant_id!r}")
+        return found
+
+    def create_tenant(self, platform: str, tenant_id: str, name: str) -> tuple[Tenant, CreatedKey]:
+        """A new tenant with a first owner key (its secret shown once), recorded in the
+        platform tenant's audit log."""
+        now = self.clock()
+        tenant = Tenant(tenant_id, name, now)
+        with self.db.write() as uow:
+            if uow.tenants.get(tenant_id) is not None:
+                raise Conflict(f"tenant {tenant_id!r} already exists")
+            uow.tenants.add(tenant)
+            audit.record(
+                uow, platform, "tenant.create", ("tenant", tenant_id), now, after={"name": name}
+            )
+            uow.commit()
+        return tenant, self.create_key(tenant_id, "first owner key", ROLES[Role.OWNER])
 
     def create_key(self, tenant_id: str, name: str, scopes: frozenset[Scope]) -> CreatedKey:
         if not name.strip() or len(name) > 200:

@@ -107,6 +107,10 @@ class SqlTenants:
             t.tenants.insert().values(id=tenant.id, name=tenant.name, created_at=tenant.created_at)
         )
 
+    def all(self) -> list[Tenant]:
+        rows = self.conn.execute(select(t.tenants).order_by(t.tenants.c.id))
+        return [Tenant(r.id, r.name, r.created_at) for r in rows]
+
 
 def _key_record(row: RowMapping) -> ApiKeyRecord:
     return ApiKeyRecord(
