@@ -120,7 +120,7 @@ async def test_tenants_are_listed_and_validated(
 async def test_no_body_sets_a_server_owned_field(client: httpx.AsyncClient) -> None:
     await _publish(client)
     await client.post("/v1/events", json=[event("1")])
-    attempts: list[tuple[str, str, dict[str, Any]]] = [
+    attempts: list[tuple[str, str, Any]] = [
         ("POST", "/v1/keys", {"name": "x", "roles": ["viewer"], "tenant_id": "acme"}),
         ("POST", "/v1/keys", {"name": "x", "roles": ["viewer"], "id": "key_mine"}),
         ("POST", "/v1/tenants", {"id": "t1", "name": "T", "owner_key": "plk_mine"}),
