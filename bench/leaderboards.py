@@ -671,6 +671,9 @@ def server_env(data_dir: Path, redis_url: str, prefix: str | None) -> dict[str, 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLAUDIT_")}
     env["PLAUDIT_DATA_DIR"] = str(data_dir)
     env["PLAUDIT_LOG_LEVEL"] = "warning"
+    # The load comes from one address and key: rate limits would measure themselves.
+    for limit in ("PER_KEY", "PER_SOURCE", "PER_PLAYER"):
+        env[f"PLAUDIT_RATE_LIMITS__{limit}"] = ""
     if prefix is not None:
         env["PLAUDIT_REDIS_URL"] = redis_url
         env["PLAUDIT_LEADERBOARDS__REDIS_PREFIX"] = prefix

@@ -12,6 +12,9 @@ from plaudit.domain.clock import Clock, utc_now
 from plaudit.leaderboards.memory import MemoryProjection
 from plaudit.leaderboards.ports import AsyncReads, Projection
 from plaudit.leaderboards.redis import RedisProjection
+from plaudit.ratelimit.memory import MemoryRateLimiter
+from plaudit.ratelimit.ports import RateLimiter
+from plaudit.ratelimit.redis import RedisRateLimiter
 from plaudit.services.audit import AuditService
 from plaudit.services.backfill import BackfillService
 from plaudit.services.badges import BadgeService
@@ -66,6 +69,7 @@ class Container:
     default_tenant: str = field(default="default")
     redis: Redis | None = None
     redis_async: AsyncRedis | None = None  # the hot leaderboard reads of API processes
+    rate_limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
 
     def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -112,7 +116,12 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         in_process=isinstance(projection, MemoryProjection),
         async_reads=async_reads,
     )
+    limiter: RateLimiter = MemoryRateLimiter()
+    if redis is not None:
+        # Shared by every API process: a key's budget is the same whichever answers.
+        limiter = RedisRateLimiter(redis, settings.leaderboards.redis_prefix, aio=redis_async)
     return Container(
+        rate_limiter=limiter,
         settings=settings,
         db=db,
         clock=clock,

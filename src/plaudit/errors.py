@@ -11,6 +11,7 @@ PlauditError
 ├── Conflict                the request contradicts the current state
 │   └── IdempotencyKeyInFlight
 ├── IdempotencyKeyReused    same key, different request
+├── RateLimited             too many requests for a key, a source or a player; retry later
 ├── ServiceUnavailable      a dependency (Redis) cannot be reached now; retry later
 └── ConfigurationError      settings or environment are unusable (CLI, start-up)
 """
@@ -92,6 +93,11 @@ class IdempotencyKeyInFlight(Conflict):
 class IdempotencyKeyReused(PlauditError):
     slug = "idempotency-key-reused"
     title = "Idempotency-Key reused with a different request"
+
+
+class RateLimited(PlauditError):
+    slug = "rate-limited"
+    title = "Too many requests"
 
 
 class ServiceUnavailable(PlauditError):

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from plaudit.ratelimit.ports import parse_limit
 from plaudit.webhooks.schedule import parse_schedule
 
 
@@ -44,6 +45,32 @@ class LeaderboardSettings(BaseModel):
     stream_interval: timedelta = timedelta(seconds=1)
     # Redis keys start with this, so several deployments (or test runs) can share a server.
     redis_prefix: str = "plaudit:"
+
+
+class RateLimitSettings(BaseModel):
+    """Token buckets as "amount/unit" (s, min, h, day); an empty value turns a limit off.
+    The defaults stop floods, not heavy legitimate use: set them to what each integration
+    needs."""
+
+    # Requests per API key (or bearer token), whatever the route.
+    per_key: str = "36000/min"
+    # Requests per client address (the proxy's, unless uvicorn trusts forwarded headers).
+    per_source: str = "72000/min"
+    # Events per player (source and actor) at ingestion: a flood from one user id; the
+    # events over it are rejected, each with the time to retry. Generous: imports of a
+    # player's history come in bursts.
+    per_player: str = "6000/min"
+
+    @model_validator(mode="after")
+    def _valid_limits(self) -> RateLimitSettings:
+        for name in ("per_key", "per_source", "per_player"):
+            value = getattr(self, name)
+            if value:
+                try:
+                    parse_limit(value, name=name)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+        return self
 
 
 class WebhookSettings(BaseModel):
@@ -96,6 +123,7 @@ class Settings(BaseSettings):
     idempotency: IdempotencySettings = IdempotencySettings()
     leaderboards: LeaderboardSettings = LeaderboardSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
 
     @model_validator(mode="after")
     def _known_database(self) -> Settings:

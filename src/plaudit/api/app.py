@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI
 from plaudit import __version__
 from plaudit.api import problems
 from plaudit.api.middleware import BodyGuard
+from plaudit.api.ratelimit import RequestLimits
 from plaudit.api.routes import (
     audit,
     badges,
@@ -29,6 +30,7 @@ from plaudit.api.routes import (
 )
 from plaudit.api.schemas import EventIn
 from plaudit.bootstrap import Container
+from plaudit.ratelimit.ports import parse_limit
 
 DESCRIPTION = """\
 Plaudit turns domain events from your LMS, CRM or HRIS into points, levels, badges and
@@ -90,6 +92,14 @@ def create_app(
     for router in extra:
         app.include_router(router)
     app.add_middleware(BodyGuard, max_bytes=container.settings.api.max_body_bytes)
+    limits = container.settings.rate_limits
+    # Added last, so it runs first: a refused request's body is never read.
+    app.add_middleware(
+        RequestLimits,
+        limiter=container.rate_limiter,
+        per_key=parse_limit(limits.per_key, name="per-key") if limits.per_key else None,
+        per_source=parse_limit(limits.per_source, name="per-source") if limits.per_source else None,
+    )
     _describe_raw_bodies(app)
     return app
 

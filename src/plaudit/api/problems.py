@@ -29,6 +29,7 @@ STATUS_OF: dict[type[e.PlauditError], int] = {
     e.IdempotencyKeyInFlight: 409,
     e.Conflict: 409,
     e.IdempotencyKeyReused: 422,
+    e.RateLimited: 429,
     e.ServiceUnavailable: 503,
     e.ConfigurationError: 500,
 }

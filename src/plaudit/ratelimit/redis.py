@@ -1,0 +1,121 @@
+"""The server mode's rate limiter: token buckets in Redis, shared by every API process.
+
+One key per bucket, ``{prefix}rl:{key}``: a hash of ``tokens`` and ``at`` (the last refill,
+µs). Its TTL is the time the bucket takes to fill, so an idle key vanishes exactly when it
+would be full, and a missing key is a full bucket.
+
+One script refills and takes (a read, then a write that depends on it, which MULTI can't do),
+so two processes can never both spend the last token. Time is the Redis server's own clock
+(``TIME``), one clock for every process; an injected clock (tests) is passed in instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import anyio.to_thread
+import redis
+import redis.asyncio
+
+from plaudit.errors import ServiceUnavailable
+from plaudit.ratelimit.ports import EPSILON, Decision, Limit, check_cost
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _reachable(method: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Redis down or too slow is the caller's 503 (retry later), not an internal error."""
+
+    @functools.wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return method(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ServiceUnavailable(f"rate limits: Redis unreachable ({exc})") from exc
+
+    return call
+
+
+# Numbers leave Lua through string.format('%.17g'): tostring() keeps 14 digits only, and a
+# number reply would be truncated to an integer.
+_TAKE = """
+-- KEYS: the bucket. ARGV: rate (tokens/s), burst, cost, now in µs ('' = this server's TIME).
+-- Returns {1 if taken else 0, tokens left}.
+local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now
+if ARGV[4] == '' then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+else
+  now = tonumber(ARGV[4])
+end
+local tokens = burst
+local held = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+if held[1] and held[2] then
+  local at = tonumber(held[2])
+  tokens = math.min(burst, tonumber(held[1]) + math.max(0, now - at) / 1000000 * rate)
+  now = math.max(now, at)
+end
+if tokens + EPSILON < cost then
+  return {0, string.format('%.17g', tokens)}
+end
+tokens = math.max(0, tokens - cost)
+local ttl = math.ceil((burst - tokens) / rate * 1000)
+if ttl > 0 then
+  redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
+    'at', string.format('%.17g', now))
+  redis.call('PEXPIRE', KEYS[1], ttl)
+else
+  redis.call('DEL', KEYS[1])
+end
+return {1, string.format('%.17g', tokens)}
+""".replace("EPSILON", repr(EPSILON))
+
+
+class RedisRateLimiter:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "plaudit:",
+        aio: redis.asyncio.Redis | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._prefix = prefix
+        # None: the Redis server's TIME, one clock for every process. Else monotonic seconds.
+        self._clock = clock
+        # Registering only hashes the text; each call is an EVALSHA, loading the script on
+        # NOSCRIPT (a restarted or flushed server).
+        self._take = client.register_script(_TAKE)
+        self._atake = aio.register_script(_TAKE) if aio is not None else None
+
+    @_reachable
+    def take(self, key: str, limit: Limit, cost: int = 1) -> Decision:
+        check_cost(cost)
+        reply = self._take(keys=[self._key(key)], args=self._args(limit, cost))
+        return _decision(limit, cost, reply)
+
+    async def take_async(self, key: str, limit: Limit, cost: int = 1) -> Decision:
+        """``take`` on the asyncio client (one round trip), or, without one, on a thread."""
+        if self._atake is None:
+            return await anyio.to_thread.run_sync(self.take, key, limit, cost)
+        check_cost(cost)
+        try:
+            reply = await self._atake(keys=[self._key(key)], args=self._args(limit, cost))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ServiceUnavailable(f"rate limits: Redis unreachable ({exc})") from exc
+        return _decision(limit, cost, reply)
+
+    def _key(self, key: str) -> str:
+        return f"{self._prefix}rl:{key}"
+
+    def _args(self, limit: Limit, cost: int) -> list[str | int]:
+        now = "" if self._clock is None else str(round(self._clock() * 1_000_000))
+        return [repr(limit.rate), limit.burst, cost, now]
+
+
+def _decision(limit: Limit, cost: int, reply: Any) -> Decision:
+    taken, tokens = reply
+    return Decision.from_bucket(limit, cost, float(tokens), bool(int(taken)))
