@@ -44,25 +44,25 @@ POLICY: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/keys"): "keys:write",
     ("POST", "/v1/keys"): "keys:write",
     ("DELETE", "/v1/keys/{key_id}"): "keys:write",
-    ("GET", "/v1/leaderboards"): "read",
+    ("GET", "/v1/leaderboards"): "read or player boards",
     ("POST", "/v1/leaderboards/reconcile"): "admin",
-    ("GET", "/v1/leaderboards/{board_id}"): "read",
-    ("GET", "/v1/leaderboards/{board_id}/standings"): "read",
-    ("GET", "/v1/leaderboards/{board_id}/standings/{subject}"): "read",
-    ("GET", "/v1/leaderboards/{board_id}/stream"): "read",
-    ("GET", "/v1/leaderboards/{board_id}/windows"): "read",
+    ("GET", "/v1/leaderboards/{board_id}"): "read or player boards",
+    ("GET", "/v1/leaderboards/{board_id}/standings"): "read or player boards",
+    ("GET", "/v1/leaderboards/{board_id}/standings/{subject}"): "read or player boards",
+    ("GET", "/v1/leaderboards/{board_id}/stream"): "read or player boards",
+    ("GET", "/v1/leaderboards/{board_id}/windows"): "read or player boards",
     ("GET", "/v1/players"): "read",
-    ("GET", "/v1/players/{player}"): "read",
+    ("GET", "/v1/players/{player}"): "read or player self",
     ("PATCH", "/v1/players/{player}"): "players:write",
     ("POST", "/v1/players/{player}/adjustments"): "admin",
-    ("GET", "/v1/players/{player}/awards"): "read",
+    ("GET", "/v1/players/{player}/awards"): "read or player self",
     ("GET", "/v1/players/{player}/identities"): "read",
     ("POST", "/v1/players/{player}/identities"): "players:write",
     ("PUT", "/v1/players/{player}/leaderboard-privacy"): "players:write",
-    ("GET", "/v1/players/{player}/ledger"): "read",
+    ("GET", "/v1/players/{player}/ledger"): "read or player self",
     ("POST", "/v1/players/{player}/merge"): "players:write",
-    ("GET", "/v1/players/{player}/notifications/stream"): "read",
-    ("GET", "/v1/players/{player}/ranks"): "read",
+    ("GET", "/v1/players/{player}/notifications/stream"): "read or player self",
+    ("GET", "/v1/players/{player}/ranks"): "read or player self",
     ("GET", "/v1/rule-errors"): "read",
     ("GET", "/v1/rulesets"): "read",
     ("POST", "/v1/rulesets"): "rules:write",
@@ -98,12 +98,14 @@ POLICY: dict[tuple[str, str], str | None] = {
 }
 
 
-def _scopes(dependant: Dependant) -> Iterator[Scope]:
+def _scopes(dependant: Dependant) -> Iterator[tuple[Scope, str | None]]:
+    """The scope each route's dependencies declare, and whether a signed-in player may call
+    it too ("self": for their own record; "boards": the leaderboards)."""
     for dep in dependant.dependencies:
         call: Callable[..., Any] | None = dep.call
         scope = getattr(call, "required_scope", None)
         if scope is not None:
-            yield scope
+            yield scope, getattr(call, "player_access", None)
         yield from _scopes(dep)
 
 
@@ -116,7 +118,7 @@ def _api_routes(routes: list[Any]) -> Iterator[APIRoute]:
             yield from _api_routes(included.routes)
 
 
-def _routes(container: Container) -> list[tuple[str, str, Scope | None]]:
+def _routes(container: Container) -> list[tuple[str, str, Scope | None, str | None]]:
     app = create_app(container)
     found = []
     for route in _api_routes(app.routes):
@@ -124,16 +126,21 @@ def _routes(container: Container) -> list[tuple[str, str, Scope | None]]:
             continue
         declared = list(_scopes(route.dependant))
         assert len(declared) <= 1, (route.path, declared)
+        scope, player = declared[0] if declared else (None, None)
         for method in route.methods or ():
-            found.append((method, route.path, declared[0] if declared else None))
+            found.append((method, route.path, scope, player))
     return found
 
 
 def test_every_route_but_the_public_ones_declares_one_scope(container: Container) -> None:
     routes = _routes(container)
-    undeclared = [(m, p) for m, p, scope in routes if scope is None and p not in PUBLIC]
+    undeclared = [(m, p) for m, p, scope, _ in routes if scope is None and p not in PUBLIC]
     assert undeclared == []
-    assert {(m, p): s.value if s else None for m, p, s in routes} == POLICY
+    policy = {
+        (m, p): None if s is None else f"{s.value} or player {a}" if a else s.value
+        for m, p, s, a in routes
+    }
+    assert policy == POLICY
 
 
 @pytest.mark.parametrize("role", list(Role))
@@ -142,7 +149,7 @@ async def test_each_role_reaches_exactly_the_routes_its_scopes_allow(
 ) -> None:
     client = client_for(new_key(container, *ROLES[role]))
     principal = Principal(container.default_tenant, "test", ROLES[role])
-    for method, path, scope in _routes(container):
+    for method, path, scope, _ in _routes(container):
         if scope is None:
             continue
         concrete = re.sub(r"\{[^}]+\}", "nope", path)

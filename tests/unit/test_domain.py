@@ -94,8 +94,13 @@ def test_admin_allows_the_tenants_work_but_not_its_keys_and_the_owner_allows_all
     owner = Principal("t", "k", ROLES[Role.OWNER])
     editor = Principal("t", "k", ROLES[Role.EDITOR])
     reader = Principal("t", "k", frozenset({Scope.READ}))
-    assert all(owner.allows(s) for s in Scope)
-    assert {s for s in Scope if not admin.allows(s)} == {Scope.KEYS_WRITE, Scope.TENANTS_WRITE}
+    # The player scope is a player's own, from their sign-in: no other role holds it.
+    assert {s for s in Scope if not owner.allows(s)} == {Scope.PLAYER}
+    assert {s for s in Scope if not admin.allows(s)} == {
+        Scope.KEYS_WRITE,
+        Scope.TENANTS_WRITE,
+        Scope.PLAYER,
+    }
     assert {s for s in Scope if editor.allows(s)} == {Scope.RULES_WRITE, Scope.READ}
     assert reader.allows(Scope.READ)
     assert not reader.allows(Scope.EVENTS_WRITE)

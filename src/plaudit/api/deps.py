@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from plaudit.bootstrap import Container
 from plaudit.domain.auth import Principal, Scope
-from plaudit.errors import AuthenticationFailed, PermissionDenied
+from plaudit.errors import AuthenticationFailed, NotFound, PermissionDenied
 from plaudit.services.audit import set_actor
 
 
@@ -63,7 +63,36 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
     return dependency
 
 
+def reader_or_player(param: str | None) -> Callable[[Request], Awaitable[Principal]]:
+    """``read``; or a signed-in player: every board (``param`` None), or their own record
+    (``param`` names the path parameter holding the player). Another player's record is a
+    404 to a player, as if it did not exist."""
+
+    async def dependency(request: Request) -> Principal:
+        principal = await authenticate(request)
+        if principal.allows(Scope.READ):
+            set_actor(f"{principal.kind}:{principal.subject}")
+            return principal
+        if principal.allows(Scope.PLAYER) and principal.player_id is not None:
+            ref = request.path_params.get(param, "") if param else None
+            if ref is None or ref == principal.player_id:
+                return principal
+            players = app_container(request).notifications
+            found = await anyio.to_thread.run_sync(players.player_id, principal.tenant_id, ref)
+            if found == principal.player_id:
+                return principal
+            raise NotFound(f"no player {ref!r}")
+        raise PermissionDenied(f"this API key lacks the {Scope.READ.value!r} scope")
+
+    dependency.__name__ = "require_read_or_player_self" if param else "require_read_or_player"
+    dependency.required_scope = Scope.READ  # type: ignore[attr-defined]
+    dependency.player_access = "self" if param else "boards"  # type: ignore[attr-defined]
+    return dependency
+
+
 Reader = Annotated[Principal, Depends(require(Scope.READ))]
+PlayerSelf = Annotated[Principal, Depends(reader_or_player("player"))]
+BoardReader = Annotated[Principal, Depends(reader_or_player(None))]
 EventWriter = Annotated[Principal, Depends(require(Scope.EVENTS_WRITE))]
 PlayerWriter = Annotated[Principal, Depends(require(Scope.PLAYERS_WRITE))]
 Editor = Annotated[Principal, Depends(require(Scope.RULES_WRITE))]

@@ -20,6 +20,7 @@ class Scope(StrEnum):
     ADMIN = "admin"  # everything within the tenant but its keys
     KEYS_WRITE = "keys:write"  # the tenant's credentials
     TENANTS_WRITE = "tenants:write"  # the platform: tenants (the owner's)
+    PLAYER = "player"  # a signed-in player: their own profile and notifications, the boards
 
 
 # What each scope also grants: an admin is an editor, a writer of events and players and a
@@ -38,6 +39,7 @@ class Role(StrEnum):
     EDITOR = "editor"
     VIEWER = "viewer"
     INGEST = "ingest"
+    PLAYER = "player"  # given by a player's sign-in (OIDC), never to an API key
 
 
 ROLES: dict[Role, frozenset[Scope]] = {
@@ -46,6 +48,7 @@ ROLES: dict[Role, frozenset[Scope]] = {
     Role.EDITOR: frozenset({Scope.RULES_WRITE, Scope.READ}),
     Role.VIEWER: frozenset({Scope.READ}),
     Role.INGEST: frozenset({Scope.EVENTS_WRITE}),
+    Role.PLAYER: frozenset({Scope.PLAYER}),
 }
 
 
@@ -62,6 +65,7 @@ class Principal:
     subject: str
     scopes: frozenset[Scope]
     kind: str = "api_key"
+    player_id: str | None = None  # the player a player's sign-in speaks for
 
     def allows(self, scope: Scope) -> bool:
         if scope in self.scopes:

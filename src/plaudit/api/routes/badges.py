@@ -9,7 +9,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, StringConstraints
 
-from plaudit.api.deps import Admin, ContainerDep, Editor, Reader
+from plaudit.api.deps import Admin, ContainerDep, Editor, PlayerSelf, Reader
 from plaudit.api.idempotency import IdempotentRoute
 from plaudit.api.schemas import AwardOut, Strict
 from plaudit.services.badges import BadgeView
@@ -196,7 +196,9 @@ async def revoke_award(
 
 
 @router.get("/v1/players/{player}/awards", response_model=list[AwardOut], summary="All awards")
-async def player_awards(player: str, principal: Reader, container: ContainerDep) -> list[AwardOut]:
+async def player_awards(
+    player: str, principal: PlayerSelf, container: ContainerDep
+) -> list[AwardOut]:
     awards = await anyio.to_thread.run_sync(
         container.badges.player_awards, principal.tenant_id, player
     )

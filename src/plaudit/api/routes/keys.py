@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from plaudit.api.deps import ContainerDep, KeyAdmin
 from plaudit.api.idempotency import IdempotentRoute
 from plaudit.api.schemas import KeyCreate, KeyCreated, KeyOut
-from plaudit.domain.auth import parse_scopes, scopes_of_roles
+from plaudit.domain.auth import Scope, parse_scopes, scopes_of_roles
 from plaudit.errors import FieldError, InvalidInput, PermissionDenied
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=IdempotentRoute)
@@ -31,6 +31,9 @@ async def create_key(body: KeyCreate, principal: KeyAdmin, container: ContainerD
             scopes |= parse_scopes(body.scopes)
         except ValueError as exc:
             raise InvalidInput(str(exc), [FieldError("scopes", str(exc))]) from None
+    if Scope.PLAYER in scopes:
+        problem = "the player role comes with a player's sign-in, never with an API key"
+        raise InvalidInput(problem, [FieldError("roles", problem)])
     beyond = sorted(s.value for s in scopes if not principal.allows(s))
     if beyond:
         raise PermissionDenied(f"a key cannot get scopes its creator lacks: {', '.join(beyond)}")

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.sse import EventSourceResponse
 from pydantic import BaseModel, Field
 
-from plaudit.api.deps import Admin, ContainerDep, PlayerWriter, Reader
+from plaudit.api.deps import Admin, BoardReader, ContainerDep, PlayerSelf, PlayerWriter
 from plaudit.api.idempotency import IdempotentRoute
 from plaudit.api.schemas import Strict
 from plaudit.domain.pagination import decode_position, encode_cursor
@@ -178,7 +178,7 @@ def _ok(body: BaseModel, etag: str) -> Response:
 
 
 @router.get("/v1/leaderboards", response_model=list[BoardOut], summary="Boards of the live rules")
-async def list_boards(principal: Reader, container: ContainerDep) -> list[BoardOut]:
+async def list_boards(principal: BoardReader, container: ContainerDep) -> list[BoardOut]:
     service = container.leaderboards
 
     def run() -> list[BoardOut]:
@@ -193,7 +193,7 @@ async def list_boards(principal: Reader, container: ContainerDep) -> list[BoardO
 
 
 @router.get("/v1/leaderboards/{board_id}", response_model=BoardOut)
-async def get_board(board_id: str, principal: Reader, container: ContainerDep) -> BoardOut:
+async def get_board(board_id: str, principal: BoardReader, container: ContainerDep) -> BoardOut:
     service = container.leaderboards
 
     def run() -> BoardOut:
@@ -212,7 +212,7 @@ async def get_board(board_id: str, principal: Reader, container: ContainerDep) -
 async def standings(
     board_id: str,
     request: Request,
-    principal: Reader,
+    principal: BoardReader,
     container: ContainerDep,
     window: WindowParam = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Page size")] = 50,
@@ -254,7 +254,7 @@ async def around(
     board_id: str,
     subject: str,
     request: Request,
-    principal: Reader,
+    principal: BoardReader,
     container: ContainerDep,
     window: WindowParam = None,
     around: Annotated[int, Query(ge=0, le=_AROUND_MAX, description="Neighbours each side")] = 5,
@@ -294,7 +294,7 @@ async def around(
 )
 async def history(
     board_id: str,
-    principal: Reader,
+    principal: BoardReader,
     container: ContainerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     winners: Annotated[int, Query(ge=0, le=10)] = 3,
@@ -322,7 +322,9 @@ async def history(
     response_model=list[RankOut],
     summary="A player's rank on every board (current windows)",
 )
-async def player_ranks(player: str, principal: Reader, container: ContainerDep) -> list[RankOut]:
+async def player_ranks(
+    player: str, principal: PlayerSelf, container: ContainerDep
+) -> list[RankOut]:
     service = container.leaderboards
     _, found = await _answer(service, lambda: service.player_ranks(principal.tenant_id, player))
     return [
@@ -382,7 +384,7 @@ async def reconcile(principal: Admin, container: ContainerDep) -> ReconcileOut:
 )
 async def stream(
     board_id: str,
-    principal: Reader,
+    principal: BoardReader,
     container: ContainerDep,
     window: WindowParam = None,
     top: Annotated[int, Query(ge=1, le=_STREAM_TOP_MAX)] = 10,

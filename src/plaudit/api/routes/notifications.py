@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.sse import EventSourceResponse
 
-from plaudit.api.deps import ContainerDep, Reader
+from plaudit.api.deps import ContainerDep, PlayerSelf
 from plaudit.bootstrap import Container
 from plaudit.errors import FieldError, InvalidInput
 
@@ -45,7 +45,7 @@ def _resume_point(value: str | None, field: str) -> int | None:
 )
 async def notifications(
     player: str,
-    principal: Reader,
+    principal: PlayerSelf,
     container: ContainerDep,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
     after: Annotated[

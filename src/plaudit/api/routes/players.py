@@ -7,7 +7,7 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import APIRouter, Query
 
-from plaudit.api.deps import Admin, ContainerDep, PlayerWriter, Reader
+from plaudit.api.deps import Admin, ContainerDep, PlayerSelf, PlayerWriter, Reader
 from plaudit.api.idempotency import IdempotentRoute
 from plaudit.api.schemas import (
     AdjustmentIn,
@@ -42,7 +42,7 @@ async def list_players(
 
 
 @router.get("/{player}", response_model=PlayerOut, summary="A player by id or source:external_id")
-async def get_player(player: str, principal: Reader, container: ContainerDep) -> PlayerOut:
+async def get_player(player: str, principal: PlayerSelf, container: ContainerDep) -> PlayerOut:
     view = await anyio.to_thread.run_sync(container.players.get, principal.tenant_id, player)
     standing = await anyio.to_thread.run_sync(
         container.progress.standing, principal.tenant_id, view.player.id
@@ -108,7 +108,7 @@ async def merge_players(
 @router.get("/{player}/ledger", response_model=LedgerPage, summary="Every change of the balances")
 async def ledger(
     player: str,
-    principal: Reader,
+    principal: PlayerSelf,
     container: ContainerDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
