@@ -9,6 +9,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from plaudit.domain.clock import Clock, utc_now
+from plaudit.identity.oidc import ClaimMapping, OidcConfig, OidcVerifier
 from plaudit.leaderboards.memory import MemoryProjection
 from plaudit.leaderboards.ports import AsyncReads, Projection
 from plaudit.leaderboards.redis import RedisProjection
@@ -70,6 +71,7 @@ class Container:
     redis: Redis | None = None
     redis_async: AsyncRedis | None = None  # the hot leaderboard reads of API processes
     rate_limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
+    oidc: OidcVerifier | None = None  # bearer tokens of the identity provider, when set
 
     def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -121,6 +123,7 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         # Shared by every API process: a key's budget is the same whichever answers.
         limiter = RedisRateLimiter(redis, settings.leaderboards.redis_prefix, aio=redis_async)
     return Container(
+        oidc=_oidc(settings),
         rate_limiter=limiter,
         settings=settings,
         db=db,
@@ -159,6 +162,25 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         redis=redis,
         redis_async=redis_async,
     )
+
+
+def _oidc(settings: Settings) -> OidcVerifier | None:
+    oidc = settings.oidc
+    if oidc.issuer is None:
+        return None
+    config = OidcConfig(
+        issuer=oidc.issuer,
+        audience=oidc.audience,
+        leeway=oidc.leeway,
+        allow_http_loopback=oidc.allow_http_loopback,
+        claims=ClaimMapping(
+            tenant_claim=None if oidc.fixed_tenant else oidc.tenant_claim,
+            fixed_tenant=oidc.fixed_tenant,
+            roles_claim=oidc.roles_claim,
+            player_claim=oidc.player_claim,
+        ),
+    )
+    return OidcVerifier(config)
 
 
 def dispatcher(container: Container) -> Dispatcher:

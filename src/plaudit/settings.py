@@ -47,6 +47,25 @@ class LeaderboardSettings(BaseModel):
     redis_prefix: str = "plaudit:"
 
 
+class OidcSettings(BaseModel):
+    """Bearer tokens (JWTs) from one OpenID Connect provider, beside API keys: people, and
+    services through client credentials. Off unless ``issuer`` is set."""
+
+    issuer: str | None = None
+    audience: str = "plaudit"
+    # Where the provider puts the tenant, the roles (owner, admin, editor, viewer, ingest,
+    # player) and, for players, who they are (``source:external_id`` or ``plr_…``).
+    tenant_claim: str = "plaudit_tenant"
+    # For a provider that serves one tenant: every token belongs to it.
+    fixed_tenant: str | None = None
+    roles_claim: str = "plaudit_roles"
+    player_claim: str = "plaudit_player"
+    # Clock skew allowed on exp/nbf/iat (at most 60 s).
+    leeway: timedelta = timedelta(seconds=30)
+    # Tests only: an http:// provider on 127.0.0.1.
+    allow_http_loopback: bool = False
+
+
 class RateLimitSettings(BaseModel):
     """Token buckets as "amount/unit" (s, min, h, day); an empty value turns a limit off.
     The defaults stop floods, not heavy legitimate use: set them to what each integration
@@ -124,6 +143,7 @@ class Settings(BaseSettings):
     leaderboards: LeaderboardSettings = LeaderboardSettings()
     webhooks: WebhookSettings = WebhookSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
+    oidc: OidcSettings = OidcSettings()
 
     @model_validator(mode="after")
     def _known_database(self) -> Settings:

@@ -61,6 +61,8 @@ def create_app(
             tasks.cancel_scope.cancel()
         if container.redis_async is not None:
             await container.redis_async.aclose()
+        if container.oidc is not None:
+            await container.oidc.aclose()
         for hook in on_shutdown:
             hook()
 

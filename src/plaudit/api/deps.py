@@ -9,8 +9,9 @@ import anyio.to_thread
 from fastapi import Depends, Request
 
 from plaudit.bootstrap import Container
-from plaudit.domain.auth import Principal, Scope
-from plaudit.errors import AuthenticationFailed, NotFound, PermissionDenied
+from plaudit.domain.auth import Principal, Scope, looks_like_key
+from plaudit.errors import AuthenticationFailed, NotFound, PermissionDenied, ServiceUnavailable
+from plaudit.identity.provider import IdentityProviderError
 from plaudit.services.audit import set_actor
 
 
@@ -42,10 +43,19 @@ async def authenticate(request: Request) -> Principal:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise AuthenticationFailed("malformed Authorization header; expected 'Bearer <API key>'")
-    tenancy = app_container(request).tenancy
-    principal = tenancy.cached_principal(token)
-    if principal is None:
-        principal = await anyio.to_thread.run_sync(tenancy.authenticate, token)
+    container = app_container(request)
+    tenancy = container.tenancy
+    principal: Principal | None
+    if container.oidc is not None and not looks_like_key(token):
+        try:
+            verified = await container.oidc.verify(token)
+        except IdentityProviderError as exc:  # not the caller's fault: we cannot check now
+            raise ServiceUnavailable(f"cannot verify the token now: {exc.detail}") from None
+        principal = await anyio.to_thread.run_sync(tenancy.principal_of_token, verified)
+    else:
+        principal = tenancy.cached_principal(token)
+        if principal is None:
+            principal = await anyio.to_thread.run_sync(tenancy.authenticate, token)
     request.state.principal = principal
     return principal
 

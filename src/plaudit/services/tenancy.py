@@ -17,6 +17,7 @@ from plaudit.domain.auth import (
 from plaudit.domain.clock import Clock
 from plaudit.domain.ids import new_id
 from plaudit.errors import AuthenticationFailed, Conflict, FieldError, InvalidInput, NotFound
+from plaudit.identity.oidc import VerifiedToken
 from plaudit.services import audit
 from plaudit.store.ports import ApiKeyRecord, Database, Tenant
 
@@ -26,6 +27,8 @@ class CreatedKey:
     record: ApiKeyRecord
     secret: str  # shown once, never stored
 
+
+_ROLE_NAMES = frozenset(r.value for r in Role)
 
 # How long a process trusts a key it has checked: a revocation made through another process
 # takes effect within this time (at once in the process that made it).
@@ -145,6 +148,32 @@ class TenancyService:
             if key_id in (record.id, record.display_prefix):
                 return record
         raise NotFound(f"no API key {key_id!r}")
+
+    def principal_of_token(self, token: VerifiedToken) -> Principal:
+        """The principal a verified identity-provider token stands for: its tenant (which
+        must exist), the scopes of its known roles, and for a player, the player it names
+        (which must exist in that tenant)."""
+        if token.tenant_id is None:
+            raise AuthenticationFailed("the token names no tenant")
+        scopes = frozenset(
+            scope for role in token.roles if role in _ROLE_NAMES for scope in ROLES[Role(role)]
+        )
+        player_id = None
+        with self.db.read() as uow:
+            if uow.tenants.get(token.tenant_id) is None:
+                raise AuthenticationFailed(f"the token's tenant {token.tenant_id!r} is unknown")
+            ref = token.player_ref
+            if Scope.PLAYER in scopes and ref is not None:
+                if ref.player_id is not None:
+                    found = uow.players.get(token.tenant_id, ref.player_id)
+                    player_id = found.id if found else None
+                elif ref.identity is not None:
+                    resolved = uow.players.resolve(token.tenant_id, [ref.identity])
+                    player_id = resolved.get(ref.identity)
+        if Scope.PLAYER in scopes and player_id is None:
+            raise AuthenticationFailed("the token's player is unknown in its tenant")
+        kind = "oidc-service" if token.kind == "service" else "oidc"
+        return Principal(token.tenant_id, token.subject, scopes, kind, player_id=player_id)
 
     def cached_principal(self, secret: str) -> Principal | None:
         """The principal of a key checked less than the TTL ago; no I/O."""

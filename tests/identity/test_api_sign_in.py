@@ -1,0 +1,116 @@
+"""Signing in through the API with the identity provider's tokens (obtained by a real
+authorization-code flow), beside API keys: roles become scopes, the tenant comes from the
+token, a player sees only their own record, and a bad or foreign token is a 401."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from plaudit.api.app import create_app
+from plaudit.bootstrap import Container
+from plaudit.settings import Settings
+from tests.api.test_rulesets_and_scoring import _publish
+from tests.support.events import event
+from tests.support.oidc_provider import OidcProvider
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+CLIENT = "plaudit-web"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, provider: OidcProvider) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        _env_file=None,
+        oidc={"issuer": provider.issuer, "audience": CLIENT, "allow_http_loopback": True},
+    )
+
+
+@pytest.fixture
+async def api(container: Container) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(container)), base_url="http://plaudit.test"
+    ) as client:
+        yield client
+
+
+async def sign_in(provider: OidcProvider, sub: str, **claims: object) -> dict[str, str]:
+    await provider.set_user(sub, dict(claims))
+    tokens = await provider.login(client_id=CLIENT, sub=sub)
+    return {"Authorization": f"Bearer {tokens.id_token}"}
+
+
+async def test_a_signed_in_person_gets_the_scopes_of_their_roles(
+    api: httpx.AsyncClient, provider: OidcProvider, admin_key: str
+) -> None:
+    viewer = await sign_in(provider, "vera", plaudit_tenant="default", plaudit_roles=["viewer"])
+    assert (await api.get("/v1/events", headers=viewer)).status_code == 200
+    refused = await api.post("/v1/badges", headers=viewer, json={"id": "b", "name": "B"})
+    assert refused.status_code == 403
+    editor = await sign_in(provider, "ed", plaudit_tenant="default", plaudit_roles="editor")
+    made = await api.post("/v1/badges", headers=editor, json={"id": "b", "name": "B"})
+    assert made.status_code == 201, made.text
+    log = await api.get(
+        "/v1/audit",
+        headers={"Authorization": f"Bearer {admin_key}"},
+        params={"action": "badge.create"},
+    )
+    assert log.json()["items"][0]["actor"] == "oidc:ed"  # the audit log names the person
+    # API keys keep working beside tokens.
+    assert (
+        await api.get("/v1/events", headers={"Authorization": f"Bearer {admin_key}"})
+    ).is_success
+
+
+async def test_a_signed_in_player_sees_only_their_own_record(
+    api: httpx.AsyncClient, provider: OidcProvider, container: Container, admin_key: str
+) -> None:
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    async with httpx.AsyncClient(
+        transport=api._transport, base_url="http://plaudit.test", headers=admin
+    ) as as_admin:
+        await _publish(as_admin)
+    await api.post("/v1/events", headers=admin, json=[event("1"), event("2", actor="bob")])
+    container.scoring.score_pending()
+    alice = await sign_in(
+        provider,
+        "alice",
+        plaudit_tenant="default",
+        plaudit_roles=["player"],
+        plaudit_player="lms:alice",
+    )
+    mine = await api.get("/v1/players/lms:alice", headers=alice)
+    assert mine.status_code == 200, mine.text
+    assert (await api.get("/v1/players/lms:bob", headers=alice)).status_code == 404
+    assert (await api.get("/v1/events", headers=alice)).status_code == 403
+    stranger = await sign_in(
+        provider,
+        "eve",
+        plaudit_tenant="default",
+        plaudit_roles=["player"],
+        plaudit_player="lms:eve",
+    )
+    assert (await api.get("/v1/players/lms:alice", headers=stranger)).status_code == 401
+
+
+async def test_tokens_of_an_unknown_tenant_or_forged_ones_are_refused(
+    api: httpx.AsyncClient, provider: OidcProvider
+) -> None:
+    foreign = await sign_in(provider, "mallory", plaudit_tenant="acme", plaudit_roles=["owner"])
+    answer = await api.get("/v1/events", headers=foreign)
+    assert answer.status_code == 401
+    assert "acme" in answer.json()["detail"]
+    tokens = await provider.login(client_id=CLIENT, sub="mallory")
+    header, payload, signature = tokens.id_token.split(".")
+    forged = f"{header}.{payload}.{signature[:-4]}AAAA"
+    assert (
+        await api.get("/v1/events", headers={"Authorization": f"Bearer {forged}"})
+    ).status_code == 401
+    garbage = await api.get("/v1/events", headers={"Authorization": "Bearer not-a-token"})
+    assert garbage.status_code == 401
+    assert garbage.headers["content-type"] == "application/problem+json"
