@@ -69,6 +69,7 @@ def serve(
     import uvicorn
 
     from plaudit.api.app import create_app
+    from plaudit.api.tls import server_options
     from plaudit.bootstrap import build, prepare_embedded
 
     settings = _settings()
@@ -108,7 +109,12 @@ def serve(
     gc.collect()
     gc.freeze()
     config = uvicorn.Config(
-        api, host=host, port=port, log_level=settings.log_level, access_log=access_log
+        api,
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        access_log=access_log,
+        **server_options(settings.tls),
     )
     try:
         asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))

@@ -47,6 +47,28 @@ class LeaderboardSettings(BaseModel):
     redis_prefix: str = "plaudit:"
 
 
+class TlsSettings(BaseModel):
+    """TLS served by Plaudit itself (else plain HTTP, for a TLS-terminating proxy)."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # Client certificates signed by this CA are accepted as credentials (mutual TLS);
+    # clients without one still use API keys or tokens.
+    client_ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.client_ca_file is not None and self.cert_file is None:
+            raise ValueError("client_ca_file needs cert_file and key_file (TLS served here)")
+        for name in ("cert_file", "key_file", "client_ca_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no file {str(path)!r}")
+        return self
+
+
 class OidcSettings(BaseModel):
     """Bearer tokens (JWTs) from one OpenID Connect provider, beside API keys: people, and
     services through client credentials. Off unless ``issuer`` is set."""
@@ -144,6 +166,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
     oidc: OidcSettings = OidcSettings()
+    tls: TlsSettings = TlsSettings()
 
     @model_validator(mode="after")
     def _known_database(self) -> Settings:

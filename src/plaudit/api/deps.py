@@ -8,6 +8,7 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import Depends, Request
 
+from plaudit.api.tls import client_certificate
 from plaudit.bootstrap import Container
 from plaudit.domain.auth import Principal, Scope, looks_like_key
 from plaudit.errors import AuthenticationFailed, NotFound, PermissionDenied, ServiceUnavailable
@@ -30,11 +31,22 @@ ContainerDep = Annotated[Container, Depends(container_of)]
 
 
 async def authenticate(request: Request) -> Principal:
-    """The caller, from ``Authorization: Bearer <key>``; cached for the request."""
+    """The caller: ``Authorization: Bearer <API key or token>``, else the verified client
+    certificate of the connection (mutual TLS); cached for the request."""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
     header = request.headers.get("authorization")
+    certificate = client_certificate(request.scope) if not header else None
+    if certificate is not None:
+        from_certificate = await anyio.to_thread.run_sync(
+            app_container(request).tenancy.principal_of_certificate,
+            certificate.common_name,
+            certificate.organization,
+            certificate.units,
+        )
+        request.state.principal = from_certificate
+        return from_certificate
     if not header:
         raise AuthenticationFailed(
             "missing Authorization header; send 'Authorization: Bearer <API key>'"

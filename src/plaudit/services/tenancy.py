@@ -175,6 +175,23 @@ class TenancyService:
         kind = "oidc-service" if token.kind == "service" else "oidc"
         return Principal(token.tenant_id, token.subject, scopes, kind, player_id=player_id)
 
+    def principal_of_certificate(
+        self, common_name: str, organization: str | None, units: tuple[str, ...]
+    ) -> Principal:
+        """The principal of a client certificate the TLS handshake verified: O names the
+        tenant (which must exist), each OU a role (never player), CN the service."""
+        if not organization:
+            raise AuthenticationFailed("the client certificate names no tenant (subject O)")
+        if Role.PLAYER.value in units:
+            raise AuthenticationFailed("a client certificate cannot carry the player role")
+        scopes = frozenset(s for u in units if u in _ROLE_NAMES for s in ROLES[Role(u)])
+        with self.db.read() as uow:
+            if uow.tenants.get(organization) is None:
+                raise AuthenticationFailed(
+                    f"the client certificate's tenant {organization!r} is unknown"
+                )
+        return Principal(organization, common_name, scopes, "mtls")
+
     def cached_principal(self, secret: str) -> Principal | None:
         """The principal of a key checked less than the TTL ago; no I/O."""
         found = self._keys.get(hash_key(secret)) if looks_like_key(secret) else None
