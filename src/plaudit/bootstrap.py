@@ -22,6 +22,7 @@ from plaudit.services.badges import BadgeService
 from plaudit.services.closings import WindowClosings
 from plaudit.services.dispatch import DispatchService
 from plaudit.services.events import EventLogService
+from plaudit.services.holds import HoldService
 from plaudit.services.idempotency import IdempotencyService
 from plaudit.services.ingest import IngestService
 from plaudit.services.leaderboards import LeaderboardService
@@ -63,6 +64,7 @@ class Container:
     backfill: BackfillService
     leaderboards: LeaderboardService
     audit: AuditService
+    holds: HoldService
     webhooks: WebhookService
     closings: WindowClosings
     notifications: NotificationService
@@ -143,6 +145,7 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         backfill=BackfillService(db, clock, book, scoring),
         leaderboards=leaderboards,
         audit=AuditService(db),
+        holds=HoldService(db, clock, scoring),
         closings=WindowClosings(db, clock, leaderboards),
         webhooks=WebhookService(
             db,

@@ -18,6 +18,7 @@ from plaudit.api.routes import (
     badges,
     events,
     health,
+    holds,
     keys,
     leaderboards,
     notifications,
@@ -89,6 +90,7 @@ def create_app(
         keys,
         tenants,
         audit,
+        holds,
     ):
         app.include_router(module.router)
     for router in extra:

@@ -316,6 +316,18 @@ class Leaderboard(Doc):
         return self
 
 
+class Holds(Doc):
+    """Anti-cheat: when a player's activity looks abnormal, their events are held for an
+    admin's review instead of being scored (released, they are scored in order; rejected,
+    they are retracted)."""
+
+    events_per_day: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="More events than this from one player in one day (the program's time "
+        "zone, by occurred_at) holds that player's events from the next one on.",
+    )
+
+
 class RuleSet(Doc):
     """A whole program: currencies, points rules, levels, badges and leaderboards."""
 
@@ -325,6 +337,7 @@ class RuleSet(Doc):
     levels: Levels | None = None
     badges: list[Badge] = []
     leaderboards: list[Leaderboard] = []
+    holds: Holds | None = None
 
 
 def json_schema() -> dict[str, object]:

@@ -39,6 +39,12 @@ class PlayerState:
     once: dict[str, set[str]] = field(default_factory=dict)
     measures: dict[str, dict[str, Any]] = field(default_factory=dict)
     badges: dict[str, BadgeHolding] = field(default_factory=dict)
+    # Anti-cheat holds: the player's events are held for review while ``held``; ``day`` and
+    # ``day_events`` count today's events; a review clears the rest of ``cleared_day``.
+    held: bool = False
+    day: str = ""
+    day_events: int = 0
+    cleared_day: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +55,10 @@ class PlayerState:
             "once": {rule: sorted(objects) for rule, objects in self.once.items()},
             "measures": self.measures,
             "badges": {badge: h.to_json() for badge, h in self.badges.items()},
+            "held": self.held,
+            "day": self.day,
+            "day_events": self.day_events,
+            "cleared_day": self.cleared_day,
         }
 
     @classmethod
@@ -64,4 +74,8 @@ class PlayerState:
             once={k: set(v) for k, v in data.get("once", {}).items()},
             measures=data.get("measures", {}),
             badges={k: BadgeHolding(**v) for k, v in data.get("badges", {}).items()},
+            held=bool(data.get("held", False)),
+            day=str(data.get("day", "")),
+            day_events=int(data.get("day_events", 0)),
+            cleared_day=str(data.get("cleared_day", "")),
         )

@@ -17,8 +17,10 @@ from plaudit.domain.events import StoredEvent
 from plaudit.domain.ids import new_id
 from plaudit.errors import Conflict, NotFound
 from plaudit.leaderboards.entries import board_entries
+from plaudit.rules.compiler import CompiledRuleSet
 from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, adjust, evaluate
+from plaudit.rules.holds import hold_reason
 from plaudit.rules.state import PlayerState
 from plaudit.services import audit
 from plaudit.services.outbox import (
@@ -35,6 +37,7 @@ from plaudit.store.ports import (
     BoardEntryRow,
     Database,
     EventQuery,
+    HeldEvent,
     IssuanceRow,
     LedgerRow,
     LevelUpRow,
@@ -454,41 +457,22 @@ class ScoringService:
             states = {pid: memory.setdefault((tenant_id, pid), PlayerState()) for pid in player_ids}
         produced = _Produced()
         now = self.clock()
+        reviews = _Reviews(uow, tenant_id, events)
         for event in events:
             facts = facts_of.get(event.player_id) or PlayerFacts(event.player_id)
             state = states.setdefault(event.player_id, PlayerState())
             if event.position <= state.position:
                 continue  # already applied: a redelivery
-            if event.id in retracted:
-                state.position = event.position
-                continue
             scored_by = epochs.for_position(event.position)
             if scored_by is None:
+                if event.id in retracted:
+                    state.position = event.position
                 continue  # logged before the first rule set went live
             version, rules = scored_by
-            if event.position in self._poison:
-                effects: list[Effect] = [RuleFailed("engine", self._poison[event.position])]
-            else:
-                try:
-                    effects = evaluate(
-                        rules,
-                        state,
-                        EventFacts(
-                            event.id,
-                            event.type,
-                            event.source,
-                            event.actor,
-                            event.occurred_at,
-                            event.properties,
-                        ),
-                        facts,
-                    )
-                except Exception as exc:
-                    # A defect must cost one event, not stop scoring: remember it, abandon the
-                    # batch (the state may be half-updated), and skip the event on the retry.
-                    log.exception("evaluating event %s failed", event.id)
-                    self._poison[event.position] = f"{type(exc).__name__}: {exc}"
-                    raise
+            if _set_aside(rules, state, event, retracted, reviews, produced, now):
+                state.position = event.position
+                continue
+            effects = self._effects(rules, state, event, facts)
             state.position = event.position
             produced.add(event, version, effects, now, starting_level(rules))
             if rules.boards:
@@ -504,6 +488,115 @@ class ScoringService:
         outcome.errors += len(produced.failures)
         outcome.by_tenant[tenant_id] = len(events)
 
+    def score_released(
+        self, uow: UnitOfWork, tenant_id: str, player_id: str, event_ids: list[str]
+    ) -> int:
+        """Score a player's held events, in log order, now that a review released them (in
+        ``uow``'s transaction); the player is no longer held today. Returns how many scored."""
+        now = self.clock()
+        epochs = self.book.epochs(uow, tenant_id)
+        player = uow.players.get(tenant_id, player_id)
+        facts = PlayerFacts(
+            player_id,
+            dict(player.attributes) if player else {},
+            player.time_zone if player else None,
+        )
+        raw = uow.scoring.states(tenant_id, [player_id]).get(player_id)
+        state = PlayerState.from_json(raw)
+        retracted = uow.scoring.retracted(tenant_id, event_ids)
+        produced = _Produced()
+        scored = 0
+        for event_id in event_ids:
+            event = uow.events.get(tenant_id, event_id)
+            scored_by = epochs.for_position(event.position) if event else None
+            if event is None or scored_by is None or event_id in retracted:
+                continue
+            version, rules = scored_by
+            effects = self._effects(rules, state, event, facts)
+            produced.add(event, version, effects, now, starting_level(rules))
+            if rules.boards:
+                produced.entries.extend(
+                    board_entries(rules, event.id, event.occurred_at, event.received_at, effects)
+                )
+            scored += 1
+        state.held, state.cleared_day = False, state.day
+        produced.write(uow, tenant_id, now, quiet=False)
+        uow.scoring.save_states(tenant_id, {player_id: state.to_json()}, now)
+        return scored
+
+    def clear_hold(self, uow: UnitOfWork, tenant_id: str, player_id: str) -> None:
+        """A review rejected the player's held events: they score again from now on."""
+        now = self.clock()
+        state = PlayerState.from_json(uow.scoring.states(tenant_id, [player_id]).get(player_id))
+        state.held, state.cleared_day = False, state.day
+        uow.scoring.save_states(tenant_id, {player_id: state.to_json()}, now)
+
+    def _effects(
+        self, rules: CompiledRuleSet, state: PlayerState, event: StoredEvent, facts: PlayerFacts
+    ) -> list[Effect]:
+        if event.position in self._poison:
+            return [RuleFailed("engine", self._poison[event.position])]
+        try:
+            return evaluate(
+                rules,
+                state,
+                EventFacts(
+                    event.id,
+                    event.type,
+                    event.source,
+                    event.actor,
+                    event.occurred_at,
+                    event.properties,
+                ),
+                facts,
+            )
+        except Exception as exc:
+            # A defect must cost one event, not stop scoring: remember it, abandon the batch
+            # (the state may be half-updated), and skip the event on the retry.
+            log.exception("evaluating event %s failed", event.id)
+            self._poison[event.position] = f"{type(exc).__name__}: {exc}"
+            raise
+
+
+class _Reviews:
+    """The reviews of a batch's held events, read once, when first needed."""
+
+    def __init__(self, uow: UnitOfWork, tenant_id: str, events: list[StoredEvent]) -> None:
+        self.uow, self.tenant_id, self.events = uow, tenant_id, events
+        self._found: dict[str, str] | None = None
+
+    def of(self, event_id: str) -> str | None:
+        if self._found is None:
+            self._found = self.uow.holds.decided(self.tenant_id, [e.id for e in self.events])
+        return self._found.get(event_id)
+
+
+def _set_aside(
+    rules: CompiledRuleSet,
+    state: PlayerState,
+    event: StoredEvent,
+    retracted: set[str],
+    reviews: _Reviews,
+    produced: _Produced,
+    now: datetime,
+) -> bool:
+    """Whether the event is not to be scored: retracted, or held for review (anti-cheat).
+    A replay meets reviewed holds again: it leaves the player as the review did."""
+    held = (
+        hold_reason(rules, state, event.occurred_at)
+        if rules.doc.holds is not None or state.held
+        else None
+    )
+    review = reviews.of(event.id) if held is not None else None
+    if review is not None:
+        state.held, state.cleared_day = False, state.day
+    if event.id in retracted:
+        return True
+    if held is not None and review is None:
+        produced.held.append(HeldEvent(event.id, event.player_id, event.position, held, now))
+        return True
+    return False
+
 
 @dataclass
 class _Produced:
@@ -514,6 +607,7 @@ class _Produced:
     level_ups: list[LevelUpRow] = field(default_factory=list)
     failures: list[RuleErrorRow] = field(default_factory=list)
     entries: list[BoardEntryRow] = field(default_factory=list)
+    held: list[HeldEvent] = field(default_factory=list)
     # The order effects happened in, as (list, index): what others are told follows it.
     order: list[tuple[list[Any], int]] = field(default_factory=list)
 
@@ -540,6 +634,7 @@ class _Produced:
         uow.scoring.add_level_ups(tenant_id, self.level_ups)
         uow.scoring.add_rule_errors(tenant_id, self.failures)
         uow.boards.add_entries(tenant_id, self.entries)
+        uow.holds.add(tenant_id, self.held)
         if quiet or not self.order:
             return
         outbox = Outbox(uow, tenant_id, now)

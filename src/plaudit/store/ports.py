@@ -652,8 +652,33 @@ class AuditRepository(Protocol):
     def query(self, tenant_id: str, query: AuditQuery) -> list[tuple[int, AuditRow]]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class HeldEvent:
+    event_id: str
+    player_id: str
+    position: int
+    reason: str
+    held_at: datetime
+
+
+class HoldRepository(Protocol):
+    def add(self, tenant_id: str, rows: Sequence[HeldEvent]) -> None: ...
+    def decided(self, tenant_id: str, event_ids: Iterable[str]) -> dict[str, str]:
+        """Of these events, those reviewed: ``released`` or ``rejected``."""
+        ...
+
+    def pending(self, tenant_id: str, player_id: str | None = None) -> list[HeldEvent]:
+        """Undecided holds (of one player, or all), in log order."""
+        ...
+
+    def decide(
+        self, tenant_id: str, event_ids: Sequence[str], status: str, at: datetime, by: str
+    ) -> None: ...
+
+
 class UnitOfWork(Protocol):
     audit: AuditRepository
+    holds: HoldRepository
     outbox: OutboxRepository
     webhooks: WebhookRepository
     boards: BoardRepository

@@ -17,6 +17,7 @@ from plaudit.store.ports import (
     BadgeRepository,
     BoardRepository,
     EventRepository,
+    HoldRepository,
     IdempotencyRepository,
     OutboxRepository,
     PlayerRepository,
@@ -29,6 +30,7 @@ from plaudit.store.ports import (
 from plaudit.store.sql.audit import SqlAudit
 from plaudit.store.sql.badges import SqlBadges
 from plaudit.store.sql.boards import SqlBoards
+from plaudit.store.sql.holds import SqlHolds
 from plaudit.store.sql.repositories import (
     SqlApiKeys,
     SqlEvents,
@@ -64,6 +66,7 @@ class SqlUnitOfWork:
         self.boards: BoardRepository = SqlBoards(conn)
         self.outbox: OutboxRepository = SqlOutbox(conn)
         self.audit: AuditRepository = SqlAudit(conn)
+        self.holds: HoldRepository = SqlHolds(conn)
         self.webhooks: WebhookRepository = SqlWebhooks(conn)
         self.committed = False
 

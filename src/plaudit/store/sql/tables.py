@@ -564,3 +564,20 @@ audit_log = Table(
     Index(None, "tenant_id", "resource_type", "resource_id", "id"),
     sqlite_autoincrement=True,
 )
+
+held_events = Table(
+    "held_events",
+    metadata,
+    # Events not scored because their player's activity looked abnormal, until an admin
+    # releases them (scored in order) or rejects them (retracted). Decisions outlive replays.
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("event_id", String(40), primary_key=True),
+    Column("player_id", String(40), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("held_at", UtcDateTime, nullable=False),
+    Column("status", String(12), nullable=False),  # pending | released | rejected
+    Column("decided_at", UtcDateTime),
+    Column("decided_by", String(200)),
+    Index(None, "tenant_id", "status", "player_id", "position"),
+)

@@ -1,0 +1,73 @@
+"""Events held for review (anti-cheat) and the decisions taken on them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, select, update
+
+from plaudit.store.ports import HeldEvent
+from plaudit.store.sql import tables as t
+from plaudit.store.sql.repositories import _chunks, _insert
+
+
+class SqlHolds:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, tenant_id: str, rows: Sequence[HeldEvent]) -> None:
+        if not rows:
+            return
+        stmt = _insert(self.conn, t.held_events).on_conflict_do_nothing(
+            index_elements=[t.held_events.c.tenant_id, t.held_events.c.event_id]
+        )
+        self.conn.execute(
+            stmt,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "event_id": r.event_id,
+                    "player_id": r.player_id,
+                    "position": r.position,
+                    "reason": r.reason,
+                    "held_at": r.held_at,
+                    "status": "pending",
+                }
+                for r in rows
+            ],
+        )
+
+    def decided(self, tenant_id: str, event_ids: Iterable[str]) -> dict[str, str]:
+        c = t.held_events.c
+        found: dict[str, str] = {}
+        for chunk in _chunks(sorted(set(event_ids))):
+            rows = self.conn.execute(
+                select(c.event_id, c.status).where(
+                    c.tenant_id == tenant_id, c.status != "pending", c.event_id.in_(chunk)
+                )
+            )
+            found.update((r[0], r[1]) for r in rows)
+        return found
+
+    def pending(self, tenant_id: str, player_id: str | None = None) -> list[HeldEvent]:
+        c = t.held_events.c
+        query = select(t.held_events).where(c.tenant_id == tenant_id, c.status == "pending")
+        if player_id is not None:
+            query = query.where(c.player_id == player_id)
+        rows = self.conn.execute(query.order_by(c.position)).mappings()
+        return [
+            HeldEvent(r["event_id"], r["player_id"], r["position"], r["reason"], r["held_at"])
+            for r in rows
+        ]
+
+    def decide(
+        self, tenant_id: str, event_ids: Sequence[str], status: str, at: datetime, by: str
+    ) -> None:
+        c = t.held_events.c
+        for chunk in _chunks(list(event_ids)):
+            self.conn.execute(
+                update(t.held_events)
+                .where(c.tenant_id == tenant_id, c.event_id.in_(chunk))
+                .values(status=status, decided_at=at, decided_by=by)
+            )
