@@ -103,3 +103,31 @@ async def test_reviews_need_a_held_player_and_an_admin(
     assert (await client.post("/v1/holds/lms:nobody/release")).status_code == 404
     bad = await client.post("/v1/holds/lms:alice/reject", json={})
     assert bad.status_code == 422
+
+
+MEDIAN = PROGRAM.replace("holds: {events_per_day: 3}", "holds: {median_multiple: 2, min_events: 3}")
+
+
+async def test_a_player_far_above_the_previous_days_median_is_held(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    await _publish(client, MEDIAN)
+    first = [day(n, who) for who in ("alice", "bob", "carol") for n in range(2)]
+    await client.post("/v1/events", json=first)  # 2026-05-01: everyone 2 events, median 2
+    container.scoring.score_pending()
+    second = [day(n, "alice", "2026-05-02") for n in range(5)]
+    second += [day(n, "dan", "2026-05-02") for n in range(4)]
+    await client.post("/v1/events", json=second)  # the limit is max(3, 2 * 2) = 4
+    container.scoring.score_pending()
+    queue = (await client.get("/v1/holds")).json()
+    assert [(h["events"], h["reason"]) for h in queue] == [
+        (1, "more than 2 times the previous day's median (2 events) on 2026-05-02")
+    ]
+    assert (await standing(client, "alice"))["balances"] == {"xp": 60.0}  # 2 + 4 scored
+    assert (await standing(client, "dan"))["balances"] == {"xp": 40.0}
+    # Late events of the first day (recomputed, the median would be 1.5 and the limit 3) do
+    # not move the frozen median: a replay holds the same one event.
+    await client.post("/v1/events", json=[day(9, who) for who in ("erin", "finn", "gus")])
+    container.scoring.replay()
+    assert [h["events"] for h in (await client.get("/v1/holds")).json()] == [1]
+    assert (await standing(client, "alice"))["balances"] == {"xp": 60.0}

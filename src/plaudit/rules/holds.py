@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 
 from plaudit.rules.calendar import local_date
 from plaudit.rules.compiler import CompiledRuleSet
 from plaudit.rules.state import PlayerState
 
 
-def hold_reason(rules: CompiledRuleSet, state: PlayerState, occurred_at: datetime) -> str | None:
+def hold_reason(
+    rules: CompiledRuleSet,
+    state: PlayerState,
+    occurred_at: datetime,
+    typical: float | None = None,
+) -> str | None:
     """Count the event in its day; why the player's events are now held, or None.
+    ``typical``: the median of the previous day's active players' events, when known.
 
     Counting happens for every event (held or not), so the counters are the same whichever
     way an event was delivered, reviewed or replayed."""
     holds = rules.doc.holds
-    if holds is None or holds.events_per_day is None:
+    if holds is None or (holds.events_per_day is None and holds.median_multiple is None):
         return "held for review" if state.held else None
     day = local_date(occurred_at, rules.zone).isoformat()
     if state.day != day:
@@ -23,7 +29,26 @@ def hold_reason(rules: CompiledRuleSet, state: PlayerState, occurred_at: datetim
     state.day_events += 1
     if state.held:
         return "held for review"
-    if state.day_events > holds.events_per_day and state.cleared_day != day:
+    if state.cleared_day == day:
+        return None
+    if holds.events_per_day is not None and state.day_events > holds.events_per_day:
         state.held = True
         return f"more than {holds.events_per_day} events on {day}"
+    if holds.median_multiple is not None and typical is not None:
+        limit = max(holds.min_events, holds.median_multiple * typical)
+        if state.day_events > limit:
+            state.held = True
+            return (
+                f"more than {holds.median_multiple:g} times the previous day's median "
+                f"({typical:g} events) on {day}"
+            )
     return None
+
+
+def previous_day(rules: CompiledRuleSet, occurred_at: datetime) -> tuple[str, datetime, datetime]:
+    """The day before the event's (program time zone): its name, and [start, end) in UTC."""
+    today = local_date(occurred_at, rules.zone)
+    before = today - timedelta(days=1)
+    start = datetime.combine(before, time(), tzinfo=rules.zone).astimezone(UTC)
+    end = datetime.combine(today, time(), tzinfo=rules.zone).astimezone(UTC)
+    return before.isoformat(), start, end

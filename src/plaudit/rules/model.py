@@ -326,6 +326,15 @@ class Holds(Doc):
         description="More events than this from one player in one day (the program's time "
         "zone, by occurred_at) holds that player's events from the next one on.",
     )
+    median_multiple: Annotated[float, Field(gt=1)] | None = Field(
+        default=None,
+        description="Also hold a player whose events in a day exceed this many times the "
+        "median of the previous day's active players (frozen when first needed, so replays "
+        "agree), but never below min_events.",
+    )
+    min_events: Annotated[int, Field(ge=1)] = Field(
+        default=50, description="The least a day's limit from the median can be."
+    )
 
 
 class RuleSet(Doc):

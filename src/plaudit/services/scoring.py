@@ -20,7 +20,7 @@ from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.compiler import CompiledRuleSet
 from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, adjust, evaluate
-from plaudit.rules.holds import hold_reason
+from plaudit.rules.holds import hold_reason, previous_day
 from plaudit.rules.state import PlayerState
 from plaudit.services import audit
 from plaudit.services.outbox import (
@@ -559,11 +559,23 @@ class ScoringService:
 
 
 class _Reviews:
-    """The reviews of a batch's held events, read once, when first needed."""
+    """What a batch's holds need from the store, read once, when first needed: reviews of
+    held events, and the previous days' typical activity."""
 
     def __init__(self, uow: UnitOfWork, tenant_id: str, events: list[StoredEvent]) -> None:
         self.uow, self.tenant_id, self.events = uow, tenant_id, events
         self._found: dict[str, str] | None = None
+        self._typical: dict[str, float] = {}
+
+    def typical(self, rules: CompiledRuleSet, occurred_at: datetime, now: datetime) -> float:
+        """The previous day's median of active players' events (frozen once computed)."""
+        day, start, end = previous_day(rules, occurred_at)
+        found = self._typical.get(day)
+        if found is None:
+            found = self._typical[day] = self.uow.holds.typical_day(
+                self.tenant_id, day, start, end, now
+            )
+        return found
 
     def of(self, event_id: str) -> str | None:
         if self._found is None:
@@ -582,9 +594,13 @@ def _set_aside(
 ) -> bool:
     """Whether the event is not to be scored: retracted, or held for review (anti-cheat).
     A replay meets reviewed holds again: it leaves the player as the review did."""
+    holds = rules.doc.holds
+    typical = None
+    if holds is not None and holds.median_multiple is not None:
+        typical = reviews.typical(rules, event.occurred_at, now)
     held = (
-        hold_reason(rules, state, event.occurred_at)
-        if rules.doc.holds is not None or state.held
+        hold_reason(rules, state, event.occurred_at, typical)
+        if holds is not None or state.held
         else None
     )
     review = reviews.of(event.id) if held is not None else None

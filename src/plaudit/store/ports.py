@@ -674,6 +674,12 @@ class HoldRepository(Protocol):
     def decide(
         self, tenant_id: str, event_ids: Sequence[str], status: str, at: datetime, by: str
     ) -> None: ...
+    def typical_day(
+        self, tenant_id: str, day: str, start: datetime, end: datetime, at: datetime
+    ) -> float:
+        """The median of the day's active players' event counts: stored once, computed
+        from the log the first time it is asked for."""
+        ...
 
 
 class UnitOfWork(Protocol):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from plaudit.store.ports import HeldEvent
 from plaudit.store.sql import tables as t
@@ -60,6 +61,32 @@ class SqlHolds:
             HeldEvent(r["event_id"], r["player_id"], r["position"], r["reason"], r["held_at"])
             for r in rows
         ]
+
+    def typical_day(
+        self, tenant_id: str, day: str, start: datetime, end: datetime, at: datetime
+    ) -> float:
+        a = t.activity_days.c
+        stored = self.conn.execute(
+            select(a.median).where(a.tenant_id == tenant_id, a.day == day)
+        ).scalar()
+        if stored is not None:
+            return float(stored)
+        e = t.events.c
+        counts = sorted(
+            int(n)
+            for (n,) in self.conn.execute(
+                select(func.count())
+                .where(e.tenant_id == tenant_id, e.occurred_at >= start, e.occurred_at < end)
+                .group_by(e.player_id)
+            )
+        )
+        median = float(statistics.median(counts)) if counts else 0.0
+        self.conn.execute(
+            _insert(self.conn, t.activity_days)
+            .values(tenant_id=tenant_id, day=day, median=median, computed_at=at)
+            .on_conflict_do_nothing(index_elements=[a.tenant_id, a.day])
+        )
+        return median
 
     def decide(
         self, tenant_id: str, event_ids: Sequence[str], status: str, at: datetime, by: str

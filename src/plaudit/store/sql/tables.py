@@ -581,3 +581,14 @@ held_events = Table(
     Column("decided_by", String(200)),
     Index(None, "tenant_id", "status", "player_id", "position"),
 )
+
+activity_days = Table(
+    "activity_days",
+    metadata,
+    # The median of a day's active players' event counts, frozen when scoring first needs
+    # it (the next day's first event): the anti-cheat limit every replay reads back.
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("median", Float, nullable=False),
+    Column("computed_at", UtcDateTime, nullable=False),
+)
