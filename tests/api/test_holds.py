@@ -131,3 +131,23 @@ async def test_a_player_far_above_the_previous_days_median_is_held(
     container.scoring.replay()
     assert [h["events"] for h in (await client.get("/v1/holds")).json()] == [1]
     assert (await standing(client, "alice"))["balances"] == {"xp": 60.0}
+
+
+async def test_a_rule_awarding_one_player_too_often_holds_their_later_events(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    rules = PROGRAM.replace("holds: {events_per_day: 3}", "holds: {rule_awards_per_day: 2}")
+    await _publish(client, rules)
+    await client.post("/v1/events", json=[day(n) for n in range(5)])
+    container.scoring.score_pending()
+    # The third award goes over: it stands, and the events after it wait for review.
+    assert (await standing(client, "alice"))["balances"] == {"xp": 30.0}
+    queue = (await client.get("/v1/holds")).json()
+    assert [(h["events"], h["reason"]) for h in queue] == [
+        (2, "rule 'lesson' awarded more than 2 times on 2026-05-01")
+    ]
+    await client.post(f"/v1/holds/{queue[0]['player_id']}/release")
+    assert (await standing(client, "alice"))["balances"] == {"xp": 50.0}
+    container.scoring.replay()
+    assert (await standing(client, "alice"))["balances"] == {"xp": 50.0}
+    assert (await client.get("/v1/holds")).json() == []

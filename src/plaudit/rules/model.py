@@ -335,6 +335,11 @@ class Holds(Doc):
     min_events: Annotated[int, Field(ge=1)] = Field(
         default=50, description="The least a day's limit from the median can be."
     )
+    rule_awards_per_day: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="A player to whom one rule awards points more often than this in a day "
+        "is held from their next event on.",
+    )
 
 
 class RuleSet(Doc):

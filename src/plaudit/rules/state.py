@@ -42,8 +42,10 @@ class PlayerState:
     # Anti-cheat holds: the player's events are held for review while ``held``; ``day`` and
     # ``day_events`` count today's events; a review clears the rest of ``cleared_day``.
     held: bool = False
+    held_reason: str = ""
     day: str = ""
     day_events: int = 0
+    rule_day: dict[str, int] = field(default_factory=dict)  # today's awards per rule
     cleared_day: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -56,8 +58,10 @@ class PlayerState:
             "measures": self.measures,
             "badges": {badge: h.to_json() for badge, h in self.badges.items()},
             "held": self.held,
+            "held_reason": self.held_reason,
             "day": self.day,
             "day_events": self.day_events,
+            "rule_day": self.rule_day,
             "cleared_day": self.cleared_day,
         }
 
@@ -75,7 +79,9 @@ class PlayerState:
             measures=data.get("measures", {}),
             badges={k: BadgeHolding(**v) for k, v in data.get("badges", {}).items()},
             held=bool(data.get("held", False)),
+            held_reason=str(data.get("held_reason", "")),
             day=str(data.get("day", "")),
             day_events=int(data.get("day_events", 0)),
+            rule_day={k: int(v) for k, v in data.get("rule_day", {}).items()},
             cleared_day=str(data.get("cleared_day", "")),
         )

@@ -20,7 +20,7 @@ from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.compiler import CompiledRuleSet
 from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, adjust, evaluate
-from plaudit.rules.holds import hold_reason, previous_day
+from plaudit.rules.holds import hold_reason, note_awards, previous_day
 from plaudit.rules.state import PlayerState
 from plaudit.services import audit
 from plaudit.services.outbox import (
@@ -473,6 +473,7 @@ class ScoringService:
                 state.position = event.position
                 continue
             effects = self._effects(rules, state, event, facts)
+            note_awards(rules, state, effects)
             state.position = event.position
             produced.add(event, version, effects, now, starting_level(rules))
             if rules.boards:
@@ -513,13 +514,14 @@ class ScoringService:
                 continue
             version, rules = scored_by
             effects = self._effects(rules, state, event, facts)
+            note_awards(rules, state, effects)
             produced.add(event, version, effects, now, starting_level(rules))
             if rules.boards:
                 produced.entries.extend(
                     board_entries(rules, event.id, event.occurred_at, event.received_at, effects)
                 )
             scored += 1
-        state.held, state.cleared_day = False, state.day
+        state.held, state.held_reason, state.cleared_day = False, "", state.day
         produced.write(uow, tenant_id, now, quiet=False)
         uow.scoring.save_states(tenant_id, {player_id: state.to_json()}, now)
         return scored
@@ -528,7 +530,7 @@ class ScoringService:
         """A review rejected the player's held events: they score again from now on."""
         now = self.clock()
         state = PlayerState.from_json(uow.scoring.states(tenant_id, [player_id]).get(player_id))
-        state.held, state.cleared_day = False, state.day
+        state.held, state.held_reason, state.cleared_day = False, "", state.day
         uow.scoring.save_states(tenant_id, {player_id: state.to_json()}, now)
 
     def _effects(
@@ -605,7 +607,7 @@ def _set_aside(
     )
     review = reviews.of(event.id) if held is not None else None
     if review is not None:
-        state.held, state.cleared_day = False, state.day
+        state.held, state.held_reason, state.cleared_day = False, "", state.day
     if event.id in retracted:
         return True
     if held is not None and review is None:
