@@ -33,7 +33,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The client-credentials tests run a real OpenID provider on Node.js (npm's oidc-provider);
+# without npm they are skipped, and named.
+NODE_OIDC := tests/support/oidc_node
+
 pytest: $(STAMP)
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix $(NODE_OIDC) --no-audit --no-fund --silent; fi
 	$(BIN)/pytest -n 2 --cov --cov-report=term:skip-covered
 
 bench: $(STAMP)

@@ -37,6 +37,8 @@ async def api(container: Container) -> AsyncIterator[httpx.AsyncClient]:
         transport=httpx.ASGITransport(app=create_app(container)), base_url="http://plaudit.test"
     ) as client:
         yield client
+    if container.oidc is not None:  # ASGITransport runs no lifespan: close its client here
+        await container.oidc.aclose()
 
 
 async def sign_in(provider: OidcProvider, sub: str, **claims: object) -> dict[str, str]:
