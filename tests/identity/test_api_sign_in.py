@@ -14,6 +14,7 @@ from plaudit.api.app import create_app
 from plaudit.bootstrap import Container
 from plaudit.settings import Settings
 from tests.api.test_rulesets_and_scoring import _publish
+from tests.identity.forge import Canary, claims_for, forge
 from tests.support.events import event
 from tests.support.oidc_provider import OidcProvider
 
@@ -116,3 +117,44 @@ async def test_tokens_of_an_unknown_tenant_or_forged_ones_are_refused(
     garbage = await api.get("/v1/events", headers={"Authorization": "Bearer not-a-token"})
     assert garbage.status_code == 401
     assert garbage.headers["content-type"] == "application/problem+json"
+
+
+async def test_each_jwt_attack_through_the_api_is_a_401(
+    api: httpx.AsyncClient, provider: OidcProvider, admin_key: str
+) -> None:
+    """The classic attacks, forged with the provider's own key where a signature is needed,
+    so that the one thing wrong is the thing under test; a control token passes."""
+    key = provider.key
+    good_claims = claims_for(provider.issuer, aud=CLIENT, plaudit_tenant="default")
+    good_claims["plaudit_roles"] = ["viewer"]
+    header = {"alg": "RS256", "typ": "JWT", "kid": key.kid}
+    canary = Canary()
+    try:
+        attacks: dict[str, str] = {
+            "alg none": forge({"alg": "none", "typ": "JWT"}, good_claims),
+            "HS256 with the public key": forge(
+                {"alg": "HS256", "typ": "JWT", "kid": key.kid}, good_claims, key.public_pem()
+            ),
+            "wrong iss": forge(
+                header, {**good_claims, "iss": "https://evil.example"}, key.private_key
+            ),
+            "wrong aud": forge(header, {**good_claims, "aud": "someone-else"}, key.private_key),
+            "wrong typ": forge({**header, "typ": "logout+jwt"}, good_claims, key.private_key),
+            "expired": forge(
+                header, {**good_claims, "exp": good_claims["iat"] - 120}, key.private_key
+            ),
+            "kid path": forge({**header, "kid": "../../../dev/null"}, good_claims, key.private_key),
+            "kid sql": forge({**header, "kid": "' OR 1=1 --"}, good_claims, key.private_key),
+            "jku": forge({**header, "jku": canary.url}, good_claims, key.private_key),
+            "x5u": forge({**header, "x5u": canary.url}, good_claims, key.private_key),
+        }
+        for name, token in attacks.items():
+            answer = await api.get("/v1/events", headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 401, (name, answer.status_code, answer.text)
+            assert answer.headers["content-type"] == "application/problem+json"
+        assert canary.connections() == 0  # nothing a token names is ever fetched
+    finally:
+        canary.close()
+    control = forge(header, good_claims, key.private_key)
+    answer = await api.get("/v1/events", headers={"Authorization": f"Bearer {control}"})
+    assert answer.status_code == 200, answer.text
