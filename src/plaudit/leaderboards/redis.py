@@ -23,37 +23,22 @@ MULTI can't (it can't branch on what it read) and WATCH would only retry.
 
 from __future__ import annotations
 
-import functools
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 from uuid import uuid4
 
 import redis
 import redis.asyncio
 
-from plaudit.errors import ServiceUnavailable
 from plaudit.leaderboards.ports import BoardKey, Change, Ranked, Standing
+from plaudit.redis_errors import UNREACHABLE, reachable, unavailable
 
 # Changes per script call: large enough to amortise the round trip, small enough that one
 # call does not hold Redis (single-threaded) for more than a few milliseconds.
 CHUNK = 1000
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-def _reachable(method: Callable[_P, _T]) -> Callable[_P, _T]:
-    """Redis down or too slow is the caller's 503 (retry later), not an internal error."""
-
-    @functools.wraps(method)
-    def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        try:
-            return method(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise ServiceUnavailable(f"leaderboards: Redis unreachable ({exc})") from exc
-
-    return call
+_reachable = reachable("leaderboards")
 
 
 # A staged replace() outlives any real load; the TTL only collects a dead writer's keys.
@@ -283,8 +268,8 @@ class RedisProjection:
         zset, _, version = self._window_keys(key)
         try:
             size, ver, *flat = await self._apage(keys=[zset, version], args=[first, last])
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise ServiceUnavailable(f"leaderboards: Redis unreachable ({exc})") from exc
+        except UNREACHABLE as exc:
+            raise unavailable("leaderboards", exc) from exc
         return list(_ranked(offset, flat)) if offset < _MAX_INDEX else [], int(size), int(ver)
 
     async def around_async(self, key: BoardKey, subject: str, k: int) -> tuple[list[Ranked], int]:
@@ -294,8 +279,8 @@ class RedisProjection:
             found = await self._aaround(
                 keys=[zset, hashed, version], args=[subject, min(k, _MAX_INDEX)]
             )
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise ServiceUnavailable(f"leaderboards: Redis unreachable ({exc})") from exc
+        except UNREACHABLE as exc:
+            raise unavailable("leaderboards", exc) from exc
         ver = int(found[0])
         return ([] if not found[1] else list(_ranked(int(found[1][0]), found[1][1]))), ver
 

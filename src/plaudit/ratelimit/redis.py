@@ -11,32 +11,17 @@ so two processes can never both spend the last token. Time is the Redis server's
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import anyio.to_thread
 import redis
 import redis.asyncio
 
-from plaudit.errors import ServiceUnavailable
 from plaudit.ratelimit.ports import EPSILON, Decision, Limit, check_cost
+from plaudit.redis_errors import UNREACHABLE, reachable, unavailable
 
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-def _reachable(method: Callable[_P, _T]) -> Callable[_P, _T]:
-    """Redis down or too slow is the caller's 503 (retry later), not an internal error."""
-
-    @functools.wraps(method)
-    def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        try:
-            return method(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise ServiceUnavailable(f"rate limits: Redis unreachable ({exc})") from exc
-
-    return call
+_reachable = reachable("rate limits")
 
 
 # Numbers leave Lua through string.format('%.17g'): tostring() keeps 14 digits only, and a
@@ -104,8 +89,8 @@ class RedisRateLimiter:
         check_cost(cost)
         try:
             reply = await self._atake(keys=[self._key(key)], args=self._args(limit, cost))
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise ServiceUnavailable(f"rate limits: Redis unreachable ({exc})") from exc
+        except UNREACHABLE as exc:
+            raise unavailable("rate limits", exc) from exc
         return _decision(limit, cost, reply)
 
     def _key(self, key: str) -> str:
