@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
 import anyio.to_thread
 from fastapi import Depends, Request
@@ -72,49 +72,46 @@ async def authenticate(request: Request) -> Principal:
     return principal
 
 
-def require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
+def require(
+    scope: Scope, players: Literal["self", "boards"] | None = None
+) -> Callable[[Request], Awaitable[Principal]]:
+    """The route needs ``scope``. With ``players``, a signed-in player may call it too:
+    ``"boards"`` always, ``"self"`` for their own record only (the path parameter
+    ``player``); another player's record is a 404 to them, as if it did not exist."""
+
     async def dependency(request: Request) -> Principal:
         principal = await authenticate(request)
-        if not principal.allows(scope):
+        if not principal.allows(scope) and not await _player_may(request, principal, players):
             raise PermissionDenied(f"this API key lacks the {scope.value!r} scope")
         set_actor(f"{principal.kind}:{principal.subject}")  # what the audit log records
         return principal
 
-    dependency.__name__ = f"require_{scope.name.lower()}"
+    suffix = f"_or_player_{players}" if players else ""
+    dependency.__name__ = f"require_{scope.name.lower()}{suffix}"
     dependency.required_scope = scope  # type: ignore[attr-defined]
+    dependency.player_access = players  # type: ignore[attr-defined]
     return dependency
 
 
-def reader_or_player(param: str | None) -> Callable[[Request], Awaitable[Principal]]:
-    """``read``; or a signed-in player: every board (``param`` None), or their own record
-    (``param`` names the path parameter holding the player). Another player's record is a
-    404 to a player, as if it did not exist."""
-
-    async def dependency(request: Request) -> Principal:
-        principal = await authenticate(request)
-        if principal.allows(Scope.READ):
-            set_actor(f"{principal.kind}:{principal.subject}")
-            return principal
-        if principal.allows(Scope.PLAYER) and principal.player_id is not None:
-            ref = request.path_params.get(param, "") if param else None
-            if ref is None or ref == principal.player_id:
-                return principal
-            players = app_container(request).notifications
-            found = await anyio.to_thread.run_sync(players.player_id, principal.tenant_id, ref)
-            if found == principal.player_id:
-                return principal
-            raise NotFound(f"no player {ref!r}")
-        raise PermissionDenied(f"this API key lacks the {Scope.READ.value!r} scope")
-
-    dependency.__name__ = "require_read_or_player_self" if param else "require_read_or_player"
-    dependency.required_scope = Scope.READ  # type: ignore[attr-defined]
-    dependency.player_access = "self" if param else "boards"  # type: ignore[attr-defined]
-    return dependency
+async def _player_may(
+    request: Request, principal: Principal, players: Literal["self", "boards"] | None
+) -> bool:
+    if players is None or not principal.allows(Scope.PLAYER) or principal.player_id is None:
+        return False
+    ref = request.path_params.get("player", "") if players == "self" else None
+    if ref is None or ref == principal.player_id:
+        return True
+    found = await anyio.to_thread.run_sync(
+        app_container(request).players.player_id, principal.tenant_id, ref
+    )
+    if found != principal.player_id:
+        raise NotFound(f"no player {ref!r}")
+    return True
 
 
 Reader = Annotated[Principal, Depends(require(Scope.READ))]
-PlayerSelf = Annotated[Principal, Depends(reader_or_player("player"))]
-BoardReader = Annotated[Principal, Depends(reader_or_player(None))]
+PlayerSelf = Annotated[Principal, Depends(require(Scope.READ, players="self"))]
+BoardReader = Annotated[Principal, Depends(require(Scope.READ, players="boards"))]
 EventWriter = Annotated[Principal, Depends(require(Scope.EVENTS_WRITE))]
 PlayerWriter = Annotated[Principal, Depends(require(Scope.PLAYERS_WRITE))]
 Editor = Annotated[Principal, Depends(require(Scope.RULES_WRITE))]

@@ -4,7 +4,6 @@ outbox (so a reconnecting client resumes where it left off), and rank changes, l
 from __future__ import annotations
 
 from plaudit.services.outbox import PLAYER_TYPES
-from plaudit.services.players import find_player
 from plaudit.store.ports import Database, StoredMessage
 
 
@@ -12,16 +11,12 @@ class NotificationService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def player_id(self, tenant_id: str, ref: str) -> str:
-        with self.db.read() as uow:
-            return find_player(uow, tenant_id, ref).id
-
     def since(self, tenant_id: str, player_id: str, after: int, limit: int) -> list[StoredMessage]:
         """The player's messages after position ``after``, oldest first."""
         with self.db.read() as uow:
             return uow.outbox.for_player(tenant_id, player_id, PLAYER_TYPES, after, limit)
 
-    def last(self, tenant_id: str, player_id: str) -> int:
+    def last(self) -> int:
         """The position a new stream starts after (it tells what happens from now on)."""
         with self.db.read() as uow:
             return uow.outbox.last_seq()

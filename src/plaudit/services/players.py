@@ -83,6 +83,11 @@ class PlayerService:
         self.clock = clock
         self.on_merge = on_merge
 
+    def player_id(self, tenant_id: str, ref: str) -> str:
+        """The id of the live player a reference names (following merges); NotFound else."""
+        with self.db.read() as uow:
+            return find_player(uow, tenant_id, ref).id
+
     def get(self, tenant_id: str, ref: str) -> PlayerView:
         with self.db.read() as uow:
             player = find_player(uow, tenant_id, ref)

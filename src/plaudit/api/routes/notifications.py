@@ -58,9 +58,9 @@ async def notifications(
         start = _resume_point(after, "after")
     service = container.notifications
     # Resolve now, so that an unknown player is a 404, not a broken stream.
-    player_id = await anyio.to_thread.run_sync(service.player_id, tenant, player)
+    player_id = await anyio.to_thread.run_sync(container.players.player_id, tenant, player)
     if start is None:
-        start = await anyio.to_thread.run_sync(service.last, tenant, player_id)
+        start = await anyio.to_thread.run_sync(service.last)
     return EventSourceResponse(
         _events(container, tenant, player_id, start),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
