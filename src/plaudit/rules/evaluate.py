@@ -15,6 +15,8 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from plaudit.domain.events import StoredEvent
+from plaudit.domain.players import Player
 from plaudit.rules.calendar import local_date, period_key, week_number
 from plaudit.rules.compiler import (
     CompiledBadge,
@@ -66,12 +68,25 @@ class EventFacts:
     occurred_at: datetime
     properties: Mapping[str, Any]
 
+    @classmethod
+    def of(cls, event: StoredEvent) -> EventFacts:
+        return cls(
+            event.id, event.type, event.source, event.actor, event.occurred_at, event.properties
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PlayerFacts:
     id: str
     attributes: Mapping[str, Any] = field(default_factory=dict)
     time_zone: str | None = None
+
+    @classmethod
+    def of(cls, player: Player | None, player_id: str) -> PlayerFacts:
+        """What the rules may read of a player (nothing of one not on file)."""
+        if player is None:
+            return cls(player_id)
+        return cls(player.id, player.attributes, player.time_zone)
 
 
 class _Context:

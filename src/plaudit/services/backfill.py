@@ -189,7 +189,7 @@ class BackfillService:
             retracted = uow.scoring.retracted(tenant_id, [e.id for e in events])
             missing = {e.player_id for e in events} - facts.keys()
             for pid, p in uow.players.get_many(tenant_id, missing).items():
-                facts[pid] = PlayerFacts(pid, dict(p.attributes), p.time_zone)
+                facts[pid] = PlayerFacts.of(p, pid)
             for e in events:
                 state, points, earned = out.setdefault(
                     e.player_id, (PlayerState(), defaultdict(float), {})
@@ -197,9 +197,8 @@ class BackfillService:
                 state.position = e.position
                 if e.id in retracted:
                     continue
-                ev = EventFacts(e.id, e.type, e.source, e.actor, e.occurred_at, e.properties)
                 effects = evaluate(
-                    rules, state, ev, facts.get(e.player_id, PlayerFacts(e.player_id))
+                    rules, state, EventFacts.of(e), facts.get(e.player_id, PlayerFacts(e.player_id))
                 )
                 if rules.boards:
                     entries.extend(

@@ -107,7 +107,7 @@ class ProgressService:
                     [FieldError("currency", f"not a currency of the live rule set ({known})")],
                 )
             state = PlayerState.from_json(uow.scoring.states(tenant_id, [player.id]).get(player.id))
-            facts = PlayerFacts(player.id, dict(player.attributes), player.time_zone)
+            facts = PlayerFacts.of(player, player.id)
             effects = adjust(
                 live[1] if live else None, state, currency, round(amount, 4), now, facts
             )

@@ -153,7 +153,7 @@ class ScoringService:
                 states = {pid: PlayerState.from_json(raw.get(pid)) for pid in players}
                 for entry in entries:
                     player = players[entry.player_id]
-                    facts = PlayerFacts(player.id, dict(player.attributes), player.time_zone)
+                    facts = PlayerFacts.of(player, player.id)
                     effects = adjust(
                         rules,
                         states[player.id],
@@ -278,12 +278,7 @@ class ScoringService:
 
     def _rebuild(self, uow: UnitOfWork, tenant_id: str, player_id: str, upto: int) -> PlayerState:
         epochs = self.book.epochs(uow, tenant_id)
-        player = uow.players.get(tenant_id, player_id)
-        facts = PlayerFacts(
-            player_id,
-            dict(player.attributes) if player else {},
-            player.time_zone if player else None,
-        )
+        facts = PlayerFacts.of(uow.players.get(tenant_id, player_id), player_id)
         state = PlayerState()
         after = 0
         while True:
@@ -297,11 +292,8 @@ class ScoringService:
             for e in events:
                 scored_by = epochs.for_position(e.position)
                 if e.id not in retracted and scored_by is not None:
-                    facts_e = EventFacts(
-                        e.id, e.type, e.source, e.actor, e.occurred_at, e.properties
-                    )
                     try:
-                        evaluate(scored_by[1], state, facts_e, facts)
+                        evaluate(scored_by[1], state, EventFacts.of(e), facts)
                     except Exception:  # the same defect the scorer skipped
                         log.exception("re-evaluating event %s failed", e.id)
                 state.position = e.position
@@ -410,9 +402,7 @@ class ScoringService:
                 facts[pid] = fact
         if missing_facts:
             for pid, player in uow.players.get_many(tenant_id, missing_facts).items():
-                facts[pid] = self._facts[(tenant_id, pid)] = PlayerFacts(
-                    pid, player.attributes, player.time_zone
-                )
+                facts[pid] = self._facts[(tenant_id, pid)] = PlayerFacts.of(player, pid)
         if missing_states:
             raw = uow.scoring.states(tenant_id, missing_states)
             for pid in missing_states:
@@ -451,7 +441,7 @@ class ScoringService:
             states, facts_of = self._load(uow, tenant_id, player_ids)
         else:
             facts_of = {
-                pid: PlayerFacts(pid, player.attributes, player.time_zone)
+                pid: PlayerFacts.of(player, pid)
                 for pid, player in uow.players.get_many(tenant_id, player_ids).items()
             }
             states = {pid: memory.setdefault((tenant_id, pid), PlayerState()) for pid in player_ids}
@@ -496,12 +486,7 @@ class ScoringService:
         ``uow``'s transaction); the player is no longer held today. Returns how many scored."""
         now = self.clock()
         epochs = self.book.epochs(uow, tenant_id)
-        player = uow.players.get(tenant_id, player_id)
-        facts = PlayerFacts(
-            player_id,
-            dict(player.attributes) if player else {},
-            player.time_zone if player else None,
-        )
+        facts = PlayerFacts.of(uow.players.get(tenant_id, player_id), player_id)
         raw = uow.scoring.states(tenant_id, [player_id]).get(player_id)
         state = PlayerState.from_json(raw)
         retracted = uow.scoring.retracted(tenant_id, event_ids)
@@ -539,19 +524,7 @@ class ScoringService:
         if event.position in self._poison:
             return [RuleFailed("engine", self._poison[event.position])]
         try:
-            return evaluate(
-                rules,
-                state,
-                EventFacts(
-                    event.id,
-                    event.type,
-                    event.source,
-                    event.actor,
-                    event.occurred_at,
-                    event.properties,
-                ),
-                facts,
-            )
+            return evaluate(rules, state, EventFacts.of(event), facts)
         except Exception as exc:
             # A defect must cost one event, not stop scoring: remember it, abandon the batch
             # (the state may be half-updated), and skip the event on the retry.

@@ -101,23 +101,11 @@ class SimulationService:
                 missing = {e.player_id for e in events} - run.players.keys()
                 if missing:
                     for pid, player in uow.players.get_many(tenant_id, missing).items():
-                        run.players[pid] = PlayerFacts(
-                            pid, dict(player.attributes), player.time_zone
-                        )
+                        run.players[pid] = PlayerFacts.of(player, pid)
             if not events:
                 break
             for event in events:
-                run.feed(
-                    event.player_id,
-                    EventFacts(
-                        event.id,
-                        event.type,
-                        event.source,
-                        event.actor,
-                        event.occurred_at,
-                        event.properties,
-                    ),
-                )
+                run.feed(event.player_id, EventFacts.of(event))
             after = events[-1].position
         return run.report(live[0].version if live else None)
 
