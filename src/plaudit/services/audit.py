@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -66,7 +66,7 @@ class AuditService:
         self, tenant_id: str, where: AuditFilter, cursor: str | None, limit: int
     ) -> Page[tuple[int, AuditRow]]:
         """Newest first."""
-        query = AuditQuery(**vars_of(where), before_id=decode_position(cursor), limit=limit + 1)
+        query = AuditQuery(**asdict(where), before_id=decode_position(cursor), limit=limit + 1)
         with self.db.read() as uow:
             rows = uow.audit.query(tenant_id, query)
         return page_of(rows, limit, lambda r: r[0])
@@ -77,21 +77,10 @@ class AuditService:
         """Every matching entry, newest first, read a batch at a time."""
         before = 0
         while True:
-            query = AuditQuery(**vars_of(where), before_id=before, limit=batch)
+            query = AuditQuery(**asdict(where), before_id=before, limit=batch)
             with self.db.read() as uow:
                 rows = uow.audit.query(tenant_id, query)
             yield from rows
             if len(rows) < batch:
                 return
             before = rows[-1][0]
-
-
-def vars_of(where: AuditFilter) -> dict[str, Any]:
-    return {
-        "resource_type": where.resource_type,
-        "resource_id": where.resource_id,
-        "actor": where.actor,
-        "action": where.action,
-        "since": where.since,
-        "until": where.until,
-    }

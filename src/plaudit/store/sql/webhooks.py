@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import (
@@ -172,19 +173,12 @@ def _subscription(row: RowMapping) -> Subscription:
 
 
 def _delivery(row: RowMapping) -> Delivery:
-    return Delivery(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        subscription_id=row["subscription_id"],
-        message_seq=row["message_seq"],
-        player_id=row["player_id"],
-        status=row["status"],
-        attempts=row["attempts"],
-        due_at=row["due_at"],
-        last_error=row["last_error"],
-        created_at=row["created_at"],
-        finished_at=row["finished_at"],
-    )
+    return Delivery(**row)  # the table's columns are the dataclass's fields
+
+
+def _columns(record: Delivery | Subscription) -> dict[str, Any]:
+    """A record as the row that holds it (its fields are the table's columns)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
 
 
 class SqlWebhooks:
@@ -208,22 +202,9 @@ class SqlWebhooks:
         return _subscription(row._mapping) if row else None
 
     def save(self, sub: Subscription) -> None:
-        values = {
-            "tenant_id": sub.tenant_id,
-            "url": sub.url,
-            "event_types": list(sub.event_types),
-            "filter": sub.filter,
-            "description": sub.description,
-            "enabled": sub.enabled,
-            "ordered": sub.ordered,
-            "max_in_flight": sub.max_in_flight,
-            "created_at": sub.created_at,
-            "updated_at": sub.updated_at,
-            "disabled_at": sub.disabled_at,
-            "disabled_reason": sub.disabled_reason,
-            "failing_since": sub.failing_since,
-            "last_success_at": sub.last_success_at,
-        }
+        values = _columns(sub)
+        values["event_types"] = list(sub.event_types)
+        del values["id"]
         stmt = _insert(self.conn, t.webhook_subscriptions).values(id=sub.id, **values)
         self.conn.execute(
             stmt.on_conflict_do_update(index_elements=[t.webhook_subscriptions.c.id], set_=values)
@@ -291,22 +272,7 @@ class SqlWebhooks:
     def add_deliveries(self, rows: Sequence[Delivery]) -> int:
         if not rows:
             return 0
-        values = [
-            {
-                "id": r.id,
-                "tenant_id": r.tenant_id,
-                "subscription_id": r.subscription_id,
-                "message_seq": r.message_seq,
-                "player_id": r.player_id,
-                "status": r.status,
-                "attempts": r.attempts,
-                "due_at": r.due_at,
-                "last_error": r.last_error,
-                "created_at": r.created_at,
-                "finished_at": r.finished_at,
-            }
-            for r in rows
-        ]
+        values = [_columns(r) for r in rows]
         d = t.webhook_deliveries.c
         stmt = _insert(self.conn, t.webhook_deliveries).on_conflict_do_nothing(
             index_elements=[d.subscription_id, d.message_seq]
@@ -338,7 +304,7 @@ class SqlWebhooks:
             .where(d.status == "sending", d.due_at > now)
             .group_by(d.subscription_id)
         )
-        return dict(Counter({sub: int(n) for sub, n in rows}))
+        return {sub: int(n) for sub, n in rows}
 
     def blocked(self, deliveries: Sequence[Delivery]) -> set[str]:
         if not deliveries:
