@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI
 from plaudit import __version__
 from plaudit.api import problems
 from plaudit.api.middleware import BodyGuard
-from plaudit.api.ratelimit import RequestLimits
+from plaudit.api.ratelimit import RequestLimits, configured
 from plaudit.api.routes import (
     audit,
     badges,
@@ -31,7 +31,6 @@ from plaudit.api.routes import (
 )
 from plaudit.api.schemas import EventIn
 from plaudit.bootstrap import Container
-from plaudit.ratelimit.ports import parse_limit
 
 DESCRIPTION = """\
 Plaudit turns domain events from your LMS, CRM or HRIS into points, levels, badges and
@@ -101,8 +100,8 @@ def create_app(
     app.add_middleware(
         RequestLimits,
         limiter=container.rate_limiter,
-        per_key=parse_limit(limits.per_key, name="per-key") if limits.per_key else None,
-        per_source=parse_limit(limits.per_source, name="per-source") if limits.per_source else None,
+        per_key=configured(limits.per_key, "per-key"),
+        per_source=configured(limits.per_source, "per-source"),
     )
     _describe_raw_bodies(app)
     return app

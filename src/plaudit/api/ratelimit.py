@@ -8,6 +8,7 @@ the failure is logged: a protection must not take the API down with it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -19,13 +20,20 @@ from plaudit.api.problems import problem_response
 from plaudit.domain.events import IncomingEvent
 from plaudit.errors import FieldError, RateLimited, ServiceUnavailable
 from plaudit.ratelimit.headers import rate_limit_headers
-from plaudit.ratelimit.ports import Decision, Limit, RateLimiter
+from plaudit.ratelimit.ports import Decision, Limit, RateLimiter, parse_limit
 from plaudit.services.ingest import Submitted
 
 log = logging.getLogger("plaudit.api")
 
 _EXEMPT = {"/healthz", "/readyz"}
 _WARN_EVERY = 60.0  # seconds between warnings about an unreachable limiter
+
+
+@functools.cache
+def configured(text: str, name: str | None = None) -> Limit | None:
+    """The limit a setting names (parsed once, validated with the settings); None when the
+    setting is empty (off)."""
+    return parse_limit(text, name=name) if text else None
 
 
 class RequestLimits:

@@ -14,11 +14,10 @@ from plaudit.api.deps import Admin, ContainerDep, EventWriter, Reader
 from plaudit.api.event_body import parse_events
 from plaudit.api.idempotency import IdempotentRoute
 from plaudit.api.problems import problem_response
-from plaudit.api.ratelimit import limit_players
+from plaudit.api.ratelimit import configured, limit_players
 from plaudit.api.schemas import EventOut, EventPage, IngestReportOut, Strict, report_json
 from plaudit.domain.events import Outcome
 from plaudit.errors import InvalidInput
-from plaudit.ratelimit.ports import parse_limit
 from plaudit.services.events import EventFilter
 
 router = APIRouter(prefix="/v1/events", tags=["events"], route_class=IdempotentRoute)
@@ -63,14 +62,9 @@ async def ingest_events(
     """Returns once the accepted events are committed to the log (durable), before scoring."""
     body = await request.body()
     items = parse_events(body, container.settings.api.max_batch)
-    limit = container.settings.rate_limits.per_player
-    if limit:
-        items = await limit_players(
-            items,
-            principal.tenant_id,
-            container.rate_limiter,
-            parse_limit(limit, name="per-player"),
-        )
+    per_player = configured(container.settings.rate_limits.per_player)
+    if per_player is not None:
+        items = await limit_players(items, principal.tenant_id, container.rate_limiter, per_player)
     report = await anyio.to_thread.run_sync(
         container.ingest.ingest, principal.tenant_id, items, atomic
     )
