@@ -6,8 +6,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
+from plaudit.api.app import create_app
+from plaudit.bootstrap import Container
 from plaudit.identity import OidcConfig, OidcVerifier
 from tests.support.oidc_provider import OidcProvider
 
@@ -66,3 +69,14 @@ async def make_verifier(clock: MovableClock) -> AsyncIterator[MakeVerifier]:
     yield make
     for verifier in made:
         await verifier.aclose()
+
+
+@pytest.fixture
+async def api(container: Container) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over httpx's ASGI transport (no key: each test sends its own credential)."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(container)), base_url="http://plaudit.test"
+    ) as client:
+        yield client
+    if container.oidc is not None:  # ASGITransport runs no lifespan: close its client here
+        await container.oidc.aclose()

@@ -4,13 +4,11 @@ token, a player sees only their own record, and a bad or foreign token is a 401.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from plaudit.api.app import create_app
 from plaudit.bootstrap import Container
 from plaudit.settings import Settings
 from tests.api.test_rulesets_and_scoring import _publish
@@ -30,16 +28,6 @@ def settings(tmp_path: Path, provider: OidcProvider) -> Settings:
         _env_file=None,
         oidc={"issuer": provider.issuer, "audience": CLIENT, "allow_http_loopback": True},
     )
-
-
-@pytest.fixture
-async def api(container: Container) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(container)), base_url="http://plaudit.test"
-    ) as client:
-        yield client
-    if container.oidc is not None:  # ASGITransport runs no lifespan: close its client here
-        await container.oidc.aclose()
 
 
 async def sign_in(provider: OidcProvider, sub: str, **claims: object) -> dict[str, str]:

@@ -4,14 +4,12 @@ kind ``oidc-service``, with the tenant and roles its client was given."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from plaudit.api.app import create_app
-from plaudit.bootstrap import Container
 from plaudit.settings import Settings
 from tests.support.events import event
 from tests.support.node_oidc import NodeProvider, require_node
@@ -33,16 +31,6 @@ def settings(tmp_path: Path, node_provider: NodeProvider) -> Settings:
         _env_file=None,
         oidc={"issuer": node_provider.issuer, "audience": "plaudit", "allow_http_loopback": True},
     )
-
-
-@pytest.fixture
-async def api(container: Container) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(container)), base_url="http://plaudit.test"
-    ) as client:
-        yield client
-    if container.oidc is not None:  # ASGITransport runs no lifespan: close its client here
-        await container.oidc.aclose()
 
 
 async def test_a_service_token_from_the_client_credentials_grant_sends_events(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.server import PlauditServer, create_admin_key
+from tests.support.server import LiveServer, PlauditServer, create_admin_key
 from tests.support.sse import EventReader
 
 pytestmark = pytest.mark.slow
@@ -46,21 +45,8 @@ leaderboards:
 ALL_TIME = {"key": "all", "state": "open", "start": None, "end": None}
 
 
-@dataclass
-class Live:
-    server: PlauditServer
-    key: str
-
-    def client(self, timeout: float = 10.0) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.server.url,
-            headers={"Authorization": f"Bearer {self.key}"},
-            timeout=timeout,
-        )
-
-
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     home: Path = tmp_path_factory.mktemp("stream")
     # The server runs in ``home`` and reads its .env: the only way to set a PLAUDIT_* value.
     (home / ".env").write_text(f"PLAUDIT_LEADERBOARDS__STREAM_INTERVAL=PT{INTERVAL}S\n")
@@ -68,7 +54,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     key = create_admin_key(data)
     with PlauditServer(data) as server:
         server.start()
-        found = Live(server, key)
+        found = LiveServer(server, key)
         with found.client() as client:
             created = client.post("/v1/rulesets", json={"name": "Live", "source": RULES})
             assert created.status_code == 201, created.text
@@ -105,7 +91,7 @@ def _counts(payload: dict[str, Any]) -> list[tuple[int, str | None, float]]:
     return [(e["rank"], e["subject"], e["score"]) for e in payload["items"]]
 
 
-def test_the_stream_sends_the_standings_then_each_change(live: Live) -> None:
+def test_the_stream_sends_the_standings_then_each_change(live: LiveServer) -> None:
     with live.client() as client:
         url = "/v1/leaderboards/lessons/stream"
         with client.stream("GET", url, timeout=_stream_timeout()) as response:
@@ -132,7 +118,7 @@ def test_the_stream_sends_the_standings_then_each_change(live: Live) -> None:
             assert update.id != first.id
 
 
-def test_a_players_rank_is_pushed_when_it_changes(live: Live) -> None:
+def test_a_players_rank_is_pushed_when_it_changes(live: LiveServer) -> None:
     with live.client() as client:
         ids = _ingest(client, _event("r-c0", "cleo", "page.viewed"))  # known, not ranked
         url = "/v1/leaderboards/quizzes/stream"
@@ -170,7 +156,7 @@ def test_a_players_rank_is_pushed_when_it_changes(live: Live) -> None:
             }
 
 
-def test_a_burst_of_events_is_coalesced_to_one_update_per_interval(live: Live) -> None:
+def test_a_burst_of_events_is_coalesced_to_one_update_per_interval(live: LiveServer) -> None:
     sent = 40
     with live.client() as client:
         url = "/v1/leaderboards/calls/stream"
@@ -211,7 +197,7 @@ def test_a_burst_of_events_is_coalesced_to_one_update_per_interval(live: Live) -
             assert len(scores) < sent
 
 
-def test_an_unknown_board_or_player_is_a_404_problem_not_a_broken_stream(live: Live) -> None:
+def test_an_unknown_board_or_player_is_a_404_problem_not_a_broken_stream(live: LiveServer) -> None:
     with live.client(timeout=READ_TIMEOUT) as client:
         board = client.get("/v1/leaderboards/nope/stream")
         assert board.status_code == 404

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.support.receiver import Answer, Receiver
-from tests.support.server import PlauditServer, create_admin_key
+from tests.support.server import LiveServer, PlauditServer, create_admin_key
 from tests.support.sse import EventReader
 
 pytestmark = pytest.mark.slow
@@ -44,21 +43,8 @@ leaderboards:
 """
 
 
-@dataclass
-class Live:
-    server: PlauditServer
-    key: str
-
-    def client(self, timeout: float = 10.0) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.server.url,
-            headers={"Authorization": f"Bearer {self.key}"},
-            timeout=timeout,
-        )
-
-
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
+def live(tmp_path: Path) -> Iterator[LiveServer]:
     # The server runs in tmp_path and reads its .env: the only way to set a PLAUDIT_* value.
     (tmp_path / ".env").write_text(
         "PLAUDIT_WEBHOOKS__ALLOW_LOOPBACK=true\n"
@@ -69,7 +55,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
     key = create_admin_key(data)
     with PlauditServer(data) as server:
         server.start()
-        found = Live(server, key)
+        found = LiveServer(server, key)
         with found.client() as client:
             created = client.post("/v1/rulesets", json={"name": "Live", "source": RULES})
             assert created.status_code == 201, created.text
@@ -106,7 +92,7 @@ def _until_scored(client: httpx.Client, ref: str, xp: float) -> None:
 
 
 def test_a_dispatcher_killed_between_sending_and_recording_sends_again_with_the_same_id(
-    live: Live,
+    live: LiveServer,
 ) -> None:
     def answer(path: str, n: int) -> Answer:
         return Answer(hang=True) if n == 0 else Answer(200)  # the first send never completes
@@ -149,7 +135,7 @@ def _read(events: EventReader, wanted: set[str]) -> dict[str, Any]:
 
 
 def test_a_players_stream_pushes_badges_and_levels_and_resumes_after_a_reconnect(
-    live: Live,
+    live: LiveServer,
 ) -> None:
     timeout = httpx.Timeout(10.0, read=5.0)
     url = "/v1/players/lms:alice/notifications/stream"

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 import pytest
 
+from tests.support.server import spawn_with_port_file, stop_process
+
 HERE = Path(__file__).parent / "oidc_node"
-START_TIMEOUT = 20.0
 
 
 def require_node() -> None:
@@ -45,24 +44,13 @@ class NodeProvider:
 
     def __enter__(self) -> NodeProvider:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        port_file = self.workdir / "port"
-        log = (self.workdir / "provider.log").open("wb")
-        self._process = subprocess.Popen(
-            ["node", str(HERE / "provider.mjs"), str(port_file)],
+        self._process, self.port = spawn_with_port_file(
+            ["node", str(HERE / "provider.mjs"), str(self.workdir / "port")],
+            port_file=self.workdir / "port",
+            log_path=self.workdir / "provider.log",
+            what="the Node.js OpenID provider",
             cwd=HERE,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
         )
-        log.close()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not port_file.exists():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.__exit__(None, None, None)
-                output = (self.workdir / "provider.log").read_text(errors="replace")
-                raise AssertionError(f"the Node.js OpenID provider did not start:\n{output}")
-            time.sleep(0.05)
-        self.port = int(port_file.read_text())
         return self
 
     def __exit__(
@@ -72,9 +60,7 @@ class NodeProvider:
         tb: TracebackType | None,
     ) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            process.wait(10)
+        stop_process(process)
 
     def client_credentials(self, client_id: str, secret: str) -> str:
         """An access token through the real grant (token endpoint, client authentication)."""

@@ -31,7 +31,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -44,9 +43,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from tests.support.server import spawn_with_port_file, stop_process
+
 HOST = "127.0.0.1"
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 5.0
 REDIRECT_URI = "http://127.0.0.1/callback"
 
 
@@ -115,36 +114,27 @@ class OidcProvider:
         self.workdir.mkdir(parents=True, exist_ok=True)
         key_file = self.workdir / "initial-key.pem"
         key_file.write_text(self.key.private_pem())
-        port_file = self.workdir / "port"
-        port_file.unlink(missing_ok=True)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
         env["AUTHLIB_INSECURE_TRANSPORT"] = "1"  # authlib refuses http otherwise
-        command = [sys.executable, __file__, "--port-file", str(port_file)]
+        port_file = self.workdir / "port"
+        # As a module from the repository's root, so that it imports tests.support like us.
+        command = [sys.executable, "-m", "tests.support.oidc_provider"]
+        command += ["--port-file", str(port_file)]
         command += ["--key-file", str(key_file), "--kid", self.key.kid]
         command += ["--token-max-age", str(int(self.token_max_age.total_seconds()))]
         command += ["--kid-header"] if self.kid_header else []
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not port_file.exists():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"OIDC provider did not start:\n{self.output()}")
-            time.sleep(0.02)
-        self.port = int(port_file.read_text())
+        self._process, self.port = spawn_with_port_file(
+            command,
+            port_file=port_file,
+            log_path=self.log_path,
+            what="OIDC provider",
+            env=env,
+            cwd=Path(__file__).parents[2],
+        )
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(STOP_TIMEOUT)
+        stop_process(process)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -9,8 +9,10 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -52,6 +54,57 @@ def create_admin_key(data_dir: Path) -> str:
     secret = created["key"]
     assert isinstance(secret, str)
     return secret
+
+
+def stop_process(
+    process: subprocess.Popen[bytes] | None, signum: signal.Signals = signal.SIGTERM
+) -> None:
+    """Signal a process this test run started, by its PID, and wait for it; SIGKILL if it
+    does not exit in time. Safe to repeat."""
+    # poll() is None: not reaped yet, so the PID is still this process's.
+    if process is None or process.poll() is not None:
+        return
+    os.kill(process.pid, signum)
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(STOP_TIMEOUT)
+
+
+def spawn_with_port_file(
+    command: list[str], *, port_file: Path, log_path: Path, what: str, **popen: Any
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a server that writes the port it listens on to ``port_file``; the process and
+    the port, once it is written (the server is then listening)."""
+    port_file.unlink(missing_ok=True)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **popen
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while not port_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process)
+            output = log_path.read_text(errors="replace")
+            raise AssertionError(f"{what} did not start:\n{output}")
+        time.sleep(0.02)
+    return process, int(port_file.read_text())
+
+
+@dataclass
+class LiveServer:
+    """A started ``plaudit serve`` and an admin key for it."""
+
+    server: PlauditServer
+    key: str
+
+    def client(self, timeout: float = 10.0) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.server.url,
+            headers={"Authorization": f"Bearer {self.key}"},
+            timeout=timeout,
+        )
 
 
 def free_port() -> int:
@@ -138,17 +191,7 @@ class PlauditServer:
         self._signal(signal.SIGTERM)
 
     def _signal(self, signum: signal.Signals) -> None:
-        process = self._process
-        if process is None:
-            return
-        # poll() is None: not reaped yet, so the PID is still this process's.
-        if process.poll() is None:
-            os.kill(process.pid, signum)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(STOP_TIMEOUT)
+        stop_process(self._process, signum)
         self._process = None
 
     def output(self) -> str:

@@ -2,7 +2,7 @@
 // client-credentials grant issuing JWT access tokens (RFC 9068) for the audience "plaudit".
 // Usage: node provider.mjs PORT_FILE — writes the port it listens on to PORT_FILE.
 import { generateKeyPairSync } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
 import Provider from "oidc-provider";
 
 const portFile = process.argv[2];
@@ -53,5 +53,7 @@ server.listen(0, "127.0.0.1", () => {
   });
   provider.proxy = false;
   server.on("request", provider.callback());
-  writeFileSync(portFile, String(port));
+  // Whole or not at all: the test reads the file as soon as it exists.
+  writeFileSync(`${portFile}.partial`, String(port));
+  renameSync(`${portFile}.partial`, portFile);
 });
