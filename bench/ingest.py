@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -153,14 +153,16 @@ def free_port() -> int:
         return port
 
 
-def server_env(data_dir: Path) -> dict[str, str]:
-    # Only our settings: a PLAUDIT_DATABASE_URL in the caller's shell must not redirect us.
+def server_env(data_dir: Path, settings: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a bench's server: only our settings (a PLAUDIT_DATABASE_URL in the
+    caller's shell must not redirect us), plus ``settings`` (PLAUDIT_* variables)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLAUDIT_")}
     env["PLAUDIT_DATA_DIR"] = str(data_dir)
     env["PLAUDIT_LOG_LEVEL"] = "warning"
     # The load comes from one address and key: rate limits would measure themselves.
     for limit in ("PER_KEY", "PER_SOURCE", "PER_PLAYER"):
         env[f"PLAUDIT_RATE_LIMITS__{limit}"] = ""
+    env.update(settings or {})
     if SOURCE:  # --src: this tree's plaudit shadows the installed (editable) one
         env["PYTHONPATH"] = os.pathsep.join([*SOURCE, *filter(None, [env.get("PYTHONPATH")])])
     return env
@@ -176,9 +178,10 @@ def plaudit_command(*args: str) -> list[str]:
     return [sys.executable, *ENTRY, *args]
 
 
-def create_key(data_dir: Path) -> str:
+def run_plaudit(data_dir: Path, *args: str) -> str:
+    """One ``plaudit`` command on the data dir; its output, or BenchError."""
     done = subprocess.run(
-        plaudit_command("keys", "create", "--name", "bench", "--scope", "events:write", "--json"),
+        plaudit_command(*args),
         env=server_env(data_dir),
         cwd=data_dir,  # no stray .env from the caller's directory
         capture_output=True,
@@ -187,8 +190,13 @@ def create_key(data_dir: Path) -> str:
         check=False,
     )
     if done.returncode != 0:
-        raise BenchError(f"plaudit keys create failed: {done.stderr.strip()}")
-    key: str = json.loads(done.stdout)["key"]
+        raise BenchError(f"plaudit {args[0]} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def create_key(data_dir: Path, scope: str = "events:write") -> str:
+    created = run_plaudit(data_dir, "keys", "create", "--name", "bench", "--scope", scope, "--json")
+    key: str = json.loads(created)["key"]
     return key
 
 
@@ -222,16 +230,20 @@ def wait_ready(server: Server, timeout: float) -> None:
 
 
 @contextmanager
-def running_server(data_dir: Path) -> Iterator[Server]:
-    """`plaudit serve` on a free port; stopped (SIGTERM, then SIGKILL) by its PID on exit."""
+def running_server(
+    data_dir: Path, settings: Mapping[str, str] | None = None, ready_timeout: float = 30
+) -> Iterator[Server]:
+    """`plaudit serve` on a free port, ready; stopped (SIGTERM, then SIGKILL) by its PID on
+    exit. ``settings``: PLAUDIT_* variables for it."""
     log_path = data_dir / "server.log"
     for attempt in range(3):  # the free port may be taken between our probe and its bind
         port = free_port()
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 plaudit_command("serve", "--host", "127.0.0.1", "--port", str(port)),
-                env=server_env(data_dir),
+                env=server_env(data_dir, settings),
                 cwd=data_dir,
+                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C here reaches us, and we stop it in order
@@ -239,7 +251,7 @@ def running_server(data_dir: Path) -> Iterator[Server]:
         server = Server(process, f"http://127.0.0.1:{port}", log_path)
         try:
             try:
-                wait_ready(server, timeout=30)
+                wait_ready(server, timeout=ready_timeout)
             except BenchError:
                 if process.poll() is not None and attempt < 2:
                     continue

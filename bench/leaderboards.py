@@ -52,14 +52,11 @@ import redis
 
 from bench.ingest import (
     BenchError,
-    Server,
     cpu_seconds,
-    free_port,
     machine,
     machine_busy_seconds,
     percentile,
-    stop,
-    wait_ready,
+    running_server,
 )
 from plaudit.api.routes.leaderboards import AroundOut, EntryOut, StandingsOut, WindowOut
 from plaudit.bootstrap import build, prepare_embedded
@@ -665,40 +662,11 @@ def redis_benchmark(
 # --- HTTP -----------------------------------------------------------------------------------
 
 
-def server_env(data_dir: Path, redis_url: str, prefix: str | None) -> dict[str, str]:
+def redis_settings(redis_url: str, prefix: str | None) -> dict[str, str]:
     """The memory projection, or with ``prefix`` the Redis one under that prefix."""
-    # Only our settings: a PLAUDIT_* in the caller's shell must not redirect the server.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLAUDIT_")}
-    env["PLAUDIT_DATA_DIR"] = str(data_dir)
-    env["PLAUDIT_LOG_LEVEL"] = "warning"
-    # The load comes from one address and key: rate limits would measure themselves.
-    for limit in ("PER_KEY", "PER_SOURCE", "PER_PLAYER"):
-        env[f"PLAUDIT_RATE_LIMITS__{limit}"] = ""
-    if prefix is not None:
-        env["PLAUDIT_REDIS_URL"] = redis_url
-        env["PLAUDIT_LEADERBOARDS__REDIS_PREFIX"] = prefix
-    return env
-
-
-@contextmanager
-def running_server(env: dict[str, str], data_dir: Path) -> Iterator[Server]:
-    """`plaudit serve` on a free 127.0.0.1 port; stopped by its PID on the way out."""
-    log_path = data_dir / "server.log"
-    port = free_port()
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "plaudit", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=data_dir,  # no stray .env from the caller's directory
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C reaches us, and we stop it in order
-        )
-    try:
-        yield Server(process, f"http://127.0.0.1:{port}", log_path)
-    finally:
-        stop(process)
+    if prefix is None:
+        return {}
+    return {"PLAUDIT_REDIS_URL": redis_url, "PLAUDIT_LEADERBOARDS__REDIS_PREFIX": prefix}
 
 
 def check_server(url: str, key: str, work: Workload) -> None:
@@ -759,12 +727,11 @@ def over_http(
 ) -> list[Measured]:
     script = data_dir / "bench.lua"
     script.write_text(WRK_SCRIPT)
-    env = server_env(data_dir, args.redis_url, prefix)
+    settings = redis_settings(args.redis_url, prefix)
     timeout = 60 + len(work.standings) / 4000  # the start-up rebuild reads every score
     started = time.perf_counter()
     out = []
-    with running_server(env, data_dir) as server:
-        wait_ready(server, timeout)
+    with running_server(data_dir, settings, timeout) as server:
         ready_s = time.perf_counter() - started
         rss_mb = round(rss_bytes(server.pid) / 2**20)
         print(f"  {adapter}: server pid {server.pid} ready in {ready_s:.1f} s, {rss_mb:,} MB RSS")

@@ -33,7 +33,6 @@ import re
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -57,15 +56,15 @@ from bench.ingest import (
     BenchError,
     Server,
     cpu_seconds,
-    free_port,
+    create_key,
     machine,
     machine_busy_seconds,
     percentile,
-    stop,
-    wait_ready,
 )
+from bench.ingest import running_server as running_server_of_ingest
 
 HOST = "127.0.0.1"
+_LOOPBACK = {"PLAUDIT_WEBHOOKS__ALLOW_LOOPBACK": "true"}
 TARGET_P99_MS = 500.0  # issuance latency, event sent to webhook arrived, embedded mode
 RULESET = """\
 currencies: [xp]
@@ -245,66 +244,22 @@ class Receiver:
 # --- the server -----------------------------------------------------------------------------
 
 
-def server_env(data_dir: Path) -> dict[str, str]:
-    # Only our settings: a PLAUDIT_* in the caller's shell must not redirect the server.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLAUDIT_")}
-    env["PLAUDIT_DATA_DIR"] = str(data_dir)
-    env["PLAUDIT_LOG_LEVEL"] = "warning"
-    # The load comes from one address and key: rate limits would measure themselves.
-    for limit in ("PER_KEY", "PER_SOURCE", "PER_PLAYER"):
-        env[f"PLAUDIT_RATE_LIMITS__{limit}"] = ""
-    env["PLAUDIT_WEBHOOKS__ALLOW_LOOPBACK"] = "true"  # the receiver is http://127.0.0.1
-    return env
-
-
-def plaudit(data_dir: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "plaudit", *args],
-        env=server_env(data_dir),
-        cwd=data_dir,  # no stray .env from the caller's directory
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"plaudit {args[0]} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
 @contextmanager
 def running_server(
     data_dir: Path, what_if: Sequence[str] = ()
 ) -> Iterator[tuple[Server, httpx.Client]]:
     """`plaudit serve` on a fresh data dir and a free port, with an admin client; stopped by
     its PID on the way out. ``what_if``: SQL run on the migrated file before it starts."""
-    key = json.loads(
-        plaudit(data_dir, "keys", "create", "--name", "bench", "--scope", "admin", "--json")
-    )["key"]
+    key = create_key(data_dir, "admin")
     if what_if:
         with closing(sqlite3.connect(data_dir / "plaudit.db")) as conn, conn:
             for statement in what_if:
                 conn.execute(statement)
-    log_path = data_dir / "server.log"
-    port = free_port()
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "plaudit", "serve", "--host", HOST, "--port", str(port)],
-            env=server_env(data_dir),
-            cwd=data_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C reaches us, and we stop it in order
-        )
-    server = Server(process, f"http://{HOST}:{port}", log_path)
-    headers = {"Authorization": f"Bearer {key}"}
-    try:
-        wait_ready(server, 60)
+    # The receiver is http://127.0.0.1.
+    with running_server_of_ingest(data_dir, _LOOPBACK, ready_timeout=60) as server:
+        headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
             yield server, client
-    finally:
-        stop(process)
 
 
 def checked(response: httpx.Response, status: int = 201) -> dict[str, Any]:
