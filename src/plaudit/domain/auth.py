@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -82,6 +83,13 @@ def scopes_of_roles(values: list[str] | tuple[str, ...]) -> frozenset[Scope]:
             raise ValueError(f"unknown role {value!r} (known: {', '.join(known)})")
         scopes |= ROLES[known[value]]
     return frozenset(scopes)
+
+
+def scopes_of_known_roles(names: Iterable[str]) -> frozenset[Scope]:
+    """The scopes of the roles an identity provider or a certificate names; names that are
+    not Plaudit roles (a provider's own) are ignored."""
+    known = {r.value: r for r in Role}
+    return frozenset(s for name in names if name in known for s in ROLES[known[name]])
 
 
 def parse_scopes(values: list[str] | tuple[str, ...]) -> frozenset[Scope]:

@@ -169,18 +169,16 @@ def endpoint_disabled_message(
 
 
 class Outbox:
-    """Writes the messages of one transaction; ``quiet`` (a replay rebuilding what was
-    already told) writes none."""
+    """Writes the messages of one transaction."""
 
-    def __init__(self, uow: UnitOfWork, tenant_id: str, at: datetime, quiet: bool = False) -> None:
+    def __init__(self, uow: UnitOfWork, tenant_id: str, at: datetime) -> None:
         self.uow = uow
         self.tenant_id = tenant_id
         self.at = at
-        self.quiet = quiet
 
     def tell(self, messages: Iterable[OutboxMessage]) -> None:
         batch = list(messages)
-        if batch and not self.quiet:
+        if batch:
             self.uow.outbox.add(self.tenant_id, batch, self.at)
 
     def awards(self, awards: Iterable[AwardRow]) -> None:
@@ -194,5 +192,5 @@ class Outbox:
         return self.uow.webhooks.wants(self.tenant_id, "points.awarded")
 
     def points(self, rows: Sequence[LedgerRow]) -> None:
-        if rows and not self.quiet and self.wants_points():
+        if rows and self.wants_points():
             self.tell(points_message(r, self.at) for r in rows)

@@ -462,14 +462,8 @@ class ScoringService:
             if _set_aside(rules, state, event, retracted, reviews, produced, now):
                 state.position = event.position
                 continue
-            effects = self._effects(rules, state, event, facts)
-            note_awards(rules, state, effects)
+            self._score(produced, version, rules, state, event, facts, now)
             state.position = event.position
-            produced.add(event, version, effects, now, starting_level(rules))
-            if rules.boards:
-                produced.entries.extend(
-                    board_entries(rules, event.id, event.occurred_at, event.received_at, effects)
-                )
         produced.write(uow, tenant_id, now, quiet=self._quiet or memory is not None)
         ledger, awards = produced.ledger, produced.awards
         if memory is None:  # a replay in memory saves its states at the end
@@ -498,13 +492,7 @@ class ScoringService:
             if event is None or scored_by is None or event_id in retracted:
                 continue
             version, rules = scored_by
-            effects = self._effects(rules, state, event, facts)
-            note_awards(rules, state, effects)
-            produced.add(event, version, effects, now, starting_level(rules))
-            if rules.boards:
-                produced.entries.extend(
-                    board_entries(rules, event.id, event.occurred_at, event.received_at, effects)
-                )
+            self._score(produced, version, rules, state, event, facts, now)
             scored += 1
         state.held, state.held_reason, state.cleared_day = False, "", state.day
         produced.write(uow, tenant_id, now, quiet=False)
@@ -517,6 +505,25 @@ class ScoringService:
         state = PlayerState.from_json(uow.scoring.states(tenant_id, [player_id]).get(player_id))
         state.held, state.held_reason, state.cleared_day = False, "", state.day
         uow.scoring.save_states(tenant_id, {player_id: state.to_json()}, now)
+
+    def _score(
+        self,
+        produced: _Produced,
+        version: RuleSetVersion,
+        rules: CompiledRuleSet,
+        state: PlayerState,
+        event: StoredEvent,
+        facts: PlayerFacts,
+        now: datetime,
+    ) -> None:
+        """Evaluate one event on the player's state; its rows go to ``produced``."""
+        effects = self._effects(rules, state, event, facts)
+        note_awards(rules, state, effects)
+        produced.add(event, version, effects, now, starting_level(rules))
+        if rules.boards:
+            produced.entries.extend(
+                board_entries(rules, event.id, event.occurred_at, event.received_at, effects)
+            )
 
     def _effects(
         self, rules: CompiledRuleSet, state: PlayerState, event: StoredEvent, facts: PlayerFacts

@@ -13,6 +13,7 @@ from plaudit.domain.auth import (
     generate_key,
     hash_key,
     looks_like_key,
+    scopes_of_known_roles,
 )
 from plaudit.domain.clock import Clock
 from plaudit.domain.ids import new_id
@@ -27,8 +28,6 @@ class CreatedKey:
     record: ApiKeyRecord
     secret: str  # shown once, never stored
 
-
-_ROLE_NAMES = frozenset(r.value for r in Role)
 
 # How long a process trusts a key it has checked: a revocation made through another process
 # takes effect within this time (at once in the process that made it).
@@ -155,9 +154,7 @@ class TenancyService:
         (which must exist in that tenant)."""
         if token.tenant_id is None:
             raise AuthenticationFailed("the token names no tenant")
-        scopes = frozenset(
-            scope for role in token.roles if role in _ROLE_NAMES for scope in ROLES[Role(role)]
-        )
+        scopes = scopes_of_known_roles(token.roles)
         player_id = None
         with self.db.read() as uow:
             if uow.tenants.get(token.tenant_id) is None:
@@ -184,7 +181,7 @@ class TenancyService:
             raise AuthenticationFailed("the client certificate names no tenant (subject O)")
         if Role.PLAYER.value in units:
             raise AuthenticationFailed("a client certificate cannot carry the player role")
-        scopes = frozenset(s for u in units if u in _ROLE_NAMES for s in ROLES[Role(u)])
+        scopes = scopes_of_known_roles(units)
         with self.db.read() as uow:
             if uow.tenants.get(organization) is None:
                 raise AuthenticationFailed(
