@@ -69,7 +69,8 @@ async def test_points_are_told_only_while_a_subscription_wants_them(
     client: httpx.AsyncClient, container: Container
 ) -> None:
     await _publish(client)
-    await client.post("/v1/players/lms:alice/adjustments", json={})  # a 422, nothing told
+    refused = await client.post("/v1/players/lms:alice/adjustments", json={})
+    assert refused.status_code == 422  # and nothing told
     await client.post("/v1/events", json=[event("1")])
     container.scoring.score_pending()
     assert "points.awarded" not in {t for t, _ in told(container)}
