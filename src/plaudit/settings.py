@@ -143,6 +143,26 @@ class WebhookSettings(BaseModel):
         return self
 
 
+class StreamSettings(BaseModel):
+    """NATS JetStream between ingestion and the scoring workers (the scale-out mode)."""
+
+    # Stream and subject names start with this, so that several deployments (or test runs)
+    # can share a NATS server: subjects are ``<prefix>.events.<tenant>.<partition>``.
+    prefix: str = Field(default="plaudit", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    # A message not acknowledged this long after delivery (its worker died) is delivered again.
+    ack_wait: timedelta = timedelta(seconds=30)
+    # How often a worker's sweeper looks for logged events that no worker has scored (a
+    # lost stream message, an API process killed between its commit and its publish).
+    sweep_every: timedelta = timedelta(seconds=2)
+
+
+class WorkerSettings(BaseModel):
+    # Events scored per transaction and partition.
+    batch: int = Field(default=2000, ge=1, le=20_000)
+    # Without a stream (PLAUDIT_STREAM_URL unset), how often workers look at the log.
+    poll: timedelta = timedelta(milliseconds=200)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PLAUDIT_",
@@ -154,8 +174,13 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     # Default: a SQLite file in data_dir (the embedded mode).
     database_url: str | None = None
+    # Connections per process (PostgreSQL).
+    database_pool: int = Field(default=8, ge=1, le=200)
     # Leaderboards live in Redis when given (redis://host:6379/0), else in this process.
     redis_url: str | None = None
+    # NATS JetStream (nats://host:4222): how the scale-out mode's API processes tell the
+    # scoring workers about new events. Without it the workers poll the log.
+    stream_url: str | None = None
     # Default tenant created in the embedded mode.
     default_tenant: str = "default"
     log_level: str = "info"
@@ -167,16 +192,31 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = RateLimitSettings()
     oidc: OidcSettings = OidcSettings()
     tls: TlsSettings = TlsSettings()
+    stream: StreamSettings = StreamSettings()
+    worker: WorkerSettings = WorkerSettings()
 
     @model_validator(mode="after")
     def _known_database(self) -> Settings:
         url = self.database_url
-        if url is not None and not url.startswith("sqlite"):
+        if url is None:
+            return self
+        scheme = url.split(":", 1)[0]
+        if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
             raise ValueError(
-                f"PLAUDIT_DATABASE_URL: unsupported database {url.split(':', 1)[0]!r} "
-                "(this build supports sqlite:///path)"
+                f"PLAUDIT_DATABASE_URL: unsupported database {scheme!r} "
+                "(sqlite:///path or postgresql://user@host:5432/name)"
+            )
+        if self.scale_out and not self.redis_url:
+            raise ValueError(
+                "PLAUDIT_REDIS_URL is required with PostgreSQL: several processes share the "
+                "leaderboards, rate limits and live streams through Redis"
             )
         return self
+
+    @property
+    def scale_out(self) -> bool:
+        """PostgreSQL (with Redis, and NATS when given): many API and worker processes."""
+        return self.database_url is not None and self.database_url.startswith("postgres")
 
     @property
     def resolved_database_url(self) -> str:

@@ -30,7 +30,7 @@ def _derived(container: Container) -> dict[str, Any]:
             "ledger": rows(tables.ledger, ("id", "recorded_at")),
             "awards": rows(tables.badge_awards, ("id",)),
             "levels": rows(tables.level_ups, ()),
-            "states": rows(tables.player_states, ("updated_at",)),
+            "states": rows(tables.player_states, ("updated_at", "version")),
             "errors": rows(tables.rule_errors, ("id", "at")),
         }
 

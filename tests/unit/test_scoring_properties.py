@@ -99,7 +99,7 @@ def _derived(c: Container) -> dict[str, Any]:
             "levels": rows(tables.level_ups, ()),
             "board_entries": rows(tables.board_entries, ()),
             "board_scores": rows(tables.board_scores, ("seq",)),
-            "states": rows(tables.player_states, ("updated_at", "state")),
+            "states": rows(tables.player_states, ("updated_at", "state", "version")),
             "balances": sorted(
                 repr(sorted(r["state"]["balances"].items()))
                 for r in uow.conn.execute(tables.player_states.select()).mappings()

@@ -42,6 +42,7 @@ class StoredEvent:
     received_at: datetime
     properties: Mapping[str, Any]
     sequence: int | None
+    partition: int = 0  # where scale-out scoring takes it (domain/partitions.py)
 
 
 class Outcome(StrEnum):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from plaudit.domain.clock import Clock
 from plaudit.domain.events import StoredEvent
 from plaudit.domain.ids import new_id
+from plaudit.domain.partitions import PARTITIONS
 from plaudit.errors import Conflict, NotFound
 from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.compiler import CompiledRuleSet
@@ -70,19 +72,38 @@ class BatchOutcome:
     by_tenant: dict[str, int] = field(default_factory=dict)
 
 
+def partition_cursor(partition: int) -> str:
+    return f"{CURSOR}:{partition}"
+
+
 class ScoringService:
-    def __init__(self, db: Database, clock: Clock, book: RuleBook, batch_size: int = 2000) -> None:
+    """Scores the log. Embedded: one cursor over the whole log (one process, one writer).
+    ``partitioned`` (the scale-out mode): a cursor per partition of the log, each advanced by
+    one worker at a time under a row lock, so several workers score different players at
+    once and each player's events are still scored once and in order."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        book: RuleBook,
+        batch_size: int = 2000,
+        partitioned: bool = False,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.book = book
         self.batch_size = batch_size
+        self.partitioned = partitioned
         self._poison: dict[int, str] = {}  # log position -> why evaluating it failed
         # Player states and facts as committed, kept across batches: loading and decoding
-        # them was a quarter of scoring's time. Valid while the (states, players) write
-        # counters are where this worker left them; anyone else's write clears them.
+        # them was a quarter of scoring's time. A state is used while the store's row still
+        # carries the token of this worker's own last write (anyone else's write changes it);
+        # facts while the players' write counter is where it was.
         self._states: dict[tuple[str, str], PlayerState] = {}
+        self._tokens: dict[tuple[str, str], int] = {}
         self._facts: dict[tuple[str, str], PlayerFacts] = {}
-        self._generations = (-1, -1)
+        self._players_generation = -1
         self._quiet = False  # a replay rebuilds what was told already: no outbox messages
 
     def replay(self, tenant_id: str | None = None) -> int:
@@ -93,10 +114,11 @@ class ScoringService:
         Player states are built in memory and saved at the end, with the worker's cursor;
         until then the cursor stays at 0, so an interrupted replay is finished by ordinary
         scoring from the start of the log (effects are keyed: nothing is written twice)."""
+        self._forget_caches()
         with self.db.write() as uow:
             uow.scoring.forget_derived(tenant_id)
             uow.boards.forget(tenant_id)
-            uow.scoring.set_cursor(CURSOR, 0)
+            self._set_cursors(uow, 0)
             uow.commit()
         memory: dict[tuple[str, str], PlayerState] = {}
         position = total = 0
@@ -121,16 +143,32 @@ class ScoringService:
                 by_tenant[tenant][player_id] = state.to_json()
             for tenant, states in by_tenant.items():
                 uow.scoring.save_states(tenant, states, self.clock())
-            uow.scoring.set_cursor(CURSOR, position)
+            self._set_cursors(uow, position)
             uow.commit()
         self._reapply_adjustments(tenant_id)
         return total
 
+    def _set_cursors(self, uow: UnitOfWork, position: int) -> None:
+        """Every event up to ``position`` is scored (a replay's start and end)."""
+        uow.scoring.set_cursor(CURSOR, position)
+        if self.partitioned:
+            for partition in range(PARTITIONS):
+                uow.scoring.set_cursor(partition_cursor(partition), position)
+
+    def _scored_upto(self, uow: UnitOfWork) -> Callable[[StoredEvent], bool]:
+        """Which events scoring has applied (their effects are committed)."""
+        if not self.partitioned:
+            upto = uow.scoring.cursor(CURSOR)
+            return lambda e: e.position <= upto
+        cursors = [uow.scoring.cursor(partition_cursor(p)) for p in range(PARTITIONS)]
+        return lambda e: e.position <= cursors[e.partition]
+
     def _replay_in_batches(self, tenant_id: str | None) -> int:
+        self._forget_caches()
         with self.db.write() as uow:
             uow.scoring.forget_derived(tenant_id)
             uow.boards.forget(tenant_id)
-            uow.scoring.set_cursor(CURSOR, 0)
+            self._set_cursors(uow, 0)
             uow.commit()
         total = 0
         self._quiet = True
@@ -210,7 +248,8 @@ class ScoringService:
             old = PlayerState.from_json(raw)
             revoked: list[str] = []
             if old.position >= event.position:  # already scored: re-evaluate without it
-                new = self._rebuild(uow, tenant_id, event.player_id, old.position)
+                upto = old.position
+                new = self._rebuild(uow, tenant_id, event.player_id, lambda e: e.position <= upto)
                 new.balances = uow.scoring.balances(tenant_id, event.player_id)
                 revoked = self._revoke_lost(
                     uow, tenant_id, event.player_id, old, new, event_id, now
@@ -224,12 +263,9 @@ class ScoringService:
         the survivor's criteria are evaluated again over both players' events."""
         uow.scoring.move_player(tenant_id, absorbed, survivor)
         uow.boards.move_subject(tenant_id, absorbed, survivor)
-        # Events up to the worker's cursor are scored (their effects are in the ledger);
-        # later ones will be scored on top of the rebuilt state.
-        upto = uow.scoring.cursor(CURSOR)
-        if upto == 0:
-            return
-        state = self._rebuild(uow, tenant_id, survivor, upto)
+        # Events the workers have scored have their effects in the ledger; later ones will be
+        # scored on top of the rebuilt state.
+        state = self._rebuild(uow, tenant_id, survivor, self._scored_upto(uow))
         state.balances = uow.scoring.balances(tenant_id, survivor)
         now = self.clock()
         self._award_held(uow, tenant_id, survivor, state, now)
@@ -276,7 +312,13 @@ class ScoringService:
             ],
         )
 
-    def _rebuild(self, uow: UnitOfWork, tenant_id: str, player_id: str, upto: int) -> PlayerState:
+    def _rebuild(
+        self,
+        uow: UnitOfWork,
+        tenant_id: str,
+        player_id: str,
+        scored: Callable[[StoredEvent], bool],
+    ) -> PlayerState:
         epochs = self.book.epochs(uow, tenant_id)
         facts = PlayerFacts.of(uow.players.get(tenant_id, player_id), player_id)
         state = PlayerState()
@@ -285,9 +327,10 @@ class ScoringService:
             events = uow.events.query(
                 tenant_id, EventQuery(player_ids=[player_id], after_position=after, limit=5000)
             )
-            events = [e for e in events if e.position <= upto]
             if not events:
                 break
+            after = events[-1].position
+            events = [e for e in events if scored(e)]
             retracted = uow.scoring.retracted(tenant_id, [e.id for e in events])
             for e in events:
                 scored_by = epochs.for_position(e.position)
@@ -297,8 +340,6 @@ class ScoringService:
                     except Exception:  # the same defect the scorer skipped
                         log.exception("re-evaluating event %s failed", e.id)
                 state.position = e.position
-            after = events[-1].position
-        state.position = max(state.position, upto)
         return state
 
     @staticmethod
@@ -335,7 +376,24 @@ class ScoringService:
         return revoked
 
     def score_pending(self, only_tenant: str | None = None) -> BatchOutcome:
-        """Score the next batch of the log; an empty outcome means the log is caught up."""
+        """Score the next batch of the log (of each partition, when partitioned); an empty
+        outcome means the log is caught up."""
+        if self.partitioned:
+            outcome = BatchOutcome()
+            with self.db.read() as uow:
+                lasts = uow.events.last_positions()
+                behind = [
+                    p for p, last in lasts.items() if uow.scoring.cursor(partition_cursor(p)) < last
+                ]
+            for partition in behind:
+                done = self.score_partition(partition, only_tenant)
+                outcome.events += done.events
+                outcome.points += done.points
+                outcome.badges += done.badges
+                outcome.errors += done.errors
+                for tenant, n in done.by_tenant.items():
+                    outcome.by_tenant[tenant] = outcome.by_tenant.get(tenant, 0) + n
+            return outcome
         outcome = BatchOutcome()
         # Look before taking the write lock: an idle or rule-less log costs ingestion nothing.
         with self.db.read() as uow:
@@ -356,45 +414,75 @@ class ScoringService:
             events = uow.events.after(position, self.batch_size)
             if not events:
                 return outcome
-            self._check_caches(uow)
-            try:
-                self._score_events(uow, events, outcome, only_tenant)
-                uow.scoring.set_cursor(CURSOR, events[-1].position)
-                uow.commit()
-            except BaseException:
-                self._forget_caches()  # states in it may hold the abandoned batch's changes
-                raise
-            self._generations = uow.scoring.generations()
+            self._score_batch(uow, events, outcome, only_tenant, CURSOR)
         outcome.events = len(events)
         return outcome
 
-    def _check_caches(self, uow: UnitOfWork) -> None:
-        states, players = uow.scoring.generations()
-        if states != self._generations[0] or len(self._states) > _CACHE_MAX:
-            self._states.clear()
-        if players != self._generations[1] or len(self._facts) > _CACHE_MAX:
+    def score_partition(self, partition: int, only_tenant: str | None = None) -> BatchOutcome:
+        """Score the next batch of one partition of the log (the scale-out workers' step).
+        The partition's cursor is locked for the transaction: a second worker scoring the
+        same partition at the same moment waits, then finds the events scored."""
+        outcome = BatchOutcome()
+        name = partition_cursor(partition)
+        with self.db.write() as uow:
+            position = uow.scoring.lock_cursor(name)
+            events = uow.events.in_partition(partition, position, self.batch_size)
+            if not events:
+                return outcome
+            self._score_batch(uow, events, outcome, only_tenant, name)
+        outcome.events = len(events)
+        return outcome
+
+    def _score_batch(
+        self,
+        uow: UnitOfWork,
+        events: list[StoredEvent],
+        outcome: BatchOutcome,
+        only_tenant: str | None,
+        cursor: str,
+    ) -> None:
+        generation = uow.scoring.players_generation()
+        if generation != self._players_generation or len(self._facts) > _CACHE_MAX:
             self._facts.clear()
+            self._players_generation = generation
+        if len(self._states) > _CACHE_MAX:
+            self._states.clear()
+            self._tokens.clear()
+        try:
+            self._score_events(uow, events, outcome, only_tenant)
+            uow.scoring.set_cursor(cursor, events[-1].position)
+            uow.commit()
+        except BaseException:
+            self._forget_caches()  # states in it may hold the abandoned batch's changes
+            raise
 
     def _forget_caches(self) -> None:
         self._states.clear()
+        self._tokens.clear()
         self._facts.clear()
-        self._generations = (-1, -1)
+        self._players_generation = -1
 
     def _load(
         self, uow: UnitOfWork, tenant_id: str, player_ids: set[str]
     ) -> tuple[dict[str, PlayerState], dict[str, PlayerFacts]]:
-        """The batch's players' states and facts: from the caches, the rest from the store."""
+        """The batch's players' states and facts: from the caches, the rest from the store.
+        The players' state rows are locked for the transaction, then a cached state is used
+        when its row still carries the token of this worker's last write."""
         states: dict[str, PlayerState] = {}
         facts: dict[str, PlayerFacts] = {}
         missing_states: list[str] = []
         missing_facts: list[str] = []
+        versions = uow.scoring.state_versions(tenant_id, player_ids)
         for pid in player_ids:
             key = (tenant_id, pid)
             state = self._states.get(key)
-            if state is None:
-                missing_states.append(pid)
-            else:
+            version = versions.get(pid)
+            if state is not None and version is not None and self._tokens.get(key) == version:
                 states[pid] = state
+            elif version is not None:
+                missing_states.append(pid)
+            else:  # no stored state: a new player (or one whose derived state was dropped)
+                states[pid] = self._states[key] = PlayerState()
             fact = self._facts.get(key)
             if fact is None:
                 missing_facts.append(pid)
@@ -451,8 +539,10 @@ class ScoringService:
         for event in events:
             facts = facts_of.get(event.player_id) or PlayerFacts(event.player_id)
             state = states.setdefault(event.player_id, PlayerState())
-            if event.position <= state.position:
-                continue  # already applied: a redelivery
+            if event.position <= state.position and not self.partitioned:
+                # Already applied: a redelivery. (Partitioned, the locked cursor says it: a
+                # merged player's events can sit in two partitions, out of step.)
+                continue
             scored_by = epochs.for_position(event.position)
             if scored_by is None:
                 if event.id in retracted:
@@ -464,10 +554,16 @@ class ScoringService:
                 continue
             self._score(produced, version, rules, state, event, facts, now)
             state.position = event.position
+        if memory is None:  # a replay in memory saves its states at the end
+            token = uow.scoring.save_states(
+                tenant_id, {pid: s.to_json() for pid, s in states.items()}, now
+            )
+            for pid in states:
+                self._tokens[(tenant_id, pid)] = token
+        # Last: what followers tail (boards, outbox) is numbered in commit order on
+        # PostgreSQL under a lock held to the commit, so it should be held briefly.
         produced.write(uow, tenant_id, now, quiet=self._quiet or memory is not None)
         ledger, awards = produced.ledger, produced.awards
-        if memory is None:  # a replay in memory saves its states at the end
-            uow.scoring.save_states(tenant_id, {pid: s.to_json() for pid, s in states.items()}, now)
         outcome.points += len(ledger)
         outcome.badges += len(awards)
         outcome.errors += len(produced.failures)

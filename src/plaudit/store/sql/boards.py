@@ -10,7 +10,7 @@ from sqlalchemy import Connection, and_, delete, func, or_, select, true, tuple_
 
 from plaudit.store.ports import BoardEntryRow, BoardScoreRow
 from plaudit.store.sql import tables as t
-from plaudit.store.sql.repositories import _chunks, _insert
+from plaudit.store.sql.repositories import TAIL_LOCK, _chunks, _insert, serialize
 
 SEQ = "board-seq"
 
@@ -43,6 +43,7 @@ class SqlBoards:
     def _next_seq(self) -> int:
         """One sequence number per transaction (writers are serialized)."""
         if self._seq is None:
+            serialize(self.conn, TAIL_LOCK)
             current = self.conn.execute(
                 select(t.cursors.c.position).where(t.cursors.c.name == SEQ)
             ).scalar()

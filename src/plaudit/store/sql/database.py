@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,7 +53,7 @@ def _json_dumps(value: Any) -> str:
 class SqlUnitOfWork:
     """Repositories sharing one connection and one transaction."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, writing: bool = False) -> None:
         self.conn = conn
         self.tenants: TenantRepository = SqlTenants(conn)
         self.keys: ApiKeyRepository = SqlApiKeys(conn)
@@ -62,7 +63,7 @@ class SqlUnitOfWork:
         self.idempotency: IdempotencyRepository = SqlIdempotency(conn)
         self.rulesets: RuleSetRepository = SqlRuleSets(conn)
         self.badges: BadgeRepository = SqlBadges(conn)
-        self.scoring: ScoringRepository = SqlScoring(conn)
+        self.scoring: ScoringRepository = SqlScoring(conn, writing)
         self.boards: BoardRepository = SqlBoards(conn)
         self.outbox: OutboxRepository = SqlOutbox(conn)
         self.audit: AuditRepository = SqlAudit(conn)
@@ -80,8 +81,11 @@ class SqlDatabase:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         # SQLite has one writer at a time; queueing writers here (rather than in SQLite's
-        # busy loop) keeps latency fair and avoids SQLITE_BUSY under load.
-        self._write_lock = threading.Lock()
+        # busy loop) keeps latency fair and avoids SQLITE_BUSY under load. PostgreSQL takes
+        # concurrent writers: they lock what they touch (rows, advisory locks) themselves.
+        self._write_lock: threading.Lock | contextlib.nullcontext[None] = (
+            threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+        )
 
     @contextmanager
     def write(self, durable: bool = True) -> Iterator[SqlUnitOfWork]:
@@ -99,7 +103,9 @@ class SqlDatabase:
             try:
                 conn.execution_options(**{_IMMEDIATE: True})
                 conn.begin()
-                uow = SqlUnitOfWork(conn)
+                if not durable and not self.is_sqlite:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                uow = SqlUnitOfWork(conn, writing=True)
                 try:
                     yield uow
                 finally:
@@ -124,10 +130,32 @@ class SqlDatabase:
         self.engine.dispose()
 
 
-def create_database(url: str) -> SqlDatabase:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        raise ValueError(f"unsupported database backend {parsed.get_backend_name()!r}")
+def engine_url(url: str) -> str:
+    """The SQLAlchemy URL of a database URL as users write it: PostgreSQL through psycopg 3."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
+def create_database(url: str, pool_size: int = 8) -> SqlDatabase:
+    parsed = make_url(engine_url(url))
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            raise ValueError(f"use postgresql:// (psycopg 3), not {parsed.drivername!r}")
+        engine = create_engine(
+            parsed,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+            pool_size=pool_size,
+            max_overflow=pool_size * 2,
+            pool_pre_ping=True,  # a restarted server's dead connections are replaced
+            connect_args={"connect_timeout": 5, "application_name": "plaudit"},
+        )
+        return SqlDatabase(engine)
+    if backend != "sqlite":
+        raise ValueError(f"unsupported database backend {backend!r}")
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(

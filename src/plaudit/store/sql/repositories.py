@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from plaudit.domain.auth import Scope
 from plaudit.domain.events import StoredEvent
+from plaudit.domain.partitions import PARTITIONS, partition_of
 from plaudit.domain.players import Identity, Player
 from plaudit.domain.sequences import Run
 from plaudit.store.ports import (
@@ -42,10 +43,10 @@ _IN_CHUNK = 900
 
 _APPEND_COLUMNS = (
     "id, tenant_id, source, key, type, player_id, actor, occurred_at, received_at, "
-    "properties, sequence"
+    "properties, sequence, partition"
 )
-_APPEND_ROW = "(?,?,?,?,?,?,?,?,?,?,?)"
-_APPEND_CHUNK = 1000  # 11,000 parameters per statement
+_APPEND_ROW = "(?,?,?,?,?,?,?,?,?,?,?,?)"
+_APPEND_CHUNK = 1000  # 12,000 parameters per statement
 _APPEND_SQL_HEAD = f"INSERT INTO events ({_APPEND_COLUMNS}) VALUES "  # noqa: S608 - constants only
 _APPEND_SQL_TAIL = " ON CONFLICT (tenant_id, source, key) DO NOTHING RETURNING source, key"
 
@@ -62,10 +63,25 @@ def _insert(conn: Connection, table: Table) -> Any:
     return sqlite.insert(table)
 
 
-# Counters that change whenever player states (or players) are written, so that a process
-# caching them can tell that someone else wrote some.
-STATES_GENERATION = "states-gen"
+# A counter that changes whenever players are written, so that a process caching them can
+# tell that someone else wrote some.
 PLAYERS_GENERATION = "players-gen"
+
+# Tables read in order of an ever-growing number (the log's position, the outbox's and the
+# boards' seq) by followers that remember how far they got. SQLite has one writer at a
+# time, so numbers commit in order. On PostgreSQL two transactions could commit 12 before
+# 11, and a follower that saw 12 would never look at 11: so the writers of each such table
+# take a transaction-scoped advisory lock before they number rows, held until they commit.
+# The events lock is only taken by ingestion; the outbox and the boards share one lock, so
+# no two transactions ever wait for each other's locks in opposite orders.
+LOG_LOCK = 0x504C_0001
+TAIL_LOCK = 0x504C_0002
+
+
+def serialize(conn: Connection, lock: int) -> None:
+    """Number rows in commit order from here to the end of the transaction (PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({int(lock)})")
 
 
 def bump(conn: Connection, name: str) -> None:
@@ -77,16 +93,12 @@ def bump(conn: Connection, name: str) -> None:
     )
 
 
-def generations(conn: Connection) -> tuple[int, int]:
-    """(states, players) write counters."""
-    found = dict(
-        conn.execute(
-            select(t.cursors.c.name, t.cursors.c.position).where(
-                t.cursors.c.name.in_([STATES_GENERATION, PLAYERS_GENERATION])
-            )
-        ).all()
-    )
-    return int(found.get(STATES_GENERATION, 0)), int(found.get(PLAYERS_GENERATION, 0))
+def players_generation(conn: Connection) -> int:
+    """The players' write counter."""
+    found = conn.execute(
+        select(t.cursors.c.position).where(t.cursors.c.name == PLAYERS_GENERATION)
+    ).scalar()
+    return int(found or 0)
 
 
 def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -356,6 +368,7 @@ def _event(row: RowMapping) -> StoredEvent:
         received_at=row["received_at"],
         properties=row["properties"],
         sequence=row["sequence"],
+        partition=row["partition"],
     )
 
 
@@ -370,6 +383,7 @@ class SqlEvents:
             return set()
         if self.conn.dialect.name == "sqlite":
             return self._append_sqlite(tenant_id, rows, received_at)
+        serialize(self.conn, LOG_LOCK)
         c = t.events.c
         stmt: Insert = (
             _insert(self.conn, t.events)
@@ -393,6 +407,7 @@ class SqlEvents:
                     "received_at": received_at,
                     "properties": r.properties,
                     "sequence": r.sequence,
+                    "partition": partition_of(tenant_id, r.player_id),
                 }
                 for r in rows
             ],
@@ -423,6 +438,7 @@ class SqlEvents:
                     received,
                     dumps(r.properties).decode(),
                     r.sequence,
+                    partition_of(tenant_id, r.player_id),
                 )
             sql = _APPEND_SQL_HEAD + ",".join([_APPEND_ROW] * len(chunk)) + _APPEND_SQL_TAIL
             result = self.conn.exec_driver_sql(sql, tuple(params))
@@ -461,6 +477,28 @@ class SqlEvents:
 
     def last_position(self) -> int:
         return int(self.conn.execute(select(func.max(t.events.c.position))).scalar() or 0)
+
+    def in_partition(self, partition: int, position: int, limit: int) -> list[StoredEvent]:
+        c = t.events.c
+        stmt = (
+            select(t.events)
+            .where(c.partition == partition, c.position > position)
+            .order_by(c.position)
+            .limit(limit)
+        )
+        return [_event(r) for r in self.conn.execute(stmt).mappings()]
+
+    def last_positions(self) -> dict[int, int]:
+        """Each partition's last position (one index probe each, not a scan of the log)."""
+        c = t.events.c
+        found: dict[int, int] = {}
+        for partition in range(PARTITIONS):
+            last = self.conn.execute(
+                select(func.max(c.position)).where(c.partition == partition)
+            ).scalar()
+            if last is not None:
+                found[partition] = int(last)
+        return found
 
     def types(self, tenant_id: str) -> set[str]:
         c = t.events.c

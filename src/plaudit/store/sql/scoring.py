@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -21,12 +22,10 @@ from plaudit.store.ports import (
 )
 from plaudit.store.sql import tables as t
 from plaudit.store.sql.repositories import (
-    STATES_GENERATION,
     _chunks,
     _insert,
     _sqlite_datetime,
-    bump,
-    generations,
+    players_generation,
 )
 
 _LEDGER_SQL = (
@@ -203,24 +202,53 @@ def award_row(r: RowMapping) -> AwardRow:
 
 
 _STATES_SQL = (
-    "INSERT INTO player_states (tenant_id, player_id, state, updated_at) VALUES (?, ?, ?, ?) "
+    "INSERT INTO player_states (tenant_id, player_id, state, updated_at, version) "
+    "VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (tenant_id, player_id) DO UPDATE SET state = excluded.state, "
-    "updated_at = excluded.updated_at"
+    "updated_at = excluded.updated_at, version = excluded.version"
 )
 
 
 class SqlScoring:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, writing: bool = False) -> None:
         self.conn = conn
+        self.writing = writing
 
-    def generations(self) -> tuple[int, int]:
-        return generations(self.conn)
+    def players_generation(self) -> int:
+        return players_generation(self.conn)
 
     def cursor(self, name: str) -> int:
         value = self.conn.execute(
             select(t.cursors.c.position).where(t.cursors.c.name == name)
         ).scalar()
         return int(value or 0)
+
+    def lock_cursor(self, name: str) -> int:
+        """The cursor, locked until the transaction ends (a row lock on PostgreSQL; SQLite's
+        writers are serialized anyway): two workers never advance it from the same place."""
+        c = t.cursors.c
+        self.conn.execute(
+            _insert(self.conn, t.cursors)
+            .values(name=name, position=0)
+            .on_conflict_do_nothing(index_elements=[c.name])
+        )
+        value = self.conn.execute(
+            select(c.position).where(c.name == name).with_for_update()
+        ).scalar()
+        return int(value or 0)
+
+    def state_versions(self, tenant_id: str, player_ids: Iterable[str]) -> dict[str, int]:
+        """Each stored state's write token, the rows locked until the transaction ends."""
+        c = t.player_states.c
+        found: dict[str, int] = {}
+        for chunk in _chunks(sorted(set(player_ids))):
+            rows = self.conn.execute(
+                select(c.player_id, c.version)
+                .where(c.tenant_id == tenant_id, c.player_id.in_(chunk))
+                .with_for_update()
+            )
+            found.update((player_id, int(version)) for player_id, version in rows)
+        return found
 
     def set_cursor(self, name: str, position: int) -> None:
         stmt = _insert(self.conn, t.cursors).values(name=name, position=position)
@@ -234,18 +262,21 @@ class SqlScoring:
         c = t.player_states.c
         found: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(sorted(set(player_ids))):
-            rows = self.conn.execute(
-                select(c.player_id, c.state).where(c.tenant_id == tenant_id, c.player_id.in_(chunk))
+            stmt = select(c.player_id, c.state).where(
+                c.tenant_id == tenant_id, c.player_id.in_(chunk)
             )
+            # In a write transaction the rows stay locked until it ends: two writers of one
+            # player's state (a worker, a retraction) take turns instead of losing an update.
+            rows = self.conn.execute(stmt.with_for_update() if self.writing else stmt)
             found.update((player_id, state) for player_id, state in rows)
         return found
 
     def save_states(
         self, tenant_id: str, states: Mapping[str, Mapping[str, Any]], at: datetime
-    ) -> None:
+    ) -> int:
+        token = secrets.randbits(63)
         if not states:
-            return
-        bump(self.conn, STATES_GENERATION)
+            return token
         if self.conn.dialect.name == "sqlite":
             # By hand: SQLAlchemy's per-row JSON processing cost more than SQLite's write
             # (scoring saves the state of every player of a batch).
@@ -253,24 +284,35 @@ class SqlScoring:
             self.conn.exec_driver_sql(
                 _STATES_SQL,
                 [
-                    (tenant_id, pid, orjson.dumps(state).decode("utf-8"), at_text)
+                    (tenant_id, pid, orjson.dumps(state).decode("utf-8"), at_text, token)
                     for pid, state in states.items()
                 ],
             )
-            return
+            return token
         c = t.player_states.c
         stmt = _insert(self.conn, t.player_states)
         stmt = stmt.on_conflict_do_update(
             index_elements=[c.tenant_id, c.player_id],
-            set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
+            set_={
+                "state": stmt.excluded.state,
+                "updated_at": stmt.excluded.updated_at,
+                "version": stmt.excluded.version,
+            },
         )
         self.conn.execute(
             stmt,
             [
-                {"tenant_id": tenant_id, "player_id": pid, "state": dict(state), "updated_at": at}
-                for pid, state in states.items()
+                {
+                    "tenant_id": tenant_id,
+                    "player_id": pid,
+                    "state": dict(state),
+                    "updated_at": at,
+                    "version": token,
+                }
+                for pid, state in sorted(states.items())
             ],
         )
+        return token
 
     def append_ledger(self, tenant_id: str, rows: Sequence[LedgerRow], at: datetime) -> int:
         if not rows:
@@ -493,7 +535,6 @@ class SqlScoring:
                 .where(table.c.tenant_id == tenant_id, table.c.player_id == from_player)
                 .values(player_id=to_player)
             )
-        bump(self.conn, STATES_GENERATION)
         for table in (t.level_ups, t.player_states):
             self.conn.execute(
                 delete(table).where(
@@ -546,7 +587,6 @@ class SqlScoring:
         self.conn.execute(
             delete(t.badge_awards).where(where(t.badge_awards), t.badge_awards.c.source == "rule")
         )
-        bump(self.conn, STATES_GENERATION)
         for table in (t.level_ups, t.player_states, t.rule_errors):
             self.conn.execute(delete(table).where(where(table)))
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     Numeric,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -135,8 +136,11 @@ events = Table(
     Column("received_at", UtcDateTime, nullable=False),
     Column("properties", JSON, nullable=False),
     Column("sequence", BigInteger),
+    # partition_of(tenant_id, player_id): which scoring worker takes it (scale-out mode).
+    Column("partition", SmallInteger, nullable=False, server_default="0"),
     UniqueConstraint("tenant_id", "source", "key"),
     Index(None, "tenant_id", "type", "position"),
+    Index(None, "partition", "position"),
     Index(None, "tenant_id", "occurred_at"),
     sqlite_autoincrement=True,
 )
@@ -267,6 +271,9 @@ player_states = Table(
     Column("player_id", String(40), primary_key=True),
     Column("state", JSON, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # A random token set by each write: a worker caching a state knows it is still the one
+    # in the store when the token is the one its own write set.
+    Column("version", BigInteger, nullable=False, server_default="0"),
 )
 
 rule_errors = Table(

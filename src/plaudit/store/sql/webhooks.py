@@ -33,7 +33,13 @@ from plaudit.store.ports import (
     Subscription,
 )
 from plaudit.store.sql import tables as t
-from plaudit.store.sql.repositories import _chunks, _insert, _sqlite_datetime
+from plaudit.store.sql.repositories import (
+    TAIL_LOCK,
+    _chunks,
+    _insert,
+    _sqlite_datetime,
+    serialize,
+)
 
 UNFINISHED = ("pending", "sending")
 _OUTBOX_SQL = (
@@ -61,6 +67,7 @@ class SqlOutbox:
     def add(self, tenant_id: str, messages: Sequence[OutboxMessage], at: datetime) -> int:
         if not messages:
             return 0
+        serialize(self.conn, TAIL_LOCK)
         if self.conn.dialect.name == "sqlite":
             # By hand, as the ledger: scoring writes a message per award and level reached,
             # and SQLAlchemy's per-row processing cost more than SQLite's insert.

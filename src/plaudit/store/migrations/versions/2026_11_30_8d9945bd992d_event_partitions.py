@@ -1,0 +1,44 @@
+"""Scale-out: each event records its partition (the unit of parallel scoring), and each
+player state a token of its last write (how a worker knows its cached copy is current).
+
+Events logged before this revision keep partition 0: only the scale-out mode reads it,
+and no scale-out deployment predates it.
+
+Revision ID: 8d9945bd992d
+Revises: 3af809f610c2
+Create Date: 2026-11-30 10:37:45.681507
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "8d9945bd992d"
+down_revision = "3af809f610c2"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("partition", sa.SmallInteger(), server_default="0", nullable=False)
+        )
+        batch_op.create_index(
+            batch_op.f("ix_events_partition_position"), ["partition", "position"], unique=False
+        )
+
+    with op.batch_alter_table("player_states", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("version", sa.BigInteger(), server_default="0", nullable=False)
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("player_states", schema=None) as batch_op:
+        batch_op.drop_column("version")
+
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_events_partition_position"))
+        batch_op.drop_column("partition")
