@@ -99,3 +99,51 @@ def new_key(container: Container, *scopes: Scope) -> str:
 @pytest.fixture
 def admin_key(container: Container) -> str:
     return new_key(container, Scope.ADMIN)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """This test process's own PostgreSQL database, migrated (see tests/support/postgres)."""
+    from tests.support.postgres import scratch_database
+
+    with scratch_database() as url:
+        yield url
+
+
+def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings of the mode the test is parametrized with: embedded (SQLite in tmp_path), or
+    scale-out (this process's PostgreSQL database, emptied; Redis under a key prefix of the
+    test's own, deleted afterwards)."""
+    if request.param == "embedded":
+        return Settings(data_dir=tmp_path / "data", _env_file=None)
+    import redis
+    from sqlalchemy import create_engine
+
+    from plaudit.settings import LeaderboardSettings
+    from tests.support.postgres import empty
+    from tests.support.redis_keys import REDIS_URL, delete_prefix, unique_prefix
+
+    url = request.getfixturevalue("postgres_url")
+    engine = create_engine(url)
+    try:
+        empty(engine)
+    finally:
+        engine.dispose()
+    prefix = unique_prefix()
+    client = redis.Redis.from_url(REDIS_URL)
+
+    def clean() -> None:
+        delete_prefix(client, prefix)
+        client.close()
+
+    request.addfinalizer(clean)
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=url,
+        redis_url=REDIS_URL,
+        leaderboards=LeaderboardSettings(redis_prefix=prefix),
+        _env_file=None,
+    )
+
+
+MODES = ["embedded", pytest.param("scale-out", marks=[pytest.mark.postgres, pytest.mark.redis])]

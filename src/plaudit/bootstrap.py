@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from sqlalchemy import make_url
 
 from plaudit.domain.clock import Clock, utc_now
+from plaudit.errors import ConfigurationError
 from plaudit.identity.oidc import ClaimMapping, OidcConfig, OidcVerifier
 from plaudit.leaderboards.memory import MemoryProjection
 from plaudit.leaderboards.ports import AsyncReads, Projection
@@ -36,7 +39,8 @@ from plaudit.services.tenancy import CreatedKey, TenancyService
 from plaudit.services.webhooks import WebhookService
 from plaudit.settings import Settings
 from plaudit.store import migrate
-from plaudit.store.sql.database import SqlDatabase, create_database
+from plaudit.store.sql.database import SqlDatabase, create_database, engine_url
+from plaudit.stream.nats import EventStream
 from plaudit.webhooks.schedule import parse_schedule
 from plaudit.webhooks.sender import WebhookSender
 from plaudit.workers.dispatcher import Dispatcher
@@ -74,6 +78,7 @@ class Container:
     redis_async: AsyncRedis | None = None  # the hot leaderboard reads of API processes
     rate_limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     oidc: OidcVerifier | None = None  # bearer tokens of the identity provider, when set
+    stream: EventStream | None = None  # the scale-out mode's NATS JetStream, when set
 
     def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -88,6 +93,8 @@ class Container:
                 checks["redis"] = "ok"
             except Exception as exc:
                 checks["redis"] = f"error: {type(exc).__name__}: {exc}"
+        if self.stream is not None:
+            checks["stream"] = "ok" if self.stream.connected else "error: not connected to NATS"
         return checks
 
     def close(self) -> None:
@@ -98,10 +105,12 @@ class Container:
 
 def build(settings: Settings, clock: Clock = utc_now) -> Container:
     """Wire adapters and services. Opens no connection until one is used."""
-    db = create_database(settings.resolved_database_url)
+    db = create_database(settings.resolved_database_url, pool_size=settings.database_pool)
     book = RuleBook()
     rulesets = RuleSetService(db, clock, book)
-    scoring = ScoringService(db, clock, book)
+    scoring = ScoringService(
+        db, clock, book, batch_size=settings.worker.batch, partitioned=settings.scale_out
+    )
     redis = None
     projection: Projection = MemoryProjection()
     async_reads: AsyncReads | None = None
@@ -120,18 +129,27 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
         in_process=isinstance(projection, MemoryProjection),
         async_reads=async_reads,
     )
+    stream = None
+    if settings.stream_url:
+        stream = EventStream(
+            settings.stream_url, settings.stream.prefix, settings.stream.ack_wait.total_seconds()
+        )
     limiter: RateLimiter = MemoryRateLimiter()
     if redis is not None:
         # Shared by every API process: a key's budget is the same whichever answers.
         limiter = RedisRateLimiter(redis, settings.leaderboards.redis_prefix, aio=redis_async)
+    ingest = IngestService(db, clock, settings.ingest.max_future_skew)
+    if stream is not None:
+        ingest.on_appended = stream.announce
     return Container(
+        stream=stream,
         oidc=_oidc(settings),
         rate_limiter=limiter,
         settings=settings,
         db=db,
         clock=clock,
         tenancy=TenancyService(db, clock),
-        ingest=IngestService(db, clock, settings.ingest.max_future_skew),
+        ingest=ingest,
         players=PlayerService(db, clock, on_merge=scoring.absorb),
         event_log=EventLogService(db),
         idempotency=IdempotencyService(
@@ -209,4 +227,56 @@ def prepare_embedded(container: Container) -> CreatedKey | None:
     migrate.upgrade(container.db.engine)
     container.tenancy.ensure_tenant(container.default_tenant, "Default tenant")
     container.leaderboards.start()
+    return container.tenancy.ensure_first_admin_key(container.default_tenant)
+
+
+def check_dependencies(container: Container) -> None:
+    """At the start of a scale-out process: a one-line ConfigurationError naming the first
+    dependency that cannot be reached, or a schema behind (or ahead of) this code."""
+    settings = container.settings
+    try:
+        container.db.ping()
+    except Exception as exc:
+        raise ConfigurationError(
+            f"database {_shown(settings.resolved_database_url)} unreachable: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
+    migrate.ensure_current(container.db.engine)
+    if container.redis is not None:
+        try:
+            container.redis.ping()
+        except Exception as exc:
+            raise ConfigurationError(
+                f"redis {_shown(settings.redis_url or '')} unreachable: {type(exc).__name__}: {exc}"
+            ) from None
+    if container.stream is not None:
+        stream = container.stream
+
+        async def probe() -> None:
+            await stream.connect()
+            await stream.close()
+
+        asyncio.run(probe())
+
+
+def _shown(url: str) -> str:
+    """A URL fit for a message: without its password."""
+    try:
+        return make_url(engine_url(url)).render_as_string(hide_password=True)
+    except Exception:
+        return url.rsplit("@", maxsplit=1)[-1]
+
+
+def conninfo(settings: Settings) -> str:
+    """The libpq URI of the PostgreSQL database (the workers' lease connection)."""
+    url = make_url(engine_url(settings.resolved_database_url))
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def prepare_scale_out(container: Container) -> CreatedKey | None:
+    """A scale-out start: dependencies reachable, the schema current (``plaudit migrate``
+    makes it so; processes never migrate on their own), the default tenant and a first
+    admin key if it has none."""
+    check_dependencies(container)
+    container.tenancy.ensure_tenant(container.default_tenant, "Default tenant")
     return container.tenancy.ensure_first_admin_key(container.default_tenant)

@@ -55,6 +55,17 @@ def _container() -> Any:
     return build(_settings())
 
 
+def _prepare(container: Any) -> None:
+    """Before a command works on the store: the embedded mode migrates as it starts; the
+    scale-out mode checks its dependencies and schema (``plaudit migrate`` migrates)."""
+    from plaudit.bootstrap import prepare_embedded, prepare_scale_out
+
+    if container.settings.scale_out:
+        prepare_scale_out(container)
+    else:
+        prepare_embedded(container)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1)")] = None,
@@ -64,8 +75,12 @@ def serve(
     ] = False,
     demo_rate: Annotated[float, typer.Option(help="Demo events per second")] = 5.0,
     access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="API processes (scale-out mode only)")
+    ] = 1,
 ) -> None:
-    """Run the API (embedded mode: SQLite, in-process workers)."""
+    """Run the API. Embedded mode (SQLite): one process with the workers inside. Scale-out
+    mode (PostgreSQL): API processes only; run `plaudit worker` beside them."""
     import uvicorn
 
     from plaudit.api.app import create_app
@@ -75,6 +90,16 @@ def serve(
     settings = _settings()
     host = host or settings.api.host
     port = port if port is not None else settings.api.port
+    if settings.scale_out:
+        if demo:
+            raise CliError("--demo runs in the embedded mode (unset PLAUDIT_DATABASE_URL)")
+        _serve_scale_out(settings, host, port, workers, access_log)
+        return
+    if workers > 1:
+        raise CliError(
+            "--workers needs the scale-out mode (PLAUDIT_DATABASE_URL=postgresql://…): "
+            "the embedded mode is one process"
+        )
     if demo:
         # The demo delivers webhooks to itself, on 127.0.0.1: development only.
         settings.webhooks.allow_loopback = True
@@ -121,6 +146,66 @@ def serve(
     finally:
         container.close()
         sock.close()
+
+
+def _serve_scale_out(settings: Any, host: str, port: int, workers: int, access_log: bool) -> None:
+    """Check the dependencies and the schema, make the first admin key if there is none,
+    then run ``workers`` API processes on one listening socket (uvicorn's supervisor
+    restarts any that dies)."""
+    import uvicorn
+
+    from plaudit.api.tls import server_options
+    from plaudit.bootstrap import build, prepare_scale_out
+
+    sock = _listen(host, port)
+    sock.close()  # the port is free; uvicorn binds it again for its processes
+    container = build(settings)
+    try:
+        created = prepare_scale_out(container)
+    finally:
+        container.close()
+    out.print(
+        f"[bold]Plaudit[/] scale-out API on [cyan]http://{host}:{port}[/], {workers} process(es)"
+    )
+    if created is not None:
+        out.print(
+            f"[bold yellow]Admin API key (shown once, store it now):[/] {created.secret}",
+            soft_wrap=True,
+        )
+    sys.stdout.flush()
+    uvicorn.run(
+        "plaudit.api.asgi:scale_out_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=access_log,
+        **server_options(settings.tls),
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run a scale-out worker: scoring of its share of the log's partitions, and (one worker
+    at a time each) the leaderboard projection, the webhook dispatcher and the janitors."""
+    from plaudit.bootstrap import build, check_dependencies
+    from plaudit.workers.run import run_worker
+
+    settings = _settings()
+    if not settings.scale_out:
+        raise CliError(
+            "plaudit worker is the scale-out mode's (PLAUDIT_DATABASE_URL=postgresql://…); "
+            "the embedded mode's workers run inside plaudit serve"
+        )
+    container = build(settings)
+    try:
+        check_dependencies(container)
+        out.print("[bold]Plaudit[/] worker started")
+        sys.stdout.flush()
+        asyncio.run(run_worker(container))
+    finally:
+        container.close()
 
 
 def _embedded_workers(container: Any) -> list[Any]:
@@ -239,13 +324,12 @@ def demo(
 
     start_after: dict[str, int] = {}
     if api_key is None:
-        from plaudit.bootstrap import prepare_embedded
         from plaudit.domain.auth import Scope
         from plaudit.services.demo import ensure_demo_badges, ensure_demo_rules, load_demo_program
 
         container = _container()
         try:
-            prepare_embedded(container)
+            _prepare(container)
             ensure_demo_rules(container.rulesets, container.default_tenant)
             load_demo_program(container.ingest, container.players, container.default_tenant)
             ensure_demo_badges(container.badges, container.default_tenant)
@@ -285,7 +369,6 @@ def keys_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Create an API key and print its secret (once)."""
-    from plaudit.bootstrap import prepare_embedded
     from plaudit.domain.auth import parse_scopes, scopes_of_roles
 
     try:
@@ -299,7 +382,7 @@ def keys_create(
             raise CliError(f"--scope: {exc}") from None
     container = _container()
     try:
-        prepare_embedded(container)
+        _prepare(container)
         created = container.tenancy.create_key(tenant or container.default_tenant, name, scopes)
     finally:
         container.close()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
 
 from plaudit.domain.clock import Clock
 from plaudit.domain.events import (
@@ -18,13 +20,17 @@ from plaudit.domain.events import (
     first_occurrences,
 )
 from plaudit.domain.ids import new_id
+from plaudit.domain.partitions import partition_of
 from plaudit.domain.players import PLAYER_ID_PREFIX, Identity, Player
 from plaudit.domain.sequences import Run, gaps_between, merge_runs, runs_of
 from plaudit.errors import FieldError, InvalidInput
 from plaudit.store.ports import Database, NewEventRow, UnitOfWork
+from plaudit.stream.nats import Appended
 
 # Gaps listed per source in an ingest response; the sources API pages through all of them.
 GAPS_IN_REPORT = 100
+# Attempts at a commit that lost a race for a new player to another process.
+_ATTEMPTS = 3
 
 Submitted = IncomingEvent | Sequence[FieldError]
 """What the API hands over per event: a well-formed event, or why it was not well-formed."""
@@ -39,6 +45,7 @@ class _Write:
     now: datetime
     results: list[EventResult | None]
     gaps: dict[str, list[Run]] = field(default_factory=dict)
+    placed: list[NewEventRow] = field(default_factory=list)
     done: bool = False
     error: Exception | None = None
 
@@ -53,6 +60,9 @@ class IngestService:
         self._leader = threading.Lock()
         # Told after each commit of new events (the in-process scoring worker's wake-up).
         self.on_commit: Callable[[], None] | None = None
+        # Told what each commit appended, per tenant and partition (the scale-out mode's
+        # stream, which tells the workers holding those partitions).
+        self.on_appended: Callable[[list[Appended]], None] | None = None
 
     def ingest(
         self, tenant_id: str, items: Sequence[Submitted], atomic: bool = False
@@ -134,27 +144,42 @@ class IngestService:
         if write.error is not None:
             raise write.error
 
-    def _commit(self, group: list[_Write]) -> None:
+    def _commit(self, group: list[_Write], attempt: int = 1) -> None:
         try:
             with self.db.write() as uow:
                 for write in group:
-                    placed = self._append(
+                    write.placed = self._append(
                         uow, write.tenant_id, write.unique, write.now, write.results
                     )
-                    write.gaps = self._track_sequences(uow, write.tenant_id, placed)
+                    write.gaps = self._track_sequences(uow, write.tenant_id, write.placed)
                 uow.commit()
-        except Exception as exc:
-            if len(group) == 1:
-                group[0].error = exc
-                group[0].done = True
+        except IntegrityError as exc:
+            # PostgreSQL: another process created the same new player (identity) meanwhile.
+            # Its commit is done now, so a second attempt resolves the identity to it.
+            if attempt < _ATTEMPTS:
+                self._commit(group, attempt + 1)
                 return
-            for write in group:
-                self._commit([write])
+            self._fail(group, exc)
+            return
+        except Exception as exc:
+            self._fail(group, exc)
             return
         for write in group:
             write.done = True
         if self.on_commit is not None:
             self.on_commit()
+        if self.on_appended is not None:
+            self.on_appended(_announcements(group))
+
+    def _fail(self, group: list[_Write], exc: Exception) -> None:
+        """A shared commit failed: each request is tried on its own, so that one bad request
+        does not fail the others; a request alone gets its error."""
+        if len(group) == 1:
+            group[0].error = exc
+            group[0].done = True
+            return
+        for write in group:
+            self._commit([write])
 
     def _problems(self, item: Submitted, now: datetime) -> tuple[FieldError, ...]:
         if not isinstance(item, IncomingEvent):
@@ -233,3 +258,17 @@ class IngestService:
                 uow.sequences.replace_runs(tenant_id, source, touching, merged)
             gaps[source] = gaps_between(uow.sequences.all_runs(tenant_id, source))[:GAPS_IN_REPORT]
         return gaps
+
+
+def _announcements(group: list[_Write]) -> list[Appended]:
+    found: dict[tuple[str, int], Appended] = {}
+    for write in group:
+        for row in write.placed:
+            where = (write.tenant_id, partition_of(write.tenant_id, row.player_id))
+            seen = found.get(where)
+            found[where] = (
+                Appended(where[0], where[1], row.id, 1)
+                if seen is None
+                else replace(seen, count=seen.count + 1)
+            )
+    return list(found.values())

@@ -1,0 +1,228 @@
+"""NATS JetStream between ingestion and the scoring workers (the scale-out mode).
+
+The SQL event log is the truth; the stream says where to look. After each commit an API
+process publishes one message per (tenant, partition) it appended to, on
+``<prefix>.events.<tenant>.<partition>``, with the first event's id as ``Nats-Msg-Id`` (a
+publish retried by the client is dropped by the server's duplicate window). Each partition
+has a durable pull consumer; the worker holding the partition fetches, scores the
+partition's pending events from the log, and acknowledges only after that commit. A
+worker that dies leaves its messages unacknowledged: they are delivered again after
+``ack_wait``. A message that never made it (NATS down, or lost in a NATS crash: Debian's
+NATS 2.9 does not fsync before it acknowledges) is made up for by the sweeper, which
+publishes again for any partition whose log is ahead of its scoring cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from plaudit.domain.partitions import PARTITIONS
+from plaudit.errors import ConfigurationError
+
+log = logging.getLogger("plaudit.stream")
+
+# Announcements waiting to be published; beyond this (NATS down for long) they are dropped:
+# the sweeper finds their events in the log.
+_QUEUE_MAX = 100_000
+_DUPLICATE_WINDOW = 120.0  # seconds: a publish retried within this is stored once
+_SAFE_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Events one commit appended to one partition of one tenant's log."""
+
+    tenant_id: str
+    partition: int
+    key: str  # the first event's id: the message's dedupe key
+    count: int
+
+
+def _token(text: str) -> str:
+    """A subject token: tenant ids are [a-z0-9-]; anything else is replaced."""
+    return _SAFE_TOKEN.sub("_", text) or "_"
+
+
+class EventStream:
+    def __init__(self, url: str, prefix: str, ack_wait: float) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.ack_wait = ack_wait
+        self.stream = f"{prefix}_events"
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[Appended] | None = None
+        self._lock = threading.Lock()
+        self.dropped = 0  # announcements lost to a full queue (the sweeper covers them)
+
+    def subject(self, tenant_id: str, partition: int) -> str:
+        return f"{self.prefix}.events.{_token(tenant_id)}.{partition}"
+
+    def consumer(self, partition: int) -> str:
+        return f"{self.prefix}-scoring-{partition}"
+
+    # --- connection ------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect and make sure the stream and its consumers exist; a one-line
+        ConfigurationError when NATS cannot be reached."""
+
+        async def quiet(exc: Exception) -> None:
+            log.warning("stream: %s", exc or type(exc).__name__)
+
+        try:
+            self._nc = await nats.connect(
+                self.url,
+                name="plaudit",
+                connect_timeout=3,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                error_cb=quiet,
+            )
+        except Exception as exc:
+            raise ConfigurationError(
+                f"stream {self.url} unreachable: {type(exc).__name__}: {exc}"
+            ) from None
+        self._js = self._nc.jetstream(timeout=5)
+        await self._ensure()
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue(_QUEUE_MAX)
+
+    async def _ensure(self) -> None:
+        js = self._jetstream()
+        config = StreamConfig(
+            name=self.stream,
+            subjects=[f"{self.prefix}.events.>"],
+            # A message is gone once its partition's worker acknowledges it.
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=_DUPLICATE_WINDOW,
+            max_age=7 * 24 * 3600.0,
+        )
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+        for partition in range(PARTITIONS):
+            await js.add_consumer(self.stream, self._consumer_config(partition))
+
+    def _consumer_config(self, partition: int) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.consumer(partition),
+            filter_subject=f"{self.prefix}.events.*.{partition}",
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_ack_pending=10_000,
+        )
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            raise RuntimeError("stream not connected")
+        return self._js
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def check(self) -> None:
+        """Readiness: the server answers and the stream exists."""
+        await self._jetstream().stream_info(self.stream)
+
+    async def delete(self) -> None:
+        """Drop the stream and its consumers (tests)."""
+        await self._jetstream().delete_stream(self.stream)
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            try:
+                await self._nc.close()
+            except Exception:  # closing: nothing left to tell
+                log.debug("closing the stream connection", exc_info=True)
+            self._nc = None
+
+    # --- publishing --------------------------------------------------------------------------
+
+    def announce(self, appended: Sequence[Appended]) -> None:
+        """From any thread (ingestion commits in worker threads): queue for publishing."""
+        loop, queue = self._loop, self._queue
+        if loop is None or queue is None:
+            return
+        for item in appended:
+            loop.call_soon_threadsafe(self._offer, item)
+
+    def _offer(self, item: Appended) -> None:
+        assert self._queue is not None
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def publish(self, tenant_id: str, partition: int, key: str, data: Any) -> None:
+        await self._jetstream().publish(
+            self.subject(tenant_id, partition),
+            orjson.dumps(data),
+            headers={"Nats-Msg-Id": key},
+        )
+
+    async def run_publisher(self) -> None:
+        """Publish what commits announced, everything queued at once, concurrently (one
+        acknowledged publish costs a round trip; many in flight share it)."""
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty() and len(batch) < 1000:
+                batch.append(queue.get_nowait())
+            results = await asyncio.gather(
+                *(
+                    self.publish(
+                        a.tenant_id, a.partition, a.key, {"events": a.count, "first": a.key}
+                    )
+                    for a in batch
+                ),
+                return_exceptions=True,
+            )
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                # The events are in the log: the sweeper publishes for them again.
+                log.warning(
+                    "stream: %d of %d announcements not published (%s); the sweeper will",
+                    len(failed),
+                    len(batch),
+                    failed[0] or type(failed[0]).__name__,
+                )
+
+    # --- consuming ---------------------------------------------------------------------------
+
+    async def subscribe(self, partition: int) -> JetStreamContext.PullSubscription:
+        js = self._jetstream()
+        return await js.pull_subscribe_bind(self.consumer(partition), self.stream)
+
+    @staticmethod
+    async def fetch(sub: JetStreamContext.PullSubscription, wait: float) -> list[Msg]:
+        """Messages waiting (at most 256), or [] after ``wait`` seconds without any."""
+        try:
+            return await sub.fetch(batch=256, timeout=wait)
+        except TimeoutError:
+            return []
+        except NatsError as exc:  # disconnected, restarting: the caller tries again
+            log.debug("stream fetch: %s", exc)
+            await asyncio.sleep(min(wait, 0.5))
+            return []

@@ -1,0 +1,69 @@
+"""The scale-out worker process: what ``plaudit worker`` runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import anyio
+import anyio.to_thread
+
+from plaudit.bootstrap import Container, conninfo, dispatcher
+from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor
+from plaudit.workers.projector import Projector
+from plaudit.workers.scale_out import ScaleOutWorker
+
+log = logging.getLogger("plaudit.worker")
+
+# The projector looks at SQL this often for board changes committed by any worker: the
+# event-to-leaderboard delay is scoring's commit plus at most this.
+_PROJECTOR_POLL = 0.05
+
+
+async def run_worker(container: Container) -> None:
+    settings = container.settings
+    stream = container.stream
+    if stream is not None:
+        await stream.connect()
+
+    async def projector() -> None:
+        # A Redis that lost its data (or a first start) is rebuilt from SQL.
+        await anyio.to_thread.run_sync(container.leaderboards.start)
+        await Projector(
+            container.leaderboards,
+            settings.leaderboards.reconcile_every,
+            poll=_PROJECTOR_POLL,
+            closings=container.closings,
+        ).run()
+
+    async def janitors() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(IdempotencyJanitor(container.idempotency).run)
+            tg.start_soon(OutboxJanitor(container.dispatch, settings.webhooks.retention).run)
+
+    worker = ScaleOutWorker(
+        container.db,
+        container.scoring,
+        conninfo(settings),
+        stream,
+        singletons={
+            "leaderboard projection": projector,
+            "webhook dispatcher": dispatcher(container).run,
+            "janitors": janitors,
+        },
+        poll=settings.worker.poll.total_seconds(),
+        sweep_every=settings.stream.sweep_every.total_seconds(),
+    )
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if main is not None:
+            loop.add_signal_handler(sig, main.cancel)
+    try:
+        await worker.run()
+    except asyncio.CancelledError:
+        log.info("worker stopping")
+    finally:
+        if stream is not None:
+            await stream.close()

@@ -1,0 +1,265 @@
+"""``plaudit worker``: the scale-out mode's scoring, projection and delivery process.
+
+Any number of workers share the work through PostgreSQL's advisory locks, held on one
+session per worker, so that a worker that dies (even by SIGKILL) loses its locks the moment
+PostgreSQL sees its connection close; nothing here decides membership by itself:
+
+- Every worker holds a shared "member" lock; counting its holders gives the live workers.
+- Partition leases: each worker takes its fair share (partitions / live workers, rounded
+  up) of the log's partitions, and gives back any above its share, so a new worker gets
+  work within seconds and a dead one's partitions are taken over as soon as it is gone.
+  A lease is an optimisation, not the guarantee: scoring a partition locks its cursor row,
+  so two workers that both believe they hold it take turns and never apply an event twice.
+- Singleton jobs (the leaderboard projection, the webhook dispatcher, the janitors) run in
+  one worker at a time, under an exclusive lock each; another worker takes one over when
+  its holder dies.
+- The sweeper (in every worker) publishes to the stream again for any partition whose log
+  is ahead of its scoring cursor and whose cursor has not moved since its last look: a
+  stream message lost in a NATS crash delays those events by a sweep, never loses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import anyio.to_thread
+import psycopg
+
+from plaudit.domain.partitions import PARTITIONS
+from plaudit.services.scoring import ScoringService, partition_cursor
+from plaudit.store.ports import Database
+from plaudit.stream.nats import EventStream
+
+log = logging.getLogger("plaudit.worker")
+
+# Advisory lock classes (the first of the two keys); the second key is the partition or job.
+_MEMBER = 0x504C_4D42
+_PARTITION = 0x504C_5054
+_SINGLETON = 0x504C_534E
+
+
+class Leases:
+    """Session-level advisory locks on one connection of this worker's own."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def open(self) -> None:
+        self.close()
+        self._conn = psycopg.connect(
+            self._conninfo, autocommit=True, application_name="plaudit-worker", connect_timeout=5
+        )
+        self._conn.execute("SELECT pg_advisory_lock_shared(%s, 0)", (_MEMBER,))
+
+    def _c(self) -> psycopg.Connection[Any]:
+        if self._conn is None:
+            raise RuntimeError("leases not open")
+        return self._conn
+
+    def members(self) -> int:
+        row = (
+            self._c()
+            .execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid::bigint = %s AND objid::bigint = 0 AND objsubid = 2",
+                (_MEMBER,),
+            )
+            .fetchone()
+        )
+        return max(1, int(row[0])) if row else 1
+
+    def take(self, kind: int, key: int) -> bool:
+        row = self._c().execute("SELECT pg_try_advisory_lock(%s, %s)", (kind, key)).fetchone()
+        return bool(row and row[0])
+
+    def give_back(self, kind: int, key: int) -> None:
+        self._c().execute("SELECT pg_advisory_unlock(%s, %s)", (kind, key))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # a broken connection: its locks are gone already
+                log.debug("closing the lease connection", exc_info=True)
+            self._conn = None
+
+
+Job = Callable[[], Coroutine[Any, Any, None]]
+
+
+class ScaleOutWorker:
+    def __init__(
+        self,
+        db: Database,
+        scoring: ScoringService,
+        conninfo: str,
+        stream: EventStream | None,
+        singletons: dict[str, Job],
+        after_batch: Callable[[], None] | None = None,
+        poll: float = 0.2,
+        sweep_every: float = 2.0,
+        rebalance_every: float = 1.0,
+    ) -> None:
+        self.db = db
+        self.scoring = scoring
+        self.stream = stream
+        self.leases = Leases(conninfo)
+        self.singletons = singletons
+        self.after_batch = after_batch
+        self.poll = poll
+        self.sweep_every = sweep_every
+        self.rebalance_every = rebalance_every
+        self._partitions: dict[int, asyncio.Task[None]] = {}
+        self._jobs: dict[str, asyncio.Task[None]] = {}
+        self._order = list(range(PARTITIONS))
+        random.shuffle(self._order)  # workers starting together reach for different ones
+
+    @property
+    def owned(self) -> list[int]:
+        return sorted(self._partitions)
+
+    async def run(self) -> None:
+        sweeper = asyncio.create_task(self._sweep_forever(), name="sweeper")
+        try:
+            while True:
+                try:
+                    if not self._partitions and not self._jobs:
+                        await anyio.to_thread.run_sync(self.leases.open)
+                    await self._rebalance()
+                except (psycopg.Error, OSError) as exc:
+                    # The lease connection is gone, and with it every lock: stop all work
+                    # and start over (another worker may hold those partitions by now).
+                    log.warning("worker lost its leases (%s); starting over", exc)
+                    await self._stop_all()
+                    await asyncio.sleep(1.0)
+                    continue
+                await asyncio.sleep(self.rebalance_every)
+        finally:
+            sweeper.cancel()
+            await self._stop_all()
+            self.leases.close()
+
+    async def _rebalance(self) -> None:
+        members = await anyio.to_thread.run_sync(self.leases.members)
+        share = math.ceil(PARTITIONS / members)
+        for partition in self.owned[share:]:
+            await self._stop(self._partitions.pop(partition))
+            await anyio.to_thread.run_sync(self.leases.give_back, _PARTITION, partition)
+            log.info("partition %d given back (%d workers)", partition, members)
+        for partition in self._order:
+            if len(self._partitions) >= share:
+                break
+            if partition in self._partitions:
+                continue
+            if await anyio.to_thread.run_sync(self.leases.take, _PARTITION, partition):
+                self._partitions[partition] = asyncio.create_task(
+                    self._score_forever(partition), name=f"partition-{partition}"
+                )
+                log.info("partition %d taken (%d workers)", partition, members)
+        for number, (name, job) in enumerate(sorted(self.singletons.items())):
+            running = self._jobs.get(name)
+            if running is not None and running.done():
+                await anyio.to_thread.run_sync(self.leases.give_back, _SINGLETON, number)
+                del self._jobs[name]  # it failed: let any worker start it again
+                running = None
+            if running is None and await anyio.to_thread.run_sync(
+                self.leases.take, _SINGLETON, number
+            ):
+                self._jobs[name] = asyncio.create_task(job(), name=name)
+                log.info("running %s", name)
+
+    @staticmethod
+    async def _stop(task: asyncio.Task[None]) -> None:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("a worker task failed")
+
+    async def _stop_all(self) -> None:
+        for task in [*self._partitions.values(), *self._jobs.values()]:
+            await self._stop(task)
+        self._partitions.clear()
+        self._jobs.clear()
+
+    async def _score_forever(self, partition: int) -> None:
+        stream = self.stream
+        sub = None
+        while True:
+            try:
+                if stream is not None and sub is None:
+                    sub = await stream.subscribe(partition)
+                if sub is not None and stream is not None:
+                    messages = await stream.fetch(sub, wait=1.0)
+                    if not messages:
+                        continue
+                else:
+                    messages = []
+                    await asyncio.sleep(self.poll)
+                await self._drain(partition)
+                # Only now, with the effects committed, are the messages done with.
+                for message in messages:
+                    await message.ack()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The database or the stream is unwell: the messages stay unacknowledged
+                # and come back; try again shortly.
+                log.exception("scoring partition %d failed; retrying", partition)
+                sub = None
+                await asyncio.sleep(1.0)
+
+    async def _drain(self, partition: int) -> None:
+        while True:
+            outcome = await anyio.to_thread.run_sync(self.scoring.score_partition, partition)
+            if outcome.events and self.after_batch is not None:
+                self.after_batch()
+            if outcome.events < self.scoring.batch_size:
+                return
+
+    async def _sweep_forever(self) -> None:
+        seen: dict[int, int] = {}
+        while True:
+            await asyncio.sleep(self.sweep_every)
+            try:
+                seen = await self._sweep(seen)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep failed; retrying")
+
+    async def _sweep(self, seen: dict[int, int]) -> dict[int, int]:
+        """Publish again for partitions behind whose cursor has not moved since last time."""
+        behind = await anyio.to_thread.run_sync(self._behind)
+        stuck = {
+            p: (cursor, tenant) for p, (cursor, tenant) in behind.items() if seen.get(p) == cursor
+        }
+        for partition, (cursor, tenant) in stuck.items():
+            if self.stream is not None:
+                log.info("partition %d stuck at %d: announcing it again", partition, cursor)
+                # One announcement per partition and cursor every ten seconds, whichever
+                # workers sweep (the server drops the copies).
+                key = f"sweep-{partition}-{cursor}-{int(time.time() // 10)}"
+                await self.stream.publish(tenant, partition, key, {"sweep": cursor})
+        return {p: cursor for p, (cursor, _) in behind.items()}
+
+    def _behind(self) -> dict[int, tuple[int, str]]:
+        """Partitions whose log is ahead of their cursor: (cursor, the next event's tenant)."""
+        found: dict[int, tuple[int, str]] = {}
+        with self.db.read() as uow:
+            for partition, last in uow.events.last_positions().items():
+                cursor = uow.scoring.cursor(partition_cursor(partition))
+                if cursor < last:
+                    pending = uow.events.in_partition(partition, cursor, 1)
+                    if pending:
+                        found[partition] = (cursor, pending[0].tenant_id)
+        return found
