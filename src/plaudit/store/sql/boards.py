@@ -10,6 +10,7 @@ from sqlalchemy import Connection, and_, delete, func, or_, select, true, tuple_
 
 from plaudit.store.ports import BoardEntryRow, BoardScoreRow
 from plaudit.store.sql import tables as t
+from plaudit.store.sql.postgres import copy_insert
 from plaudit.store.sql.repositories import TAIL_LOCK, _chunks, _insert, serialize
 
 SEQ = "board-seq"
@@ -85,20 +86,14 @@ class SqlBoards:
                 ],
             )
             return
-        self.conn.execute(
-            _insert(self.conn, t.board_entries).on_conflict_do_nothing(),
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "ref": e.ref,
-                    "board_id": e.board_id,
-                    "window": e.window,
-                    "subject": e.subject,
-                    "units": e.units,
-                    "reached_us": e.reached_us,
-                }
+        copy_insert(
+            self.conn,
+            "board_entries",
+            ("tenant_id", "ref", "board_id", "window", "subject", "units", "reached_us"),
+            (
+                (tenant_id, e.ref, e.board_id, e.window, e.subject, e.units, e.reached_us)
                 for e in entries
-            ],
+            ),
         )
 
     def _upsert(self, tenant_id: str, totals: dict[_Key, _Total], seq: int, *, add: bool) -> None:

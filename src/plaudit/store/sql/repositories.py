@@ -9,11 +9,13 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    ARRAY,
     Connection,
-    Insert,
     RowMapping,
     Table,
     and_,
+    any_,
+    bindparam,
     delete,
     func,
     select,
@@ -35,6 +37,7 @@ from plaudit.store.ports import (
     Tenant,
 )
 from plaudit.store.sql import tables as t
+from plaudit.store.sql.postgres import append_staged, stage_events
 
 PLAYER_INDEX = "player-index"  # cursor: how far player_events covers the log
 
@@ -99,6 +102,22 @@ def players_generation(conn: Connection) -> int:
         select(t.cursors.c.position).where(t.cursors.c.name == PLAYERS_GENERATION)
     ).scalar()
     return int(found or 0)
+
+
+def _among(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values``: on PostgreSQL as ``= ANY(array)``, one parameter however many
+    values (psycopg parses a statement's text for each call, and a long IN list made that
+    the larger part of a lookup)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
+def _pieces(conn: Connection, items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    """The values for ``_among``: all at once on PostgreSQL, SQLite's IN-list size else."""
+    if conn.dialect.name == "postgresql":
+        return [items] if items else []
+    return _chunks(items)
 
 
 def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -220,9 +239,9 @@ class SqlPlayers:
         ids = sorted(set(player_ids))
         found: dict[str, Player] = {}
         c = t.players.c
-        for chunk in _chunks(ids):
+        for chunk in _pieces(self.conn, ids):
             rows = self.conn.execute(
-                select(t.players).where(c.tenant_id == tenant_id, c.id.in_(chunk))
+                select(t.players).where(c.tenant_id == tenant_id, _among(self.conn, c.id, chunk))
             ).mappings()
             found.update((r["id"], _player(r)) for r in rows)
         return found
@@ -234,10 +253,12 @@ class SqlPlayers:
         found: dict[Identity, str] = {}
         c = t.identities.c
         for source, external_ids in by_source.items():
-            for chunk in _chunks(external_ids):
+            for chunk in _pieces(self.conn, external_ids):
                 rows = self.conn.execute(
                     select(c.external_id, c.player_id).where(
-                        c.tenant_id == tenant_id, c.source == source, c.external_id.in_(chunk)
+                        c.tenant_id == tenant_id,
+                        c.source == source,
+                        _among(self.conn, c.external_id, chunk),
                     )
                 )
                 for external_id, player_id in rows:
@@ -383,36 +404,9 @@ class SqlEvents:
             return set()
         if self.conn.dialect.name == "sqlite":
             return self._append_sqlite(tenant_id, rows, received_at)
-        serialize(self.conn, LOG_LOCK)
-        c = t.events.c
-        stmt: Insert = (
-            _insert(self.conn, t.events)
-            .on_conflict_do_nothing(index_elements=[c.tenant_id, c.source, c.key])
-            .returning(c.source, c.key)
-        )
-        # One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING per page: the unique
-        # constraint decides what is a duplicate, and RETURNING says what got in.
-        inserted = self.conn.execute(
-            stmt,
-            [
-                {
-                    "id": r.id,
-                    "tenant_id": tenant_id,
-                    "source": r.source,
-                    "key": r.key,
-                    "type": r.type,
-                    "player_id": r.player_id,
-                    "actor": r.actor,
-                    "occurred_at": r.occurred_at,
-                    "received_at": received_at,
-                    "properties": r.properties,
-                    "sequence": r.sequence,
-                    "partition": partition_of(tenant_id, r.player_id),
-                }
-                for r in rows
-            ],
-        )
-        return {(source, key) for source, key in inserted}
+        stage_events(self.conn, tenant_id, rows, received_at)
+        serialize(self.conn, LOG_LOCK)  # numbered in commit order from here
+        return set(append_staged(self.conn))
 
     def _append_sqlite(
         self, tenant_id: str, rows: Sequence[NewEventRow], received_at: datetime

@@ -21,9 +21,11 @@ from plaudit.store.ports import (
     RuleSetVersion,
 )
 from plaudit.store.sql import tables as t
+from plaudit.store.sql.postgres import copy_insert
 from plaudit.store.sql.repositories import (
-    _chunks,
+    _among,
     _insert,
+    _pieces,
     _sqlite_datetime,
     players_generation,
 )
@@ -201,6 +203,21 @@ def award_row(r: RowMapping) -> AwardRow:
     )
 
 
+_LEDGER_COLUMNS = (
+    "tenant_id",
+    "player_id",
+    "currency",
+    "amount",
+    "kind",
+    "rule_id",
+    "ruleset_id",
+    "ruleset_version",
+    "event_id",
+    "reason",
+    "actor",
+    "occurred_at",
+    "recorded_at",
+)
 _STATES_SQL = (
     "INSERT INTO player_states (tenant_id, player_id, state, updated_at, version) "
     "VALUES (?, ?, ?, ?, ?) "
@@ -241,10 +258,10 @@ class SqlScoring:
         """Each stored state's write token, the rows locked until the transaction ends."""
         c = t.player_states.c
         found: dict[str, int] = {}
-        for chunk in _chunks(sorted(set(player_ids))):
+        for chunk in _pieces(self.conn, sorted(set(player_ids))):
             rows = self.conn.execute(
                 select(c.player_id, c.version)
-                .where(c.tenant_id == tenant_id, c.player_id.in_(chunk))
+                .where(c.tenant_id == tenant_id, _among(self.conn, c.player_id, chunk))
                 .with_for_update()
             )
             found.update((player_id, int(version)) for player_id, version in rows)
@@ -261,9 +278,9 @@ class SqlScoring:
     def states(self, tenant_id: str, player_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         c = t.player_states.c
         found: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(sorted(set(player_ids))):
+        for chunk in _pieces(self.conn, sorted(set(player_ids))):
             stmt = select(c.player_id, c.state).where(
-                c.tenant_id == tenant_id, c.player_id.in_(chunk)
+                c.tenant_id == tenant_id, _among(self.conn, c.player_id, chunk)
             )
             # In a write transaction the rows stay locked until it ends: two writers of one
             # player's state (a worker, a retraction) take turns instead of losing an update.
@@ -289,28 +306,16 @@ class SqlScoring:
                 ],
             )
             return token
-        c = t.player_states.c
-        stmt = _insert(self.conn, t.player_states)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[c.tenant_id, c.player_id],
-            set_={
-                "state": stmt.excluded.state,
-                "updated_at": stmt.excluded.updated_at,
-                "version": stmt.excluded.version,
-            },
-        )
-        self.conn.execute(
-            stmt,
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "player_id": pid,
-                    "state": dict(state),
-                    "updated_at": at,
-                    "version": token,
-                }
+        copy_insert(
+            self.conn,
+            "player_states",
+            ("tenant_id", "player_id", "state", "updated_at", "version"),
+            (
+                (tenant_id, pid, orjson.dumps(state).decode("utf-8"), at, token)
                 for pid, state in sorted(states.items())
-            ],
+            ),
+            "ON CONFLICT (tenant_id, player_id) DO UPDATE SET state = excluded.state, "
+            "updated_at = excluded.updated_at, version = excluded.version",
         )
         return token
 
@@ -343,32 +348,30 @@ class SqlScoring:
                 ],
             )
             return int(result.rowcount)
-        c = t.ledger.c
-        stmt = _insert(self.conn, t.ledger).on_conflict_do_nothing(
-            index_elements=[c.tenant_id, c.event_id, c.rule_id, c.currency]
-        )
-        result = self.conn.execute(
-            stmt,
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "player_id": r.player_id,
-                    "currency": r.currency,
-                    "amount": r.amount,
-                    "kind": r.kind,
-                    "rule_id": r.rule_id,
-                    "ruleset_id": r.ruleset_id,
-                    "ruleset_version": r.ruleset_version,
-                    "event_id": r.event_id,
-                    "reason": r.reason,
-                    "actor": r.actor,
-                    "occurred_at": r.occurred_at,
-                    "recorded_at": at,
-                }
+        return copy_insert(
+            self.conn,
+            "ledger",
+            _LEDGER_COLUMNS,
+            (
+                (
+                    tenant_id,
+                    r.player_id,
+                    r.currency,
+                    r.amount,
+                    r.kind,
+                    r.rule_id,
+                    r.ruleset_id,
+                    r.ruleset_version,
+                    r.event_id,
+                    r.reason,
+                    r.actor,
+                    r.occurred_at,
+                    at,
+                )
                 for r in rows
-            ],
+            ),
+            "ON CONFLICT (tenant_id, event_id, rule_id, currency) DO NOTHING",
         )
-        return int(result.rowcount)
 
     def ledger(
         self, tenant_id: str, player_id: str, after_id: int, limit: int
@@ -511,10 +514,12 @@ class SqlScoring:
     def retracted(self, tenant_id: str, event_ids: Iterable[str]) -> set[str]:
         c = t.event_retractions.c
         found: set[str] = set()
-        for chunk in _chunks(sorted(set(event_ids))):
+        for chunk in _pieces(self.conn, sorted(set(event_ids))):
             found.update(
                 self.conn.execute(
-                    select(c.event_id).where(c.tenant_id == tenant_id, c.event_id.in_(chunk))
+                    select(c.event_id).where(
+                        c.tenant_id == tenant_id, _among(self.conn, c.event_id, chunk)
+                    )
                 ).scalars()
             )
         return found

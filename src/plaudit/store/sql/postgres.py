@@ -1,0 +1,107 @@
+"""PostgreSQL fast paths. The event log's append is the hot path of ingestion: psycopg's
+COPY takes the rows (PostgreSQL's cheapest way in: about 72,000 rows/s here against 45,000
+for executemany, and SQLAlchemy's multi-row INSERT spent most of its time parsing its own
+statement), into a temporary table; one INSERT … SELECT … ON CONFLICT DO NOTHING then
+appends them to the log, so the unique constraint still decides what is a duplicate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection
+
+from plaudit.domain.partitions import partition_of
+from plaudit.store.ports import NewEventRow
+
+_COLUMNS = (
+    "id, tenant_id, source, key, type, player_id, actor, occurred_at, received_at, "
+    "properties, sequence, partition"
+)
+# ON COMMIT DELETE ROWS: empty at the start of every transaction of the connection.
+_STAGING = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS events_staged ("
+    " ord integer, id varchar(40), tenant_id varchar(64), source varchar(64),"
+    " key varchar(255), type varchar(128), player_id varchar(40), actor varchar(255),"
+    " occurred_at timestamptz, received_at timestamptz, properties json, sequence bigint,"
+    " partition smallint) ON COMMIT DELETE ROWS"
+)
+_APPEND = (
+    f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM events_staged ORDER BY ord "  # noqa: S608 - constants only
+    "ON CONFLICT (tenant_id, source, key) DO NOTHING RETURNING source, key"
+)
+_READY = "plaudit_events_staged"
+
+
+def stage_events(
+    conn: Connection, tenant_id: str, rows: Sequence[NewEventRow], received_at: datetime
+) -> None:
+    """COPY the rows into this transaction's staging table."""
+    raw: Any = conn.connection.driver_connection
+    info = conn.connection.info
+    with raw.cursor() as cur:
+        if not info.get(_READY):
+            cur.execute(_STAGING)
+            info[_READY] = True
+        dumps = orjson.dumps
+        with cur.copy(f"COPY events_staged (ord, {_COLUMNS}) FROM STDIN") as copy:
+            for ord_, r in enumerate(rows):
+                copy.write_row(
+                    (
+                        ord_,
+                        r.id,
+                        tenant_id,
+                        r.source,
+                        r.key,
+                        r.type,
+                        r.player_id,
+                        r.actor,
+                        r.occurred_at,
+                        received_at,
+                        dumps(r.properties).decode(),
+                        r.sequence,
+                        partition_of(tenant_id, r.player_id),
+                    )
+                )
+
+
+def append_staged(conn: Connection) -> list[tuple[str, str]]:
+    """Append the staged rows to the log; (source, key) of those that got in (the others
+    were duplicates). The caller holds the log's lock from here to the commit."""
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute(_APPEND)
+        return [(source, key) for source, key in cur.fetchall()]
+
+
+def copy_insert(
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    conflict: str = "ON CONFLICT DO NOTHING",
+) -> int:
+    """INSERT many rows by way of COPY: the scoring worker's bulk writes (ledger, board
+    entries, states, outbox). SQLAlchemy's executemany sent them at about 18,000 rows/s;
+    COPY into a staging table and one INSERT … SELECT … ``conflict`` does several times
+    that, with the same conflict handling. Values are the column's Python values (JSON as
+    text). Returns the number of rows inserted or updated."""
+    raw: Any = conn.connection.driver_connection
+    made: set[str] = conn.connection.info.setdefault("plaudit_staged", set())
+    staged = f"staged_{table}"
+    names = ", ".join(f'"{column}"' for column in columns)  # "window" is a keyword
+    with raw.cursor() as cur:
+        if staged not in made:
+            # The columns' types, without their constraints or defaults; emptied at commit.
+            create = f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} ON COMMIT DELETE ROWS AS "
+            cur.execute(create + f"SELECT {names} FROM {table} WITH NO DATA")  # noqa: S608
+            made.add(staged)
+        with cur.copy(f"COPY {staged} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged} {conflict}")  # noqa: S608 - names are ours
+        written = int(cur.rowcount)
+        cur.execute(f"DELETE FROM {staged}")  # noqa: S608 - a second call in the transaction
+    return written
