@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import os
 import socket
 import sys
@@ -198,6 +199,10 @@ def worker() -> None:
             "plaudit worker is the scale-out mode's (PLAUDIT_DATABASE_URL=postgresql://…); "
             "the embedded mode's workers run inside plaudit serve"
         )
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     container = build(settings)
     try:
         check_dependencies(container)

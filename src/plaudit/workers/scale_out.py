@@ -21,6 +21,7 @@ PostgreSQL sees its connection close; nothing here decides membership by itself:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -194,29 +195,36 @@ class ScaleOutWorker:
     async def _score_forever(self, partition: int) -> None:
         stream = self.stream
         sub = None
-        while True:
-            try:
-                if stream is not None and sub is None:
-                    sub = await stream.subscribe(partition)
-                if sub is not None and stream is not None:
-                    messages = await stream.fetch(sub, wait=1.0)
-                    if not messages:
-                        continue
-                else:
-                    messages = []
-                    await asyncio.sleep(self.poll)
-                await self._drain(partition)
-                # Only now, with the effects committed, are the messages done with.
-                for message in messages:
-                    await message.ack()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The database or the stream is unwell: the messages stay unacknowledged
-                # and come back; try again shortly.
-                log.exception("scoring partition %d failed; retrying", partition)
-                sub = None
-                await asyncio.sleep(1.0)
+        try:
+            while True:
+                try:
+                    if stream is not None and sub is None:
+                        sub = await stream.subscribe(partition)
+                    if stream is not None and sub is not None:
+                        messages = await stream.fetch(sub, wait=1.0)
+                        if not messages:
+                            continue
+                    else:
+                        messages = []
+                        await asyncio.sleep(self.poll)
+                    await self._drain(partition)
+                    # Only now, with the effects committed, are the messages done with.
+                    for message in messages:
+                        await message.ack()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # The database or the stream is unwell: the messages stay
+                    # unacknowledged and come back after ack_wait; try again shortly.
+                    log.exception("scoring partition %d failed; retrying", partition)
+                    sub = None
+                    await asyncio.sleep(1.0)
+        finally:
+            if sub is not None:
+                # Messages the server sends to this subscription after this (a pull request
+                # still open) are not acknowledged: they come back to the next holder.
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
 
     async def _drain(self, partition: int) -> None:
         while True:

@@ -1,0 +1,155 @@
+"""Scale-out workers in this process, on PostgreSQL, Redis and NATS JetStream: partitions
+shared fairly and taken over when a worker goes; events scored from stream announcements;
+events whose announcement was lost scored all the same, by the sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from plaudit.bootstrap import Container, build, conninfo, prepare_scale_out
+from plaudit.domain.events import IncomingEvent
+from plaudit.domain.partitions import PARTITIONS
+from plaudit.settings import LeaderboardSettings, Settings, StreamSettings
+from plaudit.workers.scale_out import ScaleOutWorker
+from tests.support.postgres import empty
+from tests.support.redis_keys import REDIS_URL, unique_prefix
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres, pytest.mark.redis, pytest.mark.nats]
+
+NATS_URL = "nats://127.0.0.1:4222"
+RULES = """
+currencies: [xp]
+rules:
+  - {id: task, on: task.done, award: {xp: 2}}
+"""
+
+
+@pytest.fixture
+async def scaled(postgres_url: str, tmp_path: Path) -> AsyncIterator[Container]:
+    import os
+
+    engine = create_engine(postgres_url)
+    try:
+        empty(engine)
+    finally:
+        engine.dispose()
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=postgres_url,
+        redis_url=REDIS_URL,
+        stream_url=os.environ.get("PLAUDIT_TEST_NATS_URL", NATS_URL),
+        # A worker that goes leaves the messages it fetched unacknowledged: back in 2 s.
+        stream=StreamSettings(prefix=f"t{uuid4().hex[:12]}", ack_wait=timedelta(seconds=2)),
+        leaderboards=LeaderboardSettings(redis_prefix=unique_prefix()),
+        _env_file=None,
+    )
+    container = build(settings)
+    await asyncio.to_thread(prepare_scale_out, container)
+    view = container.rulesets.create("default", "p", RULES)
+    container.rulesets.publish("default", view.record.id, "test")
+    stream = container.stream
+    assert stream is not None
+    await stream.connect()
+    try:
+        yield container
+    finally:
+        await stream.delete()
+        await stream.close()
+        container.close()
+
+
+def _worker(container: Container, sweep_every: float = 60.0) -> ScaleOutWorker:
+    return ScaleOutWorker(
+        container.db,
+        container.scoring,
+        conninfo(container.settings),
+        container.stream,
+        singletons={},
+        sweep_every=sweep_every,
+        rebalance_every=0.1,
+    )
+
+
+def _ingest(container: Container, count: int, tag: str) -> None:
+    at = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    events = [
+        IncomingEvent(f"{tag}{i}", "lms", "task.done", f"u{i % 40}", at, {}) for i in range(count)
+    ]
+    container.ingest.ingest("default", events)
+
+
+def _ledger(container: Container) -> tuple[int, float]:
+    with container.db.read() as uow:
+        rows = uow.conn.execute(text("SELECT count(*), coalesce(sum(amount), 0) FROM ledger"))
+        count, total = rows.one()
+    return int(count), float(total)
+
+
+async def _until(check: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not await asyncio.to_thread(check):
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+async def test_announced_events_are_scored_by_the_partitions_holder(scaled: Container) -> None:
+    stream = scaled.stream
+    assert stream is not None
+    publisher = asyncio.create_task(stream.run_publisher())
+    worker = asyncio.create_task(_worker(scaled).run())  # no sweeps: only the stream
+    try:
+        await asyncio.to_thread(_ingest, scaled, 300, "a")
+        await _until(lambda: _ledger(scaled) == (300, 600.0), 15, f"scored {_ledger(scaled)}")
+    finally:
+        worker.cancel()
+        publisher.cancel()
+        await asyncio.gather(worker, publisher, return_exceptions=True)
+
+
+async def test_events_whose_announcement_was_lost_are_scored_after_a_sweep(
+    scaled: Container,
+) -> None:
+    scaled.ingest.on_appended = None  # committed, never announced: as if NATS lost it
+    await asyncio.to_thread(_ingest, scaled, 200, "b")
+    worker = asyncio.create_task(_worker(scaled, sweep_every=0.2).run())
+    try:
+        await _until(lambda: _ledger(scaled) == (200, 400.0), 15, f"scored {_ledger(scaled)}")
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+
+
+async def test_partitions_are_shared_fairly_and_taken_over_when_a_worker_goes(
+    scaled: Container,
+) -> None:
+    first, second = _worker(scaled), _worker(scaled)
+    running = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
+    try:
+
+        def shared() -> bool:
+            return len(first.owned) == len(second.owned) == PARTITIONS // 2
+
+        await _until(shared, 10, f"owned {first.owned} and {second.owned}")
+        assert not set(first.owned) & set(second.owned)
+        running[0].cancel()
+        await asyncio.gather(running[0], return_exceptions=True)
+        await _until(lambda: len(second.owned) == PARTITIONS, 10, f"owned {second.owned}")
+        # And the survivor scores every partition.
+        scaled.ingest.on_appended = None
+        await asyncio.to_thread(_ingest, scaled, 100, "c")
+        assert scaled.stream is not None
+        for partition in range(PARTITIONS):
+            await scaled.stream.publish("default", partition, f"c-{partition}", {})
+        await _until(lambda: _ledger(scaled) == (100, 200.0), 15, f"scored {_ledger(scaled)}")
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
