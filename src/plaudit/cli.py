@@ -217,7 +217,7 @@ def _embedded_workers(container: Any) -> list[Any]:
     """The in-process workers of the embedded mode, each woken by the one before it: ingest
     wakes scoring, scoring wakes the projection and the webhook dispatcher."""
     from plaudit.bootstrap import dispatcher
-    from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor
+    from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor, PlayerIndexer
     from plaudit.workers.projector import Projector
     from plaudit.workers.scorer import ScoringWorker
     from plaudit.workers.wakeup import Wakeup
@@ -240,6 +240,7 @@ def _embedded_workers(container: Any) -> list[Any]:
         ).run,
         hooks.run,
         OutboxJanitor(container.dispatch, container.settings.webhooks.retention).run,
+        PlayerIndexer(container.event_log).run,
     ]
 
 

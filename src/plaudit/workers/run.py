@@ -10,7 +10,7 @@ import anyio
 import anyio.to_thread
 
 from plaudit.bootstrap import Container, conninfo, dispatcher
-from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor
+from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor, PlayerIndexer
 from plaudit.workers.projector import Projector
 from plaudit.workers.scale_out import ScaleOutWorker
 
@@ -37,10 +37,11 @@ async def run_worker(container: Container) -> None:
             closings=container.closings,
         ).run()
 
-    async def janitors() -> None:
+    async def housekeeping() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(IdempotencyJanitor(container.idempotency).run)
             tg.start_soon(OutboxJanitor(container.dispatch, settings.webhooks.retention).run)
+            tg.start_soon(PlayerIndexer(container.event_log).run)
 
     worker = ScaleOutWorker(
         container.db,
@@ -50,7 +51,7 @@ async def run_worker(container: Container) -> None:
         singletons={
             "leaderboard projection": projector,
             "webhook dispatcher": dispatcher(container).run,
-            "janitors": janitors,
+            "housekeeping": housekeeping,
         },
         poll=settings.worker.poll.total_seconds(),
         sweep_every=settings.stream.sweep_every.total_seconds(),

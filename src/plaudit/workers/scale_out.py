@@ -10,7 +10,7 @@ PostgreSQL sees its connection close; nothing here decides membership by itself:
   work within seconds and a dead one's partitions are taken over as soon as it is gone.
   A lease is an optimisation, not the guarantee: scoring a partition locks its cursor row,
   so two workers that both believe they hold it take turns and never apply an event twice.
-- Singleton jobs (the leaderboard projection, the webhook dispatcher, the janitors) run in
+- Singleton jobs (the leaderboard projection, the webhook dispatcher, housekeeping) run in
   one worker at a time, under an exclusive lock each; another worker takes one over when
   its holder dies.
 - The sweeper (in every worker) publishes to the stream again for any partition whose log
