@@ -12,13 +12,5 @@ from plaudit.settings import Settings
 
 def scale_out_app() -> FastAPI:
     container = build(Settings())
-    stream = container.stream
-    background = []
-    if stream is not None:
-
-        async def publish() -> None:
-            await stream.connect()
-            await stream.run_publisher()
-
-        background.append(publish)
+    background = [container.stream.serve] if container.stream is not None else []
     return create_app(container, background=background, on_shutdown=[container.close])

@@ -181,6 +181,19 @@ class EventStream:
             headers={"Nats-Msg-Id": key},
         )
 
+    async def serve(self) -> None:
+        """An API process's publishing job: connect (again and again while NATS is down at
+        start: ingestion goes on meanwhile, the sweeper makes up for what is not told),
+        then publish what commits announce."""
+        while True:
+            try:
+                await self.connect()
+                break
+            except ConfigurationError as exc:
+                log.warning("%s; trying again", exc.detail)
+                await asyncio.sleep(2.0)
+        await self.run_publisher()
+
     async def run_publisher(self) -> None:
         """Publish what commits announced, everything queued at once, concurrently (one
         acknowledged publish costs a round trip; many in flight share it)."""
