@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import anyio
 import httpx
 import pytest
 
@@ -63,3 +64,31 @@ async def test_backfill_applies_gains_at_once_and_holds_losses_for_confirmation(
     container.scoring.score_pending()
     latest = (await client.get("/v1/players/lms:alice")).json()["standing"]
     assert latest["balances"] == {"xp": 20.0}
+
+
+async def test_a_backfill_confirmed_twice_at_once_takes_the_losses_once(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    await client.post("/v1/events", json=[event(f"l{i}") for i in range(3)])
+    ruleset = (await client.post("/v1/rulesets", json={"name": "P", "source": PROGRAM})).json()[
+        "id"
+    ]
+    await client.post(f"/v1/rulesets/{ruleset}/publish", json={"backfill": True})
+    stricter = PROGRAM.replace("award: {xp: 10}", "award: {xp: 5}")
+    await client.put(f"/v1/rulesets/{ruleset}/draft", json={"source": stricter})
+    published = await client.post(f"/v1/rulesets/{ruleset}/publish", json={"backfill": True})
+    backfill = published.json()["backfill"]
+    assert [p["amount"] for p in backfill["pending"]["points"]] == [-15.0]
+
+    statuses: list[int] = []
+
+    async def confirm() -> None:
+        response = await client.post(f"/v1/rulesets/backfills/{backfill['id']}/confirm")
+        statuses.append(response.status_code)
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(4):
+            tasks.start_soon(confirm)
+    assert sorted(statuses) == [200, 409, 409, 409]
+    standing = (await client.get("/v1/players/lms:alice")).json()["standing"]
+    assert standing["balances"] == {"xp": 15.0}

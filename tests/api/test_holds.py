@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -67,6 +68,25 @@ async def test_a_player_over_the_daily_limit_is_held_and_released_in_order(
     container.scoring.replay()  # the review stands in a replay
     assert (await standing(client, "alice"))["balances"] == {"xp": 80.0}
     assert (await client.get("/v1/holds")).json() == []
+
+
+async def test_a_hold_released_twice_at_once_is_scored_once(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    await _publish(client, PROGRAM)
+    await client.post("/v1/events", json=[day(n) for n in range(6)])
+    container.scoring.score_pending()
+    player_id = (await client.get("/v1/holds")).json()[0]["player_id"]
+    statuses: list[int] = []
+
+    async def release() -> None:
+        statuses.append((await client.post(f"/v1/holds/{player_id}/release")).status_code)
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(4):
+            tasks.start_soon(release)
+    assert sorted(statuses) == [200, 404, 404, 404]
+    assert (await standing(client, "alice"))["balances"] == {"xp": 60.0}
 
 
 async def test_rejected_events_never_score_even_in_a_replay(

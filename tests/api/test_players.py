@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import anyio
 import httpx
 import pytest
 
@@ -83,6 +84,20 @@ async def test_attributes_are_set_by_merge_patch(client: httpx.AsyncClient) -> N
     assert player["display_name"] == "Alice"
     assert player["time_zone"] == "Europe/Paris"
     assert player["locale"] is None
+
+
+async def test_attribute_patches_at_once_each_keep_the_others(client: httpx.AsyncClient) -> None:
+    await _ingest(client, event("1"))
+
+    async def patch(name: str) -> None:
+        response = await client.patch("/v1/players/lms:alice", json={"attributes": {name: 1}})
+        assert response.status_code == 200, response.text
+
+    async with anyio.create_task_group() as tasks:
+        for name in ("a", "b", "c", "d"):
+            tasks.start_soon(patch, name)
+    player = (await client.get("/v1/players/lms:alice")).json()
+    assert player["attributes"] == {"a": 1, "b": 1, "c": 1, "d": 1}
 
 
 @pytest.mark.parametrize(

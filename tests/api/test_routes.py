@@ -7,6 +7,7 @@ import shutil
 
 import httpx
 import pytest
+from sqlalchemy import create_engine
 
 from plaudit.api.app import create_app
 from plaudit.bootstrap import Container
@@ -40,12 +41,16 @@ async def test_every_route_except_the_public_ones_needs_a_key(
             assert response.status_code == 401, (method, path, response.status_code)
 
 
-async def test_health_readiness_and_docs_are_public(client_for: ClientFactory) -> None:
+async def test_health_readiness_and_docs_are_public(
+    container: Container, client_for: ClientFactory
+) -> None:
     anonymous = client_for(None)
     assert (await anonymous.get("/healthz")).json() == {"status": "ok"}
     ready = await anonymous.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok"}
+    # Every dependency of the mode is checked: the database, and Redis when there is one.
+    expected = {"database": "ok"} | ({} if container.redis is None else {"redis": "ok"})
+    assert ready.json()["checks"] == expected
     spec = (await anonymous.get("/openapi.json")).json()
     assert "/v1/events" in spec["paths"]
     assert "EventIn" in spec["components"]["schemas"]
@@ -58,7 +63,11 @@ async def test_readiness_reports_a_broken_database(
     container: Container, client_for: ClientFactory
 ) -> None:
     container.db.engine.dispose()
-    shutil.rmtree(container.settings.data_dir)  # SQLite cannot open a file in a lost directory
+    if container.db.is_sqlite:
+        shutil.rmtree(container.settings.data_dir)  # SQLite cannot open a file in a lost directory
+    else:  # the server answers, the database is gone
+        lost = container.db.engine.url.set(database=f"{container.db.engine.url.database}_lost")
+        container.db.engine = create_engine(lost)
     response = await client_for(None).get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("error")

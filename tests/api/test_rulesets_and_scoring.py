@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import anyio
 import httpx
 import pytest
 
 from plaudit.bootstrap import Container
+from plaudit.domain.partitions import PARTITIONS
+from plaudit.services.scoring import CURSOR, partition_cursor
 from plaudit.store.sql import tables
 from plaudit.store.sql.database import SqlUnitOfWork
 from tests.support.events import event
@@ -71,8 +74,9 @@ async def test_a_redelivered_event_never_applies_twice(
     await _publish(client)
     await client.post("/v1/events", json=[event("1"), event("2")])
     container.scoring.score_pending()
-    with container.db.write() as uow:  # rewind the log cursor: everything is delivered again
-        uow.scoring.set_cursor("scoring", 0)
+    with container.db.write() as uow:  # rewind the log cursors: everything is delivered again
+        for name in (CURSOR, *(partition_cursor(p) for p in range(PARTITIONS))):
+            uow.scoring.set_cursor(name, 0)
         uow.commit()
     assert container.scoring.score_pending().events == 2
     standing = (await client.get("/v1/players/lms:alice")).json()["standing"]
@@ -157,6 +161,25 @@ async def test_versions_are_immutable_diffable_and_can_be_rolled_back(
         (3, "rollback to version 1"),
     ]
     assert (await client.get(f"/v1/rulesets/{ruleset_id}/versions/3")).json()["source"] == PROGRAM
+
+
+async def test_versions_published_at_once_are_numbered_one_after_the_other(
+    client: httpx.AsyncClient,
+) -> None:
+    ruleset_id = await _publish(client)
+    numbers: list[int] = []
+
+    async def publish() -> None:
+        response = await client.post(f"/v1/rulesets/{ruleset_id}/publish")
+        assert response.status_code == 201, response.text
+        numbers.append(response.json()["version"])
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(4):
+            tasks.start_soon(publish)
+    assert sorted(numbers) == [2, 3, 4, 5]
+    view = (await client.get(f"/v1/rulesets/{ruleset_id}")).json()
+    assert view["live_version"] == 5
 
 
 async def test_manual_adjustments_are_ledger_entries_with_a_reason(

@@ -47,8 +47,30 @@ class PlayerState:
     day_events: int = 0
     rule_day: dict[str, int] = field(default_factory=dict)  # today's awards per rule
     cleared_day: str = ""
+    # Partitioned scoring (the scale-out mode): the last position applied per partition of
+    # the log, for the same guarantee (a merged player's events can lie in two partitions,
+    # scored out of step with each other).
+    marks: dict[int, int] = field(default_factory=dict)
+
+    def applied(self, position: int, partition: int | None = None) -> bool:
+        """Whether the event at ``position`` (of ``partition``, when partitioned) is in."""
+        if partition is None:
+            return position <= self.position
+        return position <= self.marks.get(partition, 0)
+
+    def advance(self, position: int, partition: int | None = None) -> None:
+        """The event at ``position`` is applied (or deliberately passed over)."""
+        self.position = max(self.position, position)
+        if partition is not None:
+            self.marks[partition] = max(self.marks.get(partition, 0), position)
 
     def to_json(self) -> dict[str, Any]:
+        found = self._json()
+        if self.marks:
+            found["marks"] = {str(p): m for p, m in sorted(self.marks.items())}
+        return found
+
+    def _json(self) -> dict[str, Any]:
         return {
             "position": self.position,
             "balances": self.balances,
@@ -84,4 +106,5 @@ class PlayerState:
             day_events=int(data.get("day_events", 0)),
             rule_day={k: int(v) for k, v in data.get("rule_day", {}).items()},
             cleared_day=str(data.get("cleared_day", "")),
+            marks={int(p): int(m) for p, m in data.get("marks", {}).items()},
         )

@@ -8,11 +8,14 @@ a rule change never takes anything away silently.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from plaudit.domain.clock import Clock
+from plaudit.domain.events import StoredEvent
 from plaudit.domain.ids import new_id
+from plaudit.domain.partitions import PARTITIONS
 from plaudit.errors import Conflict, NotFound
 from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.effects import BadgeAwarded, PointsAwarded
@@ -21,7 +24,7 @@ from plaudit.rules.state import PlayerState
 from plaudit.services import audit
 from plaudit.services.outbox import Outbox, revocation_message
 from plaudit.services.rulesets import RuleBook
-from plaudit.services.scoring import ScoringService
+from plaudit.services.scoring import CURSOR, ScoringService, partition_cursor
 from plaudit.store.ports import (
     AwardRow,
     BoardEntryRow,
@@ -166,13 +169,23 @@ class BackfillService:
             uow.commit()
         return _report(record)
 
+    def _scored(self, uow: UnitOfWork) -> Callable[[StoredEvent], bool]:
+        """Which events scoring has applied. Partitioned, the cursors stay locked until the
+        commit: no worker scores more of the log while the history is set against the ledger
+        (in the embedded mode, the one writer lock does that)."""
+        if not self.scoring.partitioned:
+            upto = uow.scoring.cursor(CURSOR)
+            return lambda e: e.position <= upto
+        cursors = [uow.scoring.lock_cursor(partition_cursor(p)) for p in range(PARTITIONS)]
+        return lambda e: e.position <= cursors[e.partition]
+
     def _run_history(
         self, uow: UnitOfWork, tenant_id: str, rules: Any, entries: list[BoardEntryRow]
     ) -> dict[
         str, tuple[PlayerState, dict[str, float], dict[tuple[str, str | None], BadgeAwarded]]
     ]:
         """The new version over every scored event, from empty states, in log order."""
-        upto = uow.scoring.cursor("scoring")
+        scored = self._scored(uow)
         out: dict[
             str, tuple[PlayerState, dict[str, float], dict[tuple[str, str | None], BadgeAwarded]]
         ] = {}
@@ -182,7 +195,7 @@ class BackfillService:
             events = [
                 e
                 for e in uow.events.query(tenant_id, EventQuery(after_position=after, limit=_PAGE))
-                if e.position <= upto
+                if scored(e)
             ]
             if not events:
                 break
@@ -194,7 +207,7 @@ class BackfillService:
                 state, points, earned = out.setdefault(
                     e.player_id, (PlayerState(), defaultdict(float), {})
                 )
-                state.position = e.position
+                state.advance(e.position, e.partition if self.scoring.partitioned else None)
                 if e.id in retracted:
                     continue
                 effects = evaluate(
@@ -231,6 +244,8 @@ class BackfillService:
         for player_id, (state, _, _) in history.items():
             previous = PlayerState.from_json(old.get(player_id))
             state.position = max(state.position, previous.position)
+            for part, mark in previous.marks.items():
+                state.marks[part] = max(state.marks.get(part, 0), mark)
             state.balances = uow.scoring.balances(tenant_id, player_id)
             for badge_id in kept[player_id]:
                 if badge_id in previous.badges:

@@ -22,15 +22,18 @@ class IdempotencyService:
         """Claim the key (None: go ahead) or return the stored response to replay."""
         now = self.clock()
         expires_at = now + self.ttl
-        with self.db.write() as uow:
-            repo = uow.idempotency
-            if repo.claim(tenant_id, key, fingerprint, now, expires_at) or repo.take_over(
-                tenant_id, key, fingerprint, now, expires_at, now - self.in_flight_timeout
-            ):
-                uow.commit()
-                return None
-            record = repo.get(tenant_id, key)
-        assert record is not None  # claim failed, so the row exists (we hold the write lock)
+        record = None
+        while record is None:
+            with self.db.write() as uow:
+                repo = uow.idempotency
+                if repo.claim(tenant_id, key, fingerprint, now, expires_at) or repo.take_over(
+                    tenant_id, key, fingerprint, now, expires_at, now - self.in_flight_timeout
+                ):
+                    uow.commit()
+                    return None
+                # The claim failed, so the row existed; on PostgreSQL, whose writers run side
+                # by side, its request may have released it since: then claim again.
+                record = repo.get(tenant_id, key)
         if record.fingerprint != fingerprint:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was first used with a different request "

@@ -46,16 +46,18 @@ def parse_ref(ref: str) -> PlayerRef:
         raise InvalidInput(str(exc), [FieldError("player", str(exc))]) from None
 
 
-def find_player(uow: UnitOfWork, tenant_id: str, ref: str) -> Player:
-    """The live player a reference names, following merges; NotFound otherwise."""
+def find_player(uow: UnitOfWork, tenant_id: str, ref: str, lock: bool = False) -> Player:
+    """The live player a reference names, following merges; NotFound otherwise. ``lock``:
+    locked until the transaction ends, for a write that changes the player from what it read
+    (on PostgreSQL two writers of one player then take turns instead of losing an update)."""
     parsed = parse_ref(ref)
     player_id = parsed.player_id
     if parsed.identity is not None:
         player_id = uow.players.resolve(tenant_id, [parsed.identity]).get(parsed.identity)
-    player = uow.players.get(tenant_id, player_id) if player_id else None
+    player = uow.players.get(tenant_id, player_id, lock) if player_id else None
     hops = 0
     while player is not None and player.merged_into is not None and hops < _MAX_MERGE_HOPS:
-        player = uow.players.get(tenant_id, player.merged_into)
+        player = uow.players.get(tenant_id, player.merged_into, lock)
         hops += 1
     if player is None:
         raise NotFound(f"no player {ref!r}")
@@ -105,7 +107,7 @@ class PlayerService:
         if patch.time_zone not in (UNSET, None):
             check_time_zone(patch.time_zone)
         with self.db.write() as uow:
-            player = find_player(uow, tenant_id, ref)
+            player = find_player(uow, tenant_id, ref, lock=True)
             changes: dict[str, Any] = {
                 name: getattr(patch, name)
                 for name in ("display_name", "time_zone", "locale")
@@ -138,8 +140,8 @@ class PlayerService:
     def merge(self, tenant_id: str, survivor_ref: str, absorbed_ref: str) -> PlayerView:
         """Fold one player into another: identities and events move; the absorbed id redirects."""
         with self.db.write() as uow:
-            survivor = find_player(uow, tenant_id, survivor_ref)
-            absorbed = find_player(uow, tenant_id, absorbed_ref)
+            survivor = find_player(uow, tenant_id, survivor_ref, lock=True)
+            absorbed = find_player(uow, tenant_id, absorbed_ref, lock=True)
             if survivor.id == absorbed.id:
                 raise Conflict(f"{survivor_ref!r} and {absorbed_ref!r} are the same player")
             now = self.clock()

@@ -148,6 +148,11 @@ class ScoringService:
         self._reapply_adjustments(tenant_id)
         return total
 
+    def _part(self, event: StoredEvent) -> int | None:
+        """The event's partition when scoring is partitioned (what its redelivery check is
+        kept per), else None."""
+        return event.partition if self.partitioned else None
+
     def _set_cursors(self, uow: UnitOfWork, position: int) -> None:
         """Every event up to ``position`` is scored (a replay's start and end)."""
         uow.scoring.set_cursor(CURSOR, position)
@@ -247,9 +252,14 @@ class ScoringService:
             raw = uow.scoring.states(tenant_id, [event.player_id]).get(event.player_id)
             old = PlayerState.from_json(raw)
             revoked: list[str] = []
-            if old.position >= event.position:  # already scored: re-evaluate without it
-                upto = old.position
-                new = self._rebuild(uow, tenant_id, event.player_id, lambda e: e.position <= upto)
+            if old.applied(event.position, self._part(event)):
+                # Already scored: re-evaluate without it.
+                new = self._rebuild(
+                    uow,
+                    tenant_id,
+                    event.player_id,
+                    lambda e: old.applied(e.position, self._part(e)),
+                )
                 new.balances = uow.scoring.balances(tenant_id, event.player_id)
                 revoked = self._revoke_lost(
                     uow, tenant_id, event.player_id, old, new, event_id, now
@@ -339,7 +349,7 @@ class ScoringService:
                         evaluate(scored_by[1], state, EventFacts.of(e), facts)
                     except Exception:  # the same defect the scorer skipped
                         log.exception("re-evaluating event %s failed", e.id)
-                state.position = e.position
+                state.advance(e.position, self._part(e))
         return state
 
     @staticmethod
@@ -539,21 +549,20 @@ class ScoringService:
         for event in events:
             facts = facts_of.get(event.player_id) or PlayerFacts(event.player_id)
             state = states.setdefault(event.player_id, PlayerState())
-            if event.position <= state.position and not self.partitioned:
-                # Already applied: a redelivery. (Partitioned, the locked cursor says it: a
-                # merged player's events can sit in two partitions, out of step.)
-                continue
+            part = self._part(event)
+            if state.applied(event.position, part):
+                continue  # already applied: a redelivery
             scored_by = epochs.for_position(event.position)
             if scored_by is None:
                 if event.id in retracted:
-                    state.position = event.position
+                    state.advance(event.position, part)
                 continue  # logged before the first rule set went live
             version, rules = scored_by
             if _set_aside(rules, state, event, retracted, reviews, produced, now):
-                state.position = event.position
+                state.advance(event.position, part)
                 continue
             self._score(produced, version, rules, state, event, facts, now)
-            state.position = event.position
+            state.advance(event.position, part)
         if memory is None:  # a replay in memory saves its states at the end
             token = uow.scoring.save_states(
                 tenant_id, {pid: s.to_json() for pid, s in states.items()}, now

@@ -61,13 +61,13 @@ class SqlUnitOfWork:
         self.events: EventRepository = SqlEvents(conn)
         self.sequences: SequenceRepository = SqlSequences(conn)
         self.idempotency: IdempotencyRepository = SqlIdempotency(conn)
-        self.rulesets: RuleSetRepository = SqlRuleSets(conn)
+        self.rulesets: RuleSetRepository = SqlRuleSets(conn, writing)
         self.badges: BadgeRepository = SqlBadges(conn)
         self.scoring: ScoringRepository = SqlScoring(conn, writing)
         self.boards: BoardRepository = SqlBoards(conn)
         self.outbox: OutboxRepository = SqlOutbox(conn)
         self.audit: AuditRepository = SqlAudit(conn)
-        self.holds: HoldRepository = SqlHolds(conn)
+        self.holds: HoldRepository = SqlHolds(conn, writing)
         self.webhooks: WebhookRepository = SqlWebhooks(conn)
         self.committed = False
 
@@ -151,6 +151,9 @@ def create_database(url: str, pool_size: int = 8) -> SqlDatabase:
             pool_size=pool_size,
             max_overflow=pool_size * 2,
             pool_pre_ping=True,  # a restarted server's dead connections are replaced
+            # psycopg forgets an INSERT's rowcount once SQLAlchemy closes the cursor (sqlite3
+            # keeps it): keep it, since "did ON CONFLICT DO NOTHING insert?" is asked by it.
+            execution_options={"preserve_rowcount": True},
             connect_args={"connect_timeout": 5, "application_name": "plaudit"},
         )
         return SqlDatabase(engine)

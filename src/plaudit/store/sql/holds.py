@@ -14,8 +14,9 @@ from plaudit.store.sql.repositories import _chunks, _insert
 
 
 class SqlHolds:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, writing: bool = False) -> None:
         self.conn = conn
+        self.writing = writing
 
     def add(self, tenant_id: str, rows: Sequence[HeldEvent]) -> None:
         if not rows:
@@ -56,7 +57,10 @@ class SqlHolds:
         query = select(t.held_events).where(c.tenant_id == tenant_id, c.status == "pending")
         if player_id is not None:
             query = query.where(c.player_id == player_id)
-        rows = self.conn.execute(query.order_by(c.position)).mappings()
+        query = query.order_by(c.position)
+        # In a write, locked to the commit: of two reviews of one player, the second finds the
+        # events decided (PostgreSQL reads the rows again once their lock is released).
+        rows = self.conn.execute(query.with_for_update() if self.writing else query).mappings()
         return [
             HeldEvent(r["event_id"], r["player_id"], r["position"], r["reason"], r["held_at"])
             for r in rows

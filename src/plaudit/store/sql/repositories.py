@@ -229,10 +229,11 @@ class SqlPlayers:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def get(self, tenant_id: str, player_id: str) -> Player | None:
-        row = self.conn.execute(
-            select(t.players).where(t.players.c.tenant_id == tenant_id, t.players.c.id == player_id)
-        ).first()
+    def get(self, tenant_id: str, player_id: str, lock: bool = False) -> Player | None:
+        c = t.players.c
+        stmt = select(t.players).where(c.tenant_id == tenant_id, c.id == player_id)
+        # A row lock on PostgreSQL (SQLite's writers take turns anyway).
+        row = self.conn.execute(stmt.with_for_update() if lock else stmt).first()
         return _player(row._mapping) if row else None
 
     def get_many(self, tenant_id: str, player_ids: Iterable[str]) -> dict[str, Player]:

@@ -39,8 +39,9 @@ _LEDGER_SQL = (
 
 
 class SqlRuleSets:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, writing: bool = False) -> None:
         self.conn = conn
+        self.writing = writing
 
     def add(self, record: RuleSetRecord) -> None:
         self.conn.execute(
@@ -56,9 +57,10 @@ class SqlRuleSets:
 
     def get(self, tenant_id: str, ruleset_id: str) -> RuleSetRecord | None:
         c = t.rulesets.c
-        row = self.conn.execute(
-            select(t.rulesets).where(c.tenant_id == tenant_id, c.id == ruleset_id)
-        ).first()
+        stmt = select(t.rulesets).where(c.tenant_id == tenant_id, c.id == ruleset_id)
+        # In a write, locked to the commit: two publications of one rule set take turns and
+        # number their versions one after the other (SQLite's writers take turns anyway).
+        row = self.conn.execute(stmt.with_for_update() if self.writing else stmt).first()
         return _ruleset(row._mapping) if row else None
 
     def all_of(self, tenant_id: str) -> list[RuleSetRecord]:
@@ -391,6 +393,7 @@ class SqlScoring:
             select(c.currency, func.sum(c.amount))
             .where(c.tenant_id == tenant_id, c.player_id == player_id)
             .group_by(c.currency)
+            .order_by(c.currency)  # SQLite's GROUP BY sorts; PostgreSQL's may hash
         )
         return {currency: round(float(total), 4) for currency, total in rows}
 
@@ -569,9 +572,10 @@ class SqlScoring:
 
     def backfill(self, tenant_id: str, backfill_id: str) -> dict[str, Any] | None:
         c = t.backfills.c
-        row = self.conn.execute(
-            select(t.backfills).where(c.tenant_id == tenant_id, c.id == backfill_id)
-        ).first()
+        stmt = select(t.backfills).where(c.tenant_id == tenant_id, c.id == backfill_id)
+        # In a write, locked to the commit: two confirmations take turns, and the second
+        # finds it confirmed (SQLite's writers take turns anyway).
+        row = self.conn.execute(stmt.with_for_update() if self.writing else stmt).first()
         return dict(row._mapping) if row else None
 
     def forget_derived(self, tenant_id: str | None) -> None:
