@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -130,3 +132,13 @@ async def test_badges_and_awards_of_another_tenant_are_invisible(
     revoke = await other.post(f"/v1/awards/{award['id']}/revoke", json={"reason": "x"})
     assert revoke.status_code == 404
     assert (await other.get("/v1/issuance")).json()["items"] == []
+
+
+async def test_one_badge_class_created_four_times_at_once_is_created_once(
+    client: httpx.AsyncClient,
+) -> None:
+    """Whichever request wins, the others get 409, never a 500 (on PostgreSQL they race to
+    the unique key; the loser's transaction wrote nothing)."""
+    answers = await asyncio.gather(*(client.post("/v1/badges", json=MENTOR) for _ in range(4)))
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409], [a.text for a in answers]
+    assert [b["id"] for b in (await client.get("/v1/badges")).json()].count("mentor") == 1

@@ -73,6 +73,25 @@ async def test_readiness_reports_a_broken_database(
     assert response.json()["checks"]["database"].startswith("error")
 
 
+async def test_a_lost_database_is_503_with_retry_after_not_a_500(
+    container: Container, client_for: ClientFactory, admin_key: str
+) -> None:
+    client = client_for(admin_key)
+    assert (await client.get("/v1/events")).status_code == 200
+    container.db.engine.dispose()
+    if container.db.is_sqlite:
+        shutil.rmtree(container.settings.data_dir)
+    else:
+        lost = container.db.engine.url.set(database=f"{container.db.engine.url.database}_lost")
+        container.db.engine = create_engine(lost)
+    response = await client.get("/v1/events")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["type"].endswith("/service-unavailable")
+    assert "database" in response.json()["detail"]
+
+
 async def test_keys_api_creates_lists_and_revokes(
     container: Container, client_for: ClientFactory
 ) -> None:

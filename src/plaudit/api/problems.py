@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -112,6 +113,13 @@ def pydantic_errors(raw: Iterable[Any], strip: int = 0) -> list[e.FieldError]:
     return out
 
 
+def _lost_a_race(exc: sqlalchemy.exc.DBAPIError) -> bool:
+    """A deadlock or serialization failure (SQLSTATE class 40): the transaction was rolled
+    back whole and may simply be retried."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(code, str) and code.startswith("40")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.PlauditError)
     async def _plaudit_error(request: Request, exc: e.PlauditError) -> Response:
@@ -167,6 +175,33 @@ def install(app: FastAPI) -> None:
         return problem_response(
             exc.status_code, e.MalformedRequest.slug, e.MalformedRequest.title, str(exc.detail)
         )
+
+    @app.exception_handler(sqlalchemy.exc.DBAPIError)
+    async def _database_error(request: Request, exc: sqlalchemy.exc.DBAPIError) -> Response:
+        if isinstance(exc, sqlalchemy.exc.IntegrityError) or _lost_a_race(exc):
+            # Requests served by several processes at once: another request made the same
+            # change first (a duplicate key) or the two waited for each other (PostgreSQL
+            # broke the deadlock). Nothing was written; the retry sees the other's result.
+            log.info("concurrent change on %s: %s", request.url.path, exc.orig)
+            return problem_response(
+                409,
+                e.Conflict.slug,
+                e.Conflict.title,
+                "another request changed the same thing at the same moment; nothing was "
+                "written: retry",
+                instance=request.url.path,
+            )
+        if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            log.warning("database unavailable on %s: %s", request.url.path, exc.orig)
+            return problem_response(
+                503,
+                e.ServiceUnavailable.slug,
+                e.ServiceUnavailable.title,
+                "the database is unavailable; retry shortly",
+                instance=request.url.path,
+                headers={"Retry-After": "1"},
+            )
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -90,7 +90,8 @@ class BadgeService:
             cls = replace(base, **fields, updated_at=now)
             if not cls.name:
                 raise InvalidInput("a badge needs a name", [FieldError("name", "required")])
-            uow.badges.save_class(tenant_id, cls)
+            if not uow.badges.save_class(tenant_id, cls, create):
+                raise NotFound(f"no badge {badge_id!r}")  # deleted meanwhile
             audit.record(
                 uow,
                 tenant_id,

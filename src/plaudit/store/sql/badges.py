@@ -48,7 +48,10 @@ class SqlBadges:
         ).first()
         return _badge(row._mapping) if row else None
 
-    def save_class(self, tenant_id: str, badge: BadgeClass) -> None:
+    def save_class(self, tenant_id: str, badge: BadgeClass, create: bool = False) -> bool:
+        """Update a live class, or (``create``) revive a deleted one or insert it. False when
+        there was no live class to update. Creating a class that another transaction created
+        meanwhile fails on the unique key: the caller's transaction writes nothing."""
         c = t.badge_classes.c
         values = {
             "name": badge.name,
@@ -60,17 +63,23 @@ class SqlBadges:
             "updated_at": badge.updated_at,
             "deleted_at": None,
         }
+        # Only the row the caller saw: a live one to update, a deleted one to revive (a class
+        # created by another request meanwhile is neither, and is never overwritten).
+        state = c.deleted_at.is_not(None) if create else c.deleted_at.is_(None)
         changed = self.conn.execute(
             update(t.badge_classes)
-            .where(c.tenant_id == tenant_id, c.id == badge.id)
-            .values(**values)
+            .where(c.tenant_id == tenant_id, c.id == badge.id, state)
+            .values(**values, **({"created_at": badge.created_at} if create else {}))
         )
         if changed.rowcount == 0:
+            if not create:
+                return False
             self.conn.execute(
                 t.badge_classes.insert().values(
                     tenant_id=tenant_id, id=badge.id, created_at=badge.created_at, **values
                 )
             )
+        return True
 
     def delete_class(self, tenant_id: str, badge_id: str, at: datetime) -> bool:
         c = t.badge_classes.c
