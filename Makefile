@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test check lint typecheck pytest bench clean
+.PHONY: install run run-scale-out test check lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Plaudit needs Python 3.11 or newer (found " + sys.version.split()[0] + "); run make with PYTHON=python3.11")'
@@ -20,6 +20,12 @@ install: $(STAMP)
 ## Run the server on the embedded default (SQLite in ./data) with the demo program loaded.
 run: $(STAMP)
 	$(BIN)/plaudit serve --demo --host $(HOST) --port $(PORT)
+
+## The scale-out mode with the demo program: 2 API processes and 2 workers on the local
+## PostgreSQL, Redis and NATS (PLAUDIT_DATABASE_URL, PLAUDIT_REDIS_URL, PLAUDIT_STREAM_URL).
+run-scale-out: $(STAMP)
+	@mkdir -p data
+	scripts/run-scale-out
 
 ## The whole test suite: lint, format check, strict types, tests (warnings are errors).
 test: check

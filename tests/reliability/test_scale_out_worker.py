@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -18,8 +19,8 @@ from plaudit.bootstrap import Container, build, conninfo, prepare_scale_out
 from plaudit.domain.events import IncomingEvent
 from plaudit.domain.partitions import PARTITIONS
 from plaudit.settings import LeaderboardSettings, Settings, StreamSettings
-from plaudit.workers.scale_out import ScaleOutWorker
-from tests.support.postgres import empty
+from plaudit.workers.scale_out import _MEMBER, ScaleOutWorker
+from tests.support.postgres import POSTGRES_URL, empty
 from tests.support.redis_keys import REDIS_URL, unique_prefix
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres, pytest.mark.redis, pytest.mark.nats]
@@ -131,6 +132,10 @@ async def test_partitions_are_shared_fairly_and_taken_over_when_a_worker_goes(
     scaled: Container,
 ) -> None:
     first, second = _worker(scaled), _worker(scaled)
+    # A worker of another deployment, on another database of the same server, is not one
+    # of ours (advisory locks are per database; pg_locks lists them all).
+    stranger = psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), autocommit=True)
+    stranger.execute("SELECT pg_advisory_lock_shared(%s, 0)", (_MEMBER,))
     running = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
     try:
 
@@ -153,3 +158,4 @@ async def test_partitions_are_shared_fairly_and_taken_over_when_a_worker_goes(
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        stranger.close()

@@ -150,6 +150,7 @@ class EventStream:
         await self._jetstream().delete_stream(self.stream)
 
     async def close(self) -> None:
+        self._loop = self._queue = None
         if self._nc is not None:
             try:
                 await self._nc.close()
@@ -162,10 +163,13 @@ class EventStream:
     def announce(self, appended: Sequence[Appended]) -> None:
         """From any thread (ingestion commits in worker threads): queue for publishing."""
         loop, queue = self._loop, self._queue
-        if loop is None or queue is None:
-            return
+        if loop is None or queue is None or loop.is_closed():
+            return  # not publishing from this process (a CLI command): the sweeper tells
         for item in appended:
-            loop.call_soon_threadsafe(self._offer, item)
+            try:
+                loop.call_soon_threadsafe(self._offer, item)
+            except RuntimeError:  # the loop closed meanwhile
+                return
 
     def _offer(self, item: Appended) -> None:
         assert self._queue is not None

@@ -68,8 +68,10 @@ class Leases:
         row = (
             self._c()
             .execute(
+                # Advisory locks are per database; pg_locks lists every database's.
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                "AND classid::bigint = %s AND objid::bigint = 0 AND objsubid = 2",
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND classid::bigint = %s AND objid::bigint = 0 AND objsubid = 2",
                 (_MEMBER,),
             )
             .fetchone()
