@@ -199,13 +199,13 @@ def worker() -> None:
             "plaudit worker is the scale-out mode's (PLAUDIT_DATABASE_URL=postgresql://…); "
             "the embedded mode's workers run inside plaudit serve"
         )
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     container = build(settings)
     try:
         check_dependencies(container)
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         out.print("[bold]Plaudit[/] worker started")
         sys.stdout.flush()
         asyncio.run(run_worker(container))

@@ -83,22 +83,33 @@ class EventStream:
         """Connect and make sure the stream and its consumers exist; a one-line
         ConfigurationError when NATS cannot be reached."""
 
-        async def quiet(exc: Exception) -> None:
-            log.warning("stream: %s", exc or type(exc).__name__)
+        errors: list[Exception] = []
+
+        async def noted(exc: Exception) -> None:
+            if self._nc is None:  # still connecting: told once, in the error below
+                errors.append(exc)
+            else:
+                log.warning("stream: %s", exc or type(exc).__name__)
 
         try:
-            self._nc = await nats.connect(
-                self.url,
-                name="plaudit",
-                connect_timeout=3,
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                error_cb=quiet,
+            # Reconnect for ever once connected; but the first connection must succeed in
+            # a few seconds, or the start fails in one line.
+            self._nc = await asyncio.wait_for(
+                nats.connect(
+                    self.url,
+                    name="plaudit",
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    error_cb=noted,
+                ),
+                timeout=5,
             )
         except Exception as exc:
+            cause = errors[-1] if errors else exc
             raise ConfigurationError(
-                f"stream {self.url} unreachable: {type(exc).__name__}: {exc}"
+                f"stream {self.url} unreachable: {type(cause).__name__}: {cause}"
             ) from None
         self._js = self._nc.jetstream(timeout=5)
         await self._ensure()
