@@ -26,6 +26,27 @@ _ENTRIES_SQLITE = (
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 
+_SCORE_COLUMNS = (
+    "tenant_id",
+    "board_id",
+    "window",
+    "subject",
+    "units",
+    "reached_us",
+    "entries",
+    "seq",
+)
+_PG_CONFLICT = 'ON CONFLICT (tenant_id, board_id, "window", subject) DO UPDATE SET '
+_PG_ADD = _PG_CONFLICT + (
+    "units = board_scores.units + excluded.units, "
+    "entries = board_scores.entries + excluded.entries, "
+    "reached_us = greatest(board_scores.reached_us, excluded.reached_us), seq = excluded.seq"
+)
+_PG_SET = _PG_CONFLICT + (
+    "units = excluded.units, entries = excluded.entries, reached_us = excluded.reached_us, "
+    "seq = excluded.seq"
+)
+
 _Key = tuple[str, str, str]  # (board, window, subject)
 _Total = tuple[int, int, int]  # (units, latest reached_us, entries)
 
@@ -40,6 +61,18 @@ class SqlBoards:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._seq: int | None = None
+        # PostgreSQL: totals added by this transaction, written at its end (flush), so the
+        # tail lock that numbers them is held from there to the commit only.
+        self._pending: dict[str, dict[_Key, _Total]] = {}
+
+    def flush(self) -> None:
+        """Write the pending totals (at commit, and before anything else touches scores)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        seq = self._next_seq()
+        for tenant_id, totals in pending.items():
+            self._upsert(tenant_id, totals, seq, add=True)
 
     def _next_seq(self) -> int:
         """One sequence number per transaction (writers are serialized)."""
@@ -65,16 +98,20 @@ class SqlBoards:
             key = (e.board_id, e.window, e.subject)
             units, reached, count = totals.get(key, (0, 0, 0))
             totals[key] = (units + e.units, max(reached, e.reached_us), count + 1)
-        seq = self._next_seq()
-        self._insert_entries(tenant_id, entries)
         if self.conn.dialect.name == "sqlite":
+            seq = self._next_seq()
+            self._insert_entries(tenant_id, entries)
             # By hand, as the ledger: scoring writes these for most events.
             self.conn.exec_driver_sql(
                 _ADD_SQLITE,
                 [(tenant_id, *key, u, r, n, seq) for key, (u, r, n) in totals.items()],
             )
             return
-        self._upsert(tenant_id, totals, seq, add=True)
+        self._insert_entries(tenant_id, entries)  # not numbered: no lock needed
+        pending = self._pending.setdefault(tenant_id, {})
+        for key, (units, reached, count) in totals.items():
+            was_units, was_reached, was_count = pending.get(key, (0, 0, 0))
+            pending[key] = (was_units + units, max(was_reached, reached), was_count + count)
 
     def _insert_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:
         if self.conn.dialect.name == "sqlite":
@@ -97,16 +134,24 @@ class SqlBoards:
         )
 
     def _upsert(self, tenant_id: str, totals: dict[_Key, _Total], seq: int, *, add: bool) -> None:
+        if self.conn.dialect.name == "postgresql":
+            copy_insert(
+                self.conn,
+                "board_scores",
+                _SCORE_COLUMNS,
+                ((tenant_id, b, w, s, u, r, n, seq) for (b, w, s), (u, r, n) in totals.items()),
+                _PG_ADD if add else _PG_SET,
+            )
+            return
         c = t.board_scores.c
         stmt = _insert(self.conn, t.board_scores)
         ex = stmt.excluded
-        greatest = func.greatest if self.conn.dialect.name == "postgresql" else func.max
         stmt = stmt.on_conflict_do_update(
             index_elements=[c.tenant_id, c.board_id, c.window, c.subject],
             set_={
                 "units": c.units + ex.units if add else ex.units,
                 "entries": c.entries + ex.entries if add else ex.entries,
-                "reached_us": greatest(c.reached_us, ex.reached_us) if add else ex.reached_us,
+                "reached_us": func.max(c.reached_us, ex.reached_us) if add else ex.reached_us,
                 "seq": ex.seq,
             },
         )
@@ -151,6 +196,7 @@ class SqlBoards:
         self._upsert(tenant_id, totals, self._next_seq(), add=False)
 
     def remove_entries(self, tenant_id: str, ref: str) -> list[BoardEntryRow]:
+        self.flush()
         e = t.board_entries.c
         rows = [
             BoardEntryRow(r.ref, r.board_id, r.window, r.subject, r.units, r.reached_us)
@@ -164,6 +210,7 @@ class SqlBoards:
         return rows
 
     def replace_event_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:
+        self.flush()
         e = t.board_entries.c
         self.conn.execute(
             delete(t.board_entries).where(e.tenant_id == tenant_id, ~e.ref.startswith("adj_"))
@@ -181,6 +228,7 @@ class SqlBoards:
             self._upsert(tenant_id, totals, self._next_seq(), add=False)
 
     def move_subject(self, tenant_id: str, from_subject: str, to_subject: str) -> None:
+        self.flush()
         e = t.board_entries.c
         keys = {
             (b, w)
@@ -203,6 +251,7 @@ class SqlBoards:
         )
 
     def changed_since(self, seq: int) -> Iterator[BoardScoreRow]:
+        self.flush()
         c = t.board_scores.c
         result = self.conn.execution_options(yield_per=5000).execute(
             select(t.board_scores).where(c.seq > seq).order_by(c.seq)
@@ -211,12 +260,14 @@ class SqlBoards:
             yield _row(r)
 
     def last_seq(self) -> int:
+        self.flush()
         value = self.conn.execute(
             select(t.cursors.c.position).where(t.cursors.c.name == SEQ)
         ).scalar()
         return int(value or 0)
 
     def window(self, tenant_id: str, board_id: str, window: str) -> list[BoardScoreRow]:
+        self.flush()
         c = t.board_scores.c
         rows = self.conn.execute(
             select(t.board_scores).where(
@@ -245,6 +296,7 @@ class SqlBoards:
         offset: int,
         limit: int,
     ) -> list[BoardScoreRow]:
+        self.flush()
         c = t.board_scores.c
         rows = self.conn.execute(
             select(t.board_scores)
@@ -258,6 +310,7 @@ class SqlBoards:
     def rank_of(
         self, tenant_id: str, board_id: str, window: str, subject: str, min_units: int | None
     ) -> tuple[int, BoardScoreRow] | None:
+        self.flush()
         c = t.board_scores.c
         listed = self._listed(tenant_id, board_id, window, min_units)
         found = self.conn.execute(
@@ -282,6 +335,7 @@ class SqlBoards:
         return int(ahead) + 1, me
 
     def count(self, tenant_id: str, board_id: str, window: str, min_units: int | None) -> int:
+        self.flush()
         listed = self._listed(tenant_id, board_id, window, min_units)
         return int(
             self.conn.execute(
@@ -292,6 +346,7 @@ class SqlBoards:
     def windows(
         self, tenant_id: str, board_id: str, min_units: int | None
     ) -> list[tuple[str, int]]:
+        self.flush()
         c = t.board_scores.c
         rows = self.conn.execute(
             select(c.window, func.count())
@@ -307,6 +362,7 @@ class SqlBoards:
         return [(w, int(n)) for w, n in rows]
 
     def forget(self, tenant_id: str | None) -> None:
+        self.flush()
         for table in (t.board_entries, t.board_scores):
             where = table.c.tenant_id == tenant_id if tenant_id is not None else true()
             self.conn.execute(delete(table).where(where))

@@ -64,7 +64,8 @@ class SqlUnitOfWork:
         self.rulesets: RuleSetRepository = SqlRuleSets(conn, writing)
         self.badges: BadgeRepository = SqlBadges(conn)
         self.scoring: ScoringRepository = SqlScoring(conn, writing)
-        self.boards: BoardRepository = SqlBoards(conn)
+        self._boards = SqlBoards(conn)
+        self.boards: BoardRepository = self._boards
         self.outbox: OutboxRepository = SqlOutbox(conn)
         self.audit: AuditRepository = SqlAudit(conn)
         self.holds: HoldRepository = SqlHolds(conn, writing)
@@ -72,6 +73,7 @@ class SqlUnitOfWork:
         self.committed = False
 
     def commit(self) -> None:
+        self._boards.flush()  # what is numbered in commit order goes last (tail lock)
         self.conn.commit()
         self.committed = True
 
