@@ -40,6 +40,8 @@ log = logging.getLogger("plaudit.stream")
 # the sweeper finds their events in the log.
 _QUEUE_MAX = 100_000
 _DUPLICATE_WINDOW = 120.0  # seconds: a publish retried within this is stored once
+# After a first message, how long a pull waits for more that are not there yet.
+_MORE_WAIT = 0.005
 _SAFE_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -245,12 +247,18 @@ class EventStream:
 
     @staticmethod
     async def fetch(sub: JetStreamContext.PullSubscription, wait: float) -> list[Msg]:
-        """Messages waiting (at most 256), or [] after ``wait`` seconds without any."""
+        """Messages waiting (at most 256), as soon as there is one; [] after ``wait`` seconds
+        without any. (A pull for 256 that finds none waits for all 256 or its expiry: up to
+        ``wait`` of delay for the first. So: a pull for one, then whatever else is there.)"""
         try:
-            return await sub.fetch(batch=256, timeout=wait)
+            first = await sub.fetch(batch=1, timeout=wait)
         except TimeoutError:
             return []
         except NatsError as exc:  # disconnected, restarting: the caller tries again
             log.debug("stream fetch: %s", exc)
             await asyncio.sleep(min(wait, 0.5))
             return []
+        try:
+            return first + await sub.fetch(batch=255, timeout=_MORE_WAIT)
+        except (TimeoutError, NatsError):
+            return first
