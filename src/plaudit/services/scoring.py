@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -389,21 +389,12 @@ class ScoringService:
         """Score the next batch of the log (of each partition, when partitioned); an empty
         outcome means the log is caught up."""
         if self.partitioned:
-            outcome = BatchOutcome()
             with self.db.read() as uow:
                 lasts = uow.events.last_positions()
                 behind = [
                     p for p, last in lasts.items() if uow.scoring.cursor(partition_cursor(p)) < last
                 ]
-            for partition in behind:
-                done = self.score_partition(partition, only_tenant)
-                outcome.events += done.events
-                outcome.points += done.points
-                outcome.badges += done.badges
-                outcome.errors += done.errors
-                for tenant, n in done.by_tenant.items():
-                    outcome.by_tenant[tenant] = outcome.by_tenant.get(tenant, 0) + n
-            return outcome
+            return self.score_partitions(behind, only_tenant)
         outcome = BatchOutcome()
         # Look before taking the write lock: an idle or rule-less log costs ingestion nothing.
         with self.db.read() as uow:
@@ -424,22 +415,36 @@ class ScoringService:
             events = uow.events.after(position, self.batch_size)
             if not events:
                 return outcome
-            self._score_batch(uow, events, outcome, only_tenant, CURSOR)
+            self._score_batch(uow, events, outcome, only_tenant, {CURSOR: events[-1].position})
         outcome.events = len(events)
         return outcome
 
     def score_partition(self, partition: int, only_tenant: str | None = None) -> BatchOutcome:
-        """Score the next batch of one partition of the log (the scale-out workers' step).
-        The partition's cursor is locked for the transaction: a second worker scoring the
-        same partition at the same moment waits, then finds the events scored."""
+        """Score the next batch of one partition of the log."""
+        return self.score_partitions([partition], only_tenant)
+
+    def score_partitions(
+        self, partitions: Iterable[int], only_tenant: str | None = None
+    ) -> BatchOutcome:
+        """Score the next batch of some partitions of the log, in one transaction (the
+        scale-out workers' step: one transaction for all the partitions a worker holds,
+        however few events each has). Their cursors are locked for the transaction, in
+        partition order: a second worker scoring one of them at the same moment waits, then
+        finds its events scored."""
         outcome = BatchOutcome()
-        name = partition_cursor(partition)
         with self.db.write() as uow:
-            position = uow.scoring.lock_cursor(name)
-            events = uow.events.in_partition(partition, position, self.batch_size)
+            cursors = {
+                p: uow.scoring.lock_cursor(partition_cursor(p)) for p in sorted(set(partitions))
+            }
+            if not cursors:
+                return outcome
+            events = uow.events.in_partitions(cursors, self.batch_size)
             if not events:
                 return outcome
-            self._score_batch(uow, events, outcome, only_tenant, name)
+            ends: dict[str, int] = {}
+            for event in events:  # in log order: each partition's last event is its new cursor
+                ends[partition_cursor(event.partition)] = event.position
+            self._score_batch(uow, events, outcome, only_tenant, ends)
         outcome.events = len(events)
         return outcome
 
@@ -449,7 +454,7 @@ class ScoringService:
         events: list[StoredEvent],
         outcome: BatchOutcome,
         only_tenant: str | None,
-        cursor: str,
+        cursors: dict[str, int],
     ) -> None:
         generation = uow.scoring.players_generation()
         if generation != self._players_generation or len(self._facts) > _CACHE_MAX:
@@ -460,7 +465,8 @@ class ScoringService:
             self._tokens.clear()
         try:
             self._score_events(uow, events, outcome, only_tenant)
-            uow.scoring.set_cursor(cursor, events[-1].position)
+            for name, position in cursors.items():
+                uow.scoring.set_cursor(name, position)
             uow.commit()
         except BaseException:
             self._forget_caches()  # states in it may hold the abandoned batch's changes

@@ -131,6 +131,11 @@ class EventRepository(Protocol):
         """A partition's events after ``position``, in log order."""
         ...
 
+    def in_partitions(self, cursors: Mapping[int, int], limit: int) -> list[StoredEvent]:
+        """Events of the partitions given (partition -> cursor) after each one's cursor, in
+        log order."""
+        ...
+
     def last_positions(self) -> dict[int, int]:
         """Each partition's last position in the log."""
         ...

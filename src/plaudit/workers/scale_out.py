@@ -27,7 +27,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import psycopg
@@ -36,6 +36,9 @@ from plaudit.domain.partitions import PARTITIONS
 from plaudit.services.scoring import ScoringService, partition_cursor
 from plaudit.store.ports import Database
 from plaudit.stream.nats import EventStream
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
 
 log = logging.getLogger("plaudit.worker")
 
@@ -121,6 +124,10 @@ class ScaleOutWorker:
         self.rebalance_every = rebalance_every
         self._partitions: dict[int, asyncio.Task[None]] = {}
         self._jobs: dict[str, asyncio.Task[None]] = {}
+        # Messages fetched per partition, acknowledged once their partition is scored; the
+        # scorer is woken when any arrives.
+        self._fetched: dict[int, list[Msg]] = {}
+        self._wake = asyncio.Event()
         self._order = list(range(PARTITIONS))
         random.shuffle(self._order)  # workers starting together reach for different ones
 
@@ -130,6 +137,7 @@ class ScaleOutWorker:
 
     async def run(self) -> None:
         sweeper = asyncio.create_task(self._sweep_forever(), name="sweeper")
+        scorer = asyncio.create_task(self._score_forever(), name="scorer")
         try:
             while True:
                 try:
@@ -146,6 +154,7 @@ class ScaleOutWorker:
                 await asyncio.sleep(self.rebalance_every)
         finally:
             sweeper.cancel()
+            scorer.cancel()
             await self._stop_all()
             self.leases.close()
 
@@ -154,6 +163,7 @@ class ScaleOutWorker:
         share = math.ceil(PARTITIONS / members)
         for partition in self.owned[share:]:
             await self._stop(self._partitions.pop(partition))
+            self._fetched.pop(partition, None)  # unacknowledged: the next holder gets them
             await anyio.to_thread.run_sync(self.leases.give_back, _PARTITION, partition)
             log.info("partition %d given back (%d workers)", partition, members)
         for partition in self._order:
@@ -163,8 +173,9 @@ class ScaleOutWorker:
                 continue
             if await anyio.to_thread.run_sync(self.leases.take, _PARTITION, partition):
                 self._partitions[partition] = asyncio.create_task(
-                    self._score_forever(partition), name=f"partition-{partition}"
+                    self._fetch_forever(partition), name=f"partition-{partition}"
                 )
+                self._wake.set()  # its backlog, if any, is scored at once
                 log.info("partition %d taken (%d workers)", partition, members)
         for number, (name, job) in enumerate(sorted(self.singletons.items())):
             running = self._jobs.get(name)
@@ -194,33 +205,28 @@ class ScaleOutWorker:
         self._partitions.clear()
         self._jobs.clear()
 
-    async def _score_forever(self, partition: int) -> None:
+    async def _fetch_forever(self, partition: int) -> None:
+        """A held partition's messages: kept for the scorer, which is woken."""
         stream = self.stream
+        if stream is None:
+            return  # no stream: the scorer polls
         sub = None
         try:
             while True:
                 try:
-                    if stream is not None and sub is None:
+                    if sub is None:
                         sub = await stream.subscribe(partition)
-                    if stream is not None and sub is not None:
-                        messages = await stream.fetch(sub, wait=1.0)
-                        if not messages:
-                            continue
-                    else:
-                        messages = []
-                        await asyncio.sleep(self.poll)
-                    await self._drain(partition)
-                    # Only now, with the effects committed, are the messages done with.
-                    for message in messages:
-                        await message.ack()
+                    messages = await stream.fetch(sub, wait=1.0)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    # The database or the stream is unwell: the messages stay
-                    # unacknowledged and come back after ack_wait; try again shortly.
-                    log.exception("scoring partition %d failed; retrying", partition)
+                    log.exception("fetching partition %d failed; retrying", partition)
                     sub = None
                     await asyncio.sleep(1.0)
+                    continue
+                if messages:
+                    self._fetched.setdefault(partition, []).extend(messages)
+                    self._wake.set()
         finally:
             if sub is not None:
                 # Messages the server sends to this subscription after this (a pull request
@@ -228,9 +234,40 @@ class ScaleOutWorker:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
 
-    async def _drain(self, partition: int) -> None:
+    async def _score_forever(self) -> None:
+        """One scoring step at a time for all the partitions held, each step one
+        transaction: few events per partition still make one large batch. Messages are
+        acknowledged only after the step that scored their partition committed."""
         while True:
-            outcome = await anyio.to_thread.run_sync(self.scoring.score_partition, partition)
+            if self.stream is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll)
+            else:
+                await self._wake.wait()
+            self._wake.clear()
+            held = self.owned
+            if not held:
+                continue
+            fetched = {p: self._fetched.pop(p) for p in held if p in self._fetched}
+            try:
+                await self._drain(held)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The database is unwell: the messages stay unacknowledged and come back
+                # after ack_wait (or the sweeper announces again); try again shortly.
+                log.exception("scoring partitions %s failed; retrying", held)
+                await asyncio.sleep(1.0)
+                self._wake.set()
+                continue
+            for messages in fetched.values():
+                for message in messages:
+                    with contextlib.suppress(Exception):  # unacknowledged: delivered again
+                        await message.ack()
+
+    async def _drain(self, partitions: list[int]) -> None:
+        while True:
+            outcome = await anyio.to_thread.run_sync(self.scoring.score_partitions, partitions)
             if outcome.events and self.after_batch is not None:
                 self.after_batch()
             if outcome.events < self.scoring.batch_size:

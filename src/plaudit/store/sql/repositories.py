@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    or_,
     select,
     union_all,
     update,
@@ -481,6 +482,13 @@ class SqlEvents:
             .order_by(c.position)
             .limit(limit)
         )
+        return [_event(r) for r in self.conn.execute(stmt).mappings()]
+
+    def in_partitions(self, cursors: Mapping[int, int], limit: int) -> list[StoredEvent]:
+        """Events of the given partitions after each one's cursor, in log order."""
+        c = t.events.c
+        after = [and_(c.partition == p, c.position > position) for p, position in cursors.items()]
+        stmt = select(t.events).where(or_(*after)).order_by(c.position).limit(limit)
         return [_event(r) for r in self.conn.execute(stmt).mappings()]
 
     def last_positions(self) -> dict[int, int]:
