@@ -12,6 +12,7 @@ import anyio.to_thread
 
 from plaudit.services.closings import WindowClosings
 from plaudit.services.leaderboards import LeaderboardService
+from plaudit.workers.wakeup import Wakeup
 
 log = logging.getLogger("plaudit.leaderboards")
 
@@ -24,8 +25,11 @@ class Projector:
         poll: float = 0.1,
         retire_every: float = 60.0,
         closings: WindowClosings | None = None,
+        wakeup: Wakeup | None = None,
     ) -> None:
         self.leaderboards = leaderboards
+        # Set by scoring in this process after each commit: the projection follows at once.
+        self.wakeup = wakeup or Wakeup()
         # Told to webhooks and streams when a window closes, on the retire schedule.
         self.closings = closings
         self.reconcile_every = reconcile_every.total_seconds()
@@ -62,4 +66,4 @@ class Projector:
             except Exception:  # the projection can lag; it must not stop
                 log.exception("leaderboard projection failed; retrying")
                 await anyio.sleep(1.0)
-            await anyio.sleep(self.poll)
+            await self.wakeup.wait(self.poll)

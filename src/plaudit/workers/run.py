@@ -13,12 +13,14 @@ from plaudit.bootstrap import Container, conninfo, dispatcher
 from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor, PlayerIndexer
 from plaudit.workers.projector import Projector
 from plaudit.workers.scale_out import ScaleOutWorker
+from plaudit.workers.wakeup import Wakeup
 
 log = logging.getLogger("plaudit.worker")
 
-# The projector looks at SQL this often for board changes committed by any worker: the
-# event-to-leaderboard delay is scoring's commit plus at most this.
-_PROJECTOR_POLL = 0.05
+# The projector looks at SQL this often for board changes committed by other workers (the
+# scoring of its own process wakes it): their event-to-leaderboard delay is scoring's
+# commit plus at most this.
+_PROJECTOR_POLL = 0.02
 
 
 async def run_worker(container: Container) -> None:
@@ -26,6 +28,8 @@ async def run_worker(container: Container) -> None:
     stream = container.stream
     if stream is not None:
         await stream.connect()
+
+    scored = Wakeup()
 
     async def projector() -> None:
         # A Redis that lost its data (or a first start) is rebuilt from SQL.
@@ -35,6 +39,7 @@ async def run_worker(container: Container) -> None:
             settings.leaderboards.reconcile_every,
             poll=_PROJECTOR_POLL,
             closings=container.closings,
+            wakeup=scored,
         ).run()
 
     async def housekeeping() -> None:
@@ -53,6 +58,7 @@ async def run_worker(container: Container) -> None:
             "webhook dispatcher": dispatcher(container).run,
             "housekeeping": housekeeping,
         },
+        after_batch=scored.set,
         poll=settings.worker.poll.total_seconds(),
         sweep_every=settings.stream.sweep_every.total_seconds(),
     )
