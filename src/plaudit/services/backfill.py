@@ -176,7 +176,8 @@ class BackfillService:
         if not self.scoring.partitioned:
             upto = uow.scoring.cursor(CURSOR)
             return lambda e: e.position <= upto
-        cursors = [uow.scoring.lock_cursor(partition_cursor(p)) for p in range(PARTITIONS)]
+        locked = uow.scoring.lock_cursors(partition_cursor(p) for p in range(PARTITIONS))
+        cursors = [locked[partition_cursor(p)] for p in range(PARTITIONS)]
         return lambda e: e.position <= cursors[e.partition]
 
     def _run_history(

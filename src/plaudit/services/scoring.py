@@ -433,11 +433,11 @@ class ScoringService:
         finds its events scored."""
         outcome = BatchOutcome()
         with self.db.write() as uow:
-            cursors = {
-                p: uow.scoring.lock_cursor(partition_cursor(p)) for p in sorted(set(partitions))
-            }
-            if not cursors:
+            held = sorted(set(partitions))
+            if not held:
                 return outcome
+            locked = uow.scoring.lock_cursors(partition_cursor(p) for p in held)
+            cursors = {p: locked[partition_cursor(p)] for p in held}
             events = uow.events.in_partitions(cursors, self.batch_size)
             if not events:
                 return outcome
@@ -465,8 +465,7 @@ class ScoringService:
             self._tokens.clear()
         try:
             self._score_events(uow, events, outcome, only_tenant)
-            for name, position in cursors.items():
-                uow.scoring.set_cursor(name, position)
+            uow.scoring.set_cursors(cursors)
             uow.commit()
         except BaseException:
             self._forget_caches()  # states in it may hold the abandoned batch's changes

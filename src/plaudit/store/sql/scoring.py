@@ -242,19 +242,22 @@ class SqlScoring:
         ).scalar()
         return int(value or 0)
 
-    def lock_cursor(self, name: str) -> int:
-        """The cursor, locked until the transaction ends (a row lock on PostgreSQL; SQLite's
-        writers are serialized anyway): two workers never advance it from the same place."""
+    def lock_cursors(self, names: Iterable[str]) -> dict[str, int]:
+        """The cursors, locked until the transaction ends (row locks on PostgreSQL, taken in
+        name order so that two workers never wait for each other in a circle; SQLite's
+        writers are serialized anyway): two workers never advance one from the same place."""
+        wanted = sorted(set(names))
         c = t.cursors.c
-        self.conn.execute(
-            _insert(self.conn, t.cursors)
-            .values(name=name, position=0)
-            .on_conflict_do_nothing(index_elements=[c.name])
-        )
-        value = self.conn.execute(
-            select(c.position).where(c.name == name).with_for_update()
-        ).scalar()
-        return int(value or 0)
+        stmt = select(c.name, c.position).where(c.name.in_(wanted)).order_by(c.name)
+        found = dict(self.conn.execute(stmt.with_for_update()).all())
+        missing = [name for name in wanted if name not in found]
+        if missing:  # first use: create them, then lock them all
+            self.conn.execute(
+                _insert(self.conn, t.cursors).on_conflict_do_nothing(index_elements=[c.name]),
+                [{"name": name, "position": 0} for name in missing],
+            )
+            found = dict(self.conn.execute(stmt.with_for_update()).all())
+        return {name: int(position) for name, position in found.items()}
 
     def state_versions(self, tenant_id: str, player_ids: Iterable[str]) -> dict[str, int]:
         """Each stored state's write token, the rows locked until the transaction ends."""
@@ -270,11 +273,17 @@ class SqlScoring:
         return found
 
     def set_cursor(self, name: str, position: int) -> None:
-        stmt = _insert(self.conn, t.cursors).values(name=name, position=position)
+        self.set_cursors({name: position})
+
+    def set_cursors(self, positions: Mapping[str, int]) -> None:
+        if not positions:
+            return
+        stmt = _insert(self.conn, t.cursors)
         self.conn.execute(
             stmt.on_conflict_do_update(
-                index_elements=[t.cursors.c.name], set_={"position": position}
-            )
+                index_elements=[t.cursors.c.name], set_={"position": stmt.excluded.position}
+            ),
+            [{"name": name, "position": position} for name, position in positions.items()],
         )
 
     def states(self, tenant_id: str, player_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
