@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import threading
+import time
+
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from plaudit.bootstrap import Container
 from plaudit.domain.auth import Scope
+from plaudit.domain.events import IncomingEvent, IngestReport, Outcome
+from plaudit.store.sql import tables
 from tests.api.conftest import ClientFactory
 from tests.support.events import event
 
@@ -173,3 +179,45 @@ async def test_events_of_one_tenant_are_invisible_to_another(
     assert body["accepted"] == 1
     mine = (await client.get("/v1/events")).json()["items"][0]["event_id"]
     assert (await other.get(f"/v1/events/{mine}")).status_code == 404
+
+
+def test_a_player_created_meanwhile_by_another_process_is_the_one_used(
+    container: Container,
+) -> None:
+    """Another process creates the same new player while this one ingests (PostgreSQL takes
+    both transactions at once): its identity link wins, this ingest maps to its player, and
+    no orphan player is left behind."""
+    at = container.clock()
+    other = "plr_" + "0" * 32
+    engine = container.db.engine
+    with engine.connect() as conn:
+        conn.begin()
+        conn.execute(
+            tables.players.insert().values(
+                id=other, tenant_id="default", attributes={}, created_at=at, updated_at=at
+            )
+        )
+        conn.execute(
+            tables.identities.insert().values(
+                tenant_id="default", source="lms", external_id="zoe", player_id=other, created_at=at
+            )
+        )
+        report: list[IngestReport] = []
+        ingesting = threading.Thread(
+            target=lambda: report.append(
+                container.ingest.ingest(
+                    "default", [IncomingEvent("k1", "lms", "task.done", "zoe", at, {})]
+                )
+            )
+        )
+        ingesting.start()
+        time.sleep(0.3)  # the ingest is waiting for this transaction (its insert, or its lock)
+        conn.commit()
+    ingesting.join(15)
+    assert report, "the ingest did not finish"
+    (result,) = report[0].results
+    assert result.outcome == Outcome.ACCEPTED
+    assert result.player_id == other
+    with engine.connect() as conn:
+        players = conn.execute(select(func.count()).select_from(tables.players)).scalar()
+    assert players == 1

@@ -94,7 +94,7 @@ def _send(made: Cluster, feed: Feed, errors: list[str]) -> None:
                     errors.append(f"{type(exc).__name__}: {exc}")
                     time.sleep(0.5)
                     continue
-                assert answer.status_code == 200, answer.text[:500]
+                assert answer.status_code == 200, f"{answer.text[:500]}\n{made.log('api')}"
                 feed.record(answer.json()["results"], batch)
                 break
             else:

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from plaudit import errors as e
+from plaudit.store.sql.errors import lost_a_race
 
 log = logging.getLogger("plaudit.api")
 
@@ -113,13 +114,6 @@ def pydantic_errors(raw: Iterable[Any], strip: int = 0) -> list[e.FieldError]:
     return out
 
 
-def _lost_a_race(exc: sqlalchemy.exc.DBAPIError) -> bool:
-    """A deadlock or serialization failure (SQLSTATE class 40): the transaction was rolled
-    back whole and may simply be retried."""
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return isinstance(code, str) and code.startswith("40")
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.PlauditError)
     async def _plaudit_error(request: Request, exc: e.PlauditError) -> Response:
@@ -178,11 +172,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(sqlalchemy.exc.DBAPIError)
     async def _database_error(request: Request, exc: sqlalchemy.exc.DBAPIError) -> Response:
-        if isinstance(exc, sqlalchemy.exc.IntegrityError) or _lost_a_race(exc):
+        if lost_a_race(exc):
             # Requests served by several processes at once: another request made the same
             # change first (a duplicate key) or the two waited for each other (PostgreSQL
             # broke the deadlock). Nothing was written; the retry sees the other's result.
-            log.info("concurrent change on %s: %s", request.url.path, exc.orig)
+            log.warning("concurrent change on %s: %s", request.url.path, exc.orig)
             return problem_response(
                 409,
                 e.Conflict.slug,

@@ -8,8 +8,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
-
 from plaudit.domain.clock import Clock
 from plaudit.domain.events import (
     EventResult,
@@ -25,12 +23,13 @@ from plaudit.domain.players import PLAYER_ID_PREFIX, Identity, Player
 from plaudit.domain.sequences import Run, gaps_between, merge_runs, runs_of
 from plaudit.errors import FieldError, InvalidInput
 from plaudit.store.ports import Database, NewEventRow, UnitOfWork
+from plaudit.store.sql.errors import lost_a_race
 from plaudit.stream.nats import Appended
 
 # Gaps listed per source in an ingest response; the sources API pages through all of them.
 GAPS_IN_REPORT = 100
 # Attempts at a commit that lost a race for a new player to another process.
-_ATTEMPTS = 3
+_ATTEMPTS = 5
 
 Submitted = IncomingEvent | Sequence[FieldError]
 """What the API hands over per event: a well-formed event, or why it was not well-formed."""
@@ -153,15 +152,13 @@ class IngestService:
                     )
                     write.gaps = self._track_sequences(uow, write.tenant_id, write.placed)
                 uow.commit()
-        except IntegrityError as exc:
-            # PostgreSQL: another process created the same new player (identity) meanwhile.
-            # Its commit is done now, so a second attempt resolves the identity to it.
-            if attempt < _ATTEMPTS:
+        except Exception as exc:
+            # PostgreSQL: another process created the same new player (identity) meanwhile,
+            # or the two waited for each other. Nothing was written; the other's commit is
+            # done, so another attempt resolves the identity to its player.
+            if lost_a_race(exc) and attempt < _ATTEMPTS:
                 self._commit(group, attempt + 1)
                 return
-            self._fail(group, exc)
-            return
-        except Exception as exc:
             self._fail(group, exc)
             return
         for write in group:
@@ -206,8 +203,14 @@ class IngestService:
             ]
             uow.players.add_many(new_players)
             links = [(ident, p.id) for ident, p in zip(missing, new_players, strict=True)]
-            uow.players.add_identities(tenant_id, links, now)
-            known.update(links)
+            # Another process may be creating some of the same players (PostgreSQL): its
+            # link wins, and the players made here for those identities are dropped.
+            won = uow.players.claim_identities(tenant_id, links, now)
+            lost = [(ident, pid) for ident, pid in links if ident not in won]
+            if lost:
+                uow.players.drop_new(tenant_id, [pid for _, pid in lost])
+                known.update(uow.players.resolve(tenant_id, {ident for ident, _ in lost}))
+            known.update((ident, pid) for ident, pid in links if ident in won)
 
         rows = [
             NewEventRow(

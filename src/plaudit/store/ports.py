@@ -96,6 +96,16 @@ class PlayerRepository(Protocol):
     def add_identities(
         self, tenant_id: str, links: Sequence[tuple[Identity, str]], at: datetime
     ) -> None: ...
+    def claim_identities(
+        self, tenant_id: str, links: Sequence[tuple[Identity, str]], at: datetime
+    ) -> set[Identity]:
+        """Link identities not linked yet; the ones linked here."""
+        ...
+
+    def drop_new(self, tenant_id: str, player_ids: Sequence[str]) -> None:
+        """Delete players this transaction created and nothing refers to yet."""
+        ...
+
     def identities_of(self, tenant_id: str, player_id: str) -> list[Identity]: ...
     def page(
         self, tenant_id: str, after_id: str | None, limit: int, source: str | None = None

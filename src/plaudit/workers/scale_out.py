@@ -46,6 +46,8 @@ log = logging.getLogger("plaudit.worker")
 _MEMBER = 0x504C_4D42
 _PARTITION = 0x504C_5054
 _SINGLETON = 0x504C_534E
+# How long a stopped task may take to finish.
+_STOP_WAIT = 2.0
 
 
 class Leases:
@@ -191,13 +193,16 @@ class ScaleOutWorker:
 
     @staticmethod
     async def _stop(task: asyncio.Task[None]) -> None:
+        """Cancel a task and wait for it, a bounded time: a task stuck in its clean-up (a
+        stream call on a connection that is being re-established) must not hold up the
+        rebalancing, which would keep its partition's lease with nobody scoring it."""
         task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("a worker task failed")
+        done, _ = await asyncio.wait({task}, timeout=_STOP_WAIT)
+        if not done:
+            log.warning("%s did not stop within %.0f s; going on", task.get_name(), _STOP_WAIT)
+            return
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     async def _stop_all(self) -> None:
         for task in [*self._partitions.values(), *self._jobs.values()]:
@@ -232,7 +237,7 @@ class ScaleOutWorker:
                 # Messages the server sends to this subscription after this (a pull request
                 # still open) are not acknowledged: they come back to the next holder.
                 with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+                    await asyncio.wait_for(sub.unsubscribe(), _STOP_WAIT / 2)
 
     async def _score_forever(self) -> None:
         """One scoring step at a time for all the partitions held, each step one

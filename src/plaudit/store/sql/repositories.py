@@ -307,6 +307,42 @@ class SqlPlayers:
             ],
         )
 
+    def claim_identities(
+        self, tenant_id: str, links: Sequence[tuple[Identity, str]], at: datetime
+    ) -> set[Identity]:
+        """Link each identity to its player unless it is linked already (another process
+        may have created the same new player at the same moment); the ones linked here."""
+        if not links:
+            return set()
+        c = t.identities.c
+        stmt = (
+            _insert(self.conn, t.identities)
+            .on_conflict_do_nothing(index_elements=[c.tenant_id, c.source, c.external_id])
+            .returning(c.source, c.external_id)
+        )
+        rows = self.conn.execute(
+            stmt,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "source": ident.source,
+                    "external_id": ident.external_id,
+                    "player_id": player_id,
+                    "created_at": at,
+                }
+                for ident, player_id in links
+            ],
+        )
+        return {Identity(source, external_id) for source, external_id in rows}
+
+    def drop_new(self, tenant_id: str, player_ids: Sequence[str]) -> None:
+        """Delete players this transaction created and nothing refers to yet."""
+        c = t.players.c
+        for chunk in _pieces(self.conn, list(player_ids)):
+            self.conn.execute(
+                delete(t.players).where(c.tenant_id == tenant_id, _among(self.conn, c.id, chunk))
+            )
+
     def identities_of(self, tenant_id: str, player_id: str) -> list[Identity]:
         c = t.identities.c
         rows = self.conn.execute(
