@@ -30,6 +30,7 @@ RULES = """
 currencies: [xp]
 rules:
   - {id: task, on: task.done, award: {xp: 2}}
+  - {id: step, on: step.done, award: {xp: 10}, cap: {per: day, max: {xp: 30}}}
 """
 
 
@@ -159,3 +160,55 @@ async def test_partitions_are_shared_fairly_and_taken_over_when_a_worker_goes(
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         stranger.close()
+
+
+async def test_each_players_events_are_scored_in_log_order_by_two_workers(
+    scaled: Container,
+) -> None:
+    """A daily cap makes the outcome depend on order: of each player's steps, exactly the
+    first three in the log earn xp, however the partitions fall to the two workers."""
+    assert scaled.stream is not None
+    publisher = asyncio.create_task(scaled.stream.run_publisher())
+    running = [asyncio.create_task(_worker(scaled).run()) for _ in range(2)]
+    at = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    try:
+        for batch in range(10):  # each batch: one step for each of 40 players, shuffled
+            players = [f"p{(batch * 17 + i * 7) % 40}" for i in range(40)]
+            events = [
+                IncomingEvent(f"s{batch}-{p}", "lms", "step.done", p, at, {}) for p in players
+            ]
+            await asyncio.to_thread(scaled.ingest.ingest, "default", events)
+
+        def scored() -> bool:  # every partition's cursor at its last event
+            with scaled.db.read() as uow:
+                return all(
+                    uow.scoring.cursor(f"scoring:{p}") >= last
+                    for p, last in uow.events.last_positions().items()
+                )
+
+        await _until(scored, 20, f"scored {_ledger(scaled)}")
+        await asyncio.sleep(0.5)  # anything more would be a defect: let it show
+        with scaled.db.read() as uow:
+            conn = uow.conn
+            earned = conn.execute(
+                text(
+                    "SELECT e.actor, e.key FROM ledger l JOIN events e ON e.id = l.event_id"
+                    " WHERE l.rule_id = 'step' AND l.amount > 0"
+                )
+            ).all()
+            logged = conn.execute(
+                text("SELECT actor, key FROM events WHERE type = 'step.done' ORDER BY position")
+            ).all()
+        first: dict[str, list[str]] = {}
+        for actor, key in logged:
+            first.setdefault(actor, [])
+            if len(first[actor]) < 3:
+                first[actor].append(key)
+        by_player: dict[str, set[str]] = {}
+        for actor, key in earned:
+            by_player.setdefault(actor, set()).add(key)
+        assert by_player == {actor: set(keys) for actor, keys in first.items()}
+    finally:
+        for task in [*running, publisher]:
+            task.cancel()
+        await asyncio.gather(*running, publisher, return_exceptions=True)
