@@ -182,6 +182,8 @@ class ScaleOutWorker:
         for number, (name, job) in enumerate(sorted(self.singletons.items())):
             running = self._jobs.get(name)
             if running is not None and running.done():
+                if not running.cancelled() and running.exception() is not None:
+                    log.error("%s stopped", name, exc_info=running.exception())
                 await anyio.to_thread.run_sync(self.leases.give_back, _SINGLETON, number)
                 del self._jobs[name]  # it failed: let any worker start it again
                 running = None
