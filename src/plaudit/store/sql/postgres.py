@@ -6,13 +6,14 @@ appends them to the log, so the unique constraint still decides what is a duplic
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection
 
+from plaudit.domain.events import StoredEvent
 from plaudit.domain.partitions import partition_of
 from plaudit.store.ports import NewEventRow
 
@@ -105,3 +106,43 @@ def copy_insert(
         written = int(cur.rowcount)
         cur.execute(f"DELETE FROM {staged}")  # noqa: S608 - a second call in the transaction
     return written
+
+
+_EVENT_COLUMNS = (
+    "position, id, tenant_id, source, key, type, player_id, actor, occurred_at, received_at, "
+    "properties::text, sequence, partition"
+)
+
+
+def events_in_partitions(
+    conn: Connection, cursors: Mapping[int, int], limit: int
+) -> list[StoredEvent]:
+    """The scale-out scorer's read: events of some partitions after each one's cursor, in log
+    order. Rows as tuples and the properties parsed by orjson: through SQLAlchemy's row
+    mappings this read cost about 15 µs per event, a tenth of a worker's time per event."""
+    raw: Any = conn.connection.driver_connection
+    after = " OR ".join(["(partition = %s AND position > %s)"] * len(cursors))
+    params: list[int] = [value for item in cursors.items() for value in item]
+    sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {after} ORDER BY position LIMIT %s"  # noqa: S608 - placeholders only
+    with raw.cursor() as cur:
+        cur.execute(sql, [*params, limit])
+        rows = cur.fetchall()
+    loads = orjson.loads
+    return [
+        StoredEvent(
+            position=r[0],
+            id=r[1],
+            tenant_id=r[2],
+            source=r[3],
+            key=r[4],
+            type=r[5],
+            player_id=r[6],
+            actor=r[7],
+            occurred_at=r[8].astimezone(UTC),
+            received_at=r[9].astimezone(UTC),
+            properties=loads(r[10]),
+            sequence=r[11],
+            partition=r[12],
+        )
+        for r in rows
+    ]

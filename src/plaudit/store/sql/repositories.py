@@ -38,7 +38,7 @@ from plaudit.store.ports import (
     Tenant,
 )
 from plaudit.store.sql import tables as t
-from plaudit.store.sql.postgres import append_staged, stage_events
+from plaudit.store.sql.postgres import append_staged, events_in_partitions, stage_events
 
 PLAYER_INDEX = "player-index"  # cursor: how far player_events covers the log
 
@@ -522,6 +522,10 @@ class SqlEvents:
 
     def in_partitions(self, cursors: Mapping[int, int], limit: int) -> list[StoredEvent]:
         """Events of the given partitions after each one's cursor, in log order."""
+        if not cursors:
+            return []
+        if self.conn.dialect.name == "postgresql":
+            return events_in_partitions(self.conn, cursors, limit)
         c = t.events.c
         after = [and_(c.partition == p, c.position > position) for p, position in cursors.items()]
         stmt = select(t.events).where(or_(*after)).order_by(c.position).limit(limit)
