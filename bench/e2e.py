@@ -24,13 +24,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import math
 import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -59,7 +57,11 @@ from bench.ingest import (  # noqa: E402
     machine,
     machine_busy_seconds,
     percentile,
+    pinned_code,
     running_server,
+    save_json,
+    stop_on_sigterm,
+    warn_if_busy,
 )
 
 RULESET = """\
@@ -784,13 +786,7 @@ def report(args: argparse.Namespace, about: dict[str, Any], results: list[Result
         "targets": {"scale_out_e2e_per_s": TARGET_E2E_PER_S, "p99_ms": TARGET_P99_MS},
         "results": [asdict(r) for r in results],
     }
-    text = json.dumps(document, indent=2)
-    if str(args.json) == "-":
-        print(text)
-    else:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-        print(f"results written to {args.json}")
+    save_json(document, args.json)
 
 
 # --- command --------------------------------------------------------------------------------
@@ -844,38 +840,18 @@ def run(args: argparse.Namespace) -> list[Result]:
     return results
 
 
-def code_under_test(about: dict[str, Any]) -> None:
-    """Where ``plaudit`` comes from (the servers inherit PYTHONPATH), and the revision of a
-    tree pinned with ``git archive`` (its ``.revision`` file, see the README)."""
-    import plaudit
-
-    package = Path(plaudit.__file__).resolve().parent
-    about["code"] = str(package)
-    marker = package.parent / ".revision"
-    if marker.exists():
-        about["revision"] = marker.read_text().strip()
-
-
-def _terminate(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the blocks that stop the processes
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_sigterm()
     about = machine()
-    code_under_test(about)
+    pinned_code(about)
     print(
         f"{about['date']}  {about['cpus']} CPUs ({about['cpu']})  Python {about['python']}  "
         f"plaudit {about['revision'] or '?'}"
     )
     print(f"code under test: {about['code']}")
     print("note: the bench, the servers and the services share this machine's cores")
-    before = machine_busy_seconds()
-    time.sleep(1.0)
-    after = machine_busy_seconds()
-    if before is not None and after is not None and after - before > 0.2:
-        print(f"warning: the machine is busy before we start ({100 * (after - before):.0f}% CPU)")
+    warn_if_busy()
     try:
         results = run(args)
     except BenchError as exc:

@@ -680,6 +680,43 @@ def _terminate(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the server
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C: every server a bench started is stopped by its PID."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def warn_if_busy() -> None:
+    """Say so when the machine is busy before a bench starts: its figures would be low."""
+    before = machine_busy_seconds()
+    time.sleep(1.0)
+    after = machine_busy_seconds()
+    if before is not None and after is not None and after - before > 0.2:
+        print(f"warning: the machine is busy before we start ({100 * (after - before):.0f}% CPU)")
+
+
+def pinned_code(about: dict[str, Any]) -> None:
+    """Where plaudit comes from (servers inherit PYTHONPATH); a tree pinned with ``git
+    archive`` (PYTHONPATH=/tmp/pin-REV/src, see the README) names its revision in
+    ``src/.revision``."""
+    import plaudit
+
+    source = Path(plaudit.__file__).resolve().parent.parent
+    about["code"] = str(source)
+    if (source / ".revision").exists():
+        about["revision"] = (source / ".revision").read_text().strip()
+
+
+def save_json(document: Any, path: Path) -> None:
+    """``--json PATH``: the results as JSON, on stdout for ``-``."""
+    text = json.dumps(document, indent=2, default=str)
+    if str(path) == "-":
+        print(text)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    print(f"results written to {path}")
+
+
 def report(args: argparse.Namespace, about: dict[str, Any], results: list[CaseResult]) -> None:
     print()
     print(table(results))
@@ -703,13 +740,7 @@ def report(args: argparse.Namespace, about: dict[str, Any], results: list[CaseRe
         "target_accepted_per_s": TARGET_EVENTS_PER_S,
         "results": [asdict(r) for r in results],
     }
-    text = json.dumps(document, indent=2)
-    if str(args.json) == "-":
-        print(text)
-    else:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-        print(f"results written to {args.json}")
+    save_json(document, args.json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -718,18 +749,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ENTRY[:] = [str(args.entry.resolve())]
     if args.src is not None:
         SOURCE[:] = [str(args.src.resolve())]
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_sigterm()
     about = machine()
     print(
         f"{about['date']}  {about['cpus']} CPUs ({about['cpu']})  Python {about['python']}  "
         f"plaudit {about['revision'] or '?'}"
     )
     print("note: client and server share this machine's cores")
-    before = machine_busy_seconds()
-    time.sleep(1.0)
-    after = machine_busy_seconds()
-    if before is not None and after is not None and after - before > 0.2:
-        print(f"warning: the machine is busy before we start ({100 * (after - before):.0f}% CPU)")
+    warn_if_busy()
     try:
         results = run(args)
     except BenchError as exc:

@@ -31,7 +31,6 @@ import random
 import re
 import resource
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -56,7 +55,11 @@ from bench.ingest import (
     machine,
     machine_busy_seconds,
     percentile,
+    pinned_code,
     running_server,
+    save_json,
+    stop_on_sigterm,
+    warn_if_busy,
 )
 from plaudit.api.routes.leaderboards import AroundOut, EntryOut, StandingsOut, WindowOut
 from plaudit.bootstrap import build, prepare_embedded
@@ -885,13 +888,7 @@ def write_json(args: argparse.Namespace, about: dict[str, Any], results: list[Me
         "results": [asdict(m) for m in results],
         "verdicts": verdicts(results),
     }
-    text = json.dumps(document, indent=2)
-    if str(path) == "-":
-        print(text)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n")
-    print(f"results written to {path}")
+    save_json(document, path)
 
 
 # --- command --------------------------------------------------------------------------------
@@ -984,26 +981,11 @@ def run(args: argparse.Namespace, client: redis.Redis) -> list[Measured]:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the server
-
-
-def code_under_test(about: dict[str, Any]) -> None:
-    """Where plaudit comes from; a pinned tree (PYTHONPATH=/tmp/pin-REV/src, see the README)
-    names its revision in ``src/.revision``. The server inherits PYTHONPATH."""
-    import plaudit
-
-    source = Path(plaudit.__file__).resolve().parent.parent
-    about["code"] = str(source)
-    if (source / ".revision").exists():
-        about["revision"] = (source / ".revision").read_text().strip()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_sigterm()
     about = machine()
-    code_under_test(about)
+    pinned_code(about)
     print(
         f"{about['date']}  {about['cpus']} CPUs ({about['cpu']})  Python {about['python']}  "
         f"plaudit {about['revision'] or '?'}"
@@ -1013,11 +995,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("bench: error: wrk not found (apt-get install -y wrk)", file=sys.stderr)
         return 1
-    before = machine_busy_seconds()
-    time.sleep(1.0)
-    after = machine_busy_seconds()
-    if before is not None and after is not None and after - before > 0.2:
-        print(f"warning: the machine is busy before we start ({100 * (after - before):.0f}% CPU)")
+    warn_if_busy()
     client = redis.Redis.from_url(args.redis_url)
     try:
         client.ping()

@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import multiprocessing
 import os
 import random
 import re
 import shutil
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -60,6 +58,10 @@ from bench.ingest import (
     machine,
     machine_busy_seconds,
     percentile,
+    pinned_code,
+    save_json,
+    stop_on_sigterm,
+    warn_if_busy,
 )
 from bench.ingest import running_server as running_server_of_ingest
 
@@ -866,17 +868,6 @@ def memory_gb() -> float | None:
     return round(int(first[1]) / 2**20, 1)
 
 
-def code_under_test(about: dict[str, Any]) -> None:
-    """Where plaudit comes from; a pinned tree (PYTHONPATH=/tmp/pin-REV/src, see above) names
-    its revision in ``src/.revision``. The server inherits PYTHONPATH."""
-    import plaudit
-
-    source = Path(plaudit.__file__).resolve().parent.parent
-    about["code"] = str(source)
-    if (source / ".revision").exists():
-        about["revision"] = (source / ".revision").read_text().strip()
-
-
 # --- command --------------------------------------------------------------------------------
 
 
@@ -981,28 +972,20 @@ def run(
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the server
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_sigterm()
     budget = Budget(args.budget)
     about = machine()
     about["memory_gb"] = memory_gb()
-    code_under_test(about)
+    pinned_code(about)
     print(
         f"{about['date']}  {about['cpus']} CPUs ({about['cpu']}), {about['memory_gb']} GB  "
         f"Python {about['python']}  plaudit {about['revision'] or '?'}"
     )
     print(f"code under test: {about['code']}")
     print("note: the bench, the receiver and the server share this machine's cores")
-    before = machine_busy_seconds()
-    time.sleep(1.0)
-    after = machine_busy_seconds()
-    if before is not None and after is not None and after - before > 0.2:
-        print(f"warning: the machine is busy before we start ({100 * (after - before):.0f}% CPU)")
+    warn_if_busy()
     try:
         backlogs, latency = run(args, budget)
     except BenchError as exc:
@@ -1042,13 +1025,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "latency": None if latency is None else asdict(latency),
             "verdicts": verdicts(backlogs, latency),
         }
-        text = json.dumps(document, indent=2, default=str)
-        if str(args.json) == "-":
-            print(text)
-        else:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(text + "\n")
-            print(f"results written to {args.json}")
+        save_json(document, args.json)
     return 0
 
 
