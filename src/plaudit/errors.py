@@ -85,6 +85,18 @@ class Conflict(PlauditError):
     title = "Conflict"
 
 
+class Contended(Conflict):
+    """Another transaction changed the same rows at the same moment (a duplicate key met at
+    its commit, a deadlock): nothing was written, and doing it again sees the other's work."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            detail
+            or "another request changed the same thing at the same moment; nothing was "
+            "written: retry"
+        )
+
+
 class IdempotencyKeyInFlight(Conflict):
     slug = "idempotency-key-in-flight"
     title = "A request with this Idempotency-Key is still in progress"

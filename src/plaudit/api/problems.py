@@ -14,7 +14,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from plaudit import errors as e
-from plaudit.store.sql.errors import lost_a_race
 
 log = logging.getLogger("plaudit.api")
 
@@ -172,19 +171,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(sqlalchemy.exc.DBAPIError)
     async def _database_error(request: Request, exc: sqlalchemy.exc.DBAPIError) -> Response:
-        if lost_a_race(exc):
-            # Requests served by several processes at once: another request made the same
-            # change first (a duplicate key) or the two waited for each other (PostgreSQL
-            # broke the deadlock). Nothing was written; the retry sees the other's result.
-            log.warning("concurrent change on %s: %s", request.url.path, exc.orig)
-            return problem_response(
-                409,
-                e.Conflict.slug,
-                e.Conflict.title,
-                "another request changed the same thing at the same moment; nothing was "
-                "written: retry",
-                instance=request.url.path,
-            )
         if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
             log.warning("database unavailable on %s: %s", request.url.path, exc.orig)
             return problem_response(

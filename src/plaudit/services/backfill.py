@@ -8,14 +8,11 @@ a rule change never takes anything away silently.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from plaudit.domain.clock import Clock
-from plaudit.domain.events import StoredEvent
 from plaudit.domain.ids import new_id
-from plaudit.domain.partitions import PARTITIONS
 from plaudit.errors import Conflict, NotFound
 from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.effects import BadgeAwarded, PointsAwarded
@@ -24,7 +21,7 @@ from plaudit.rules.state import PlayerState
 from plaudit.services import audit
 from plaudit.services.outbox import Outbox, revocation_message
 from plaudit.services.rulesets import RuleBook
-from plaudit.services.scoring import CURSOR, ScoringService, partition_cursor
+from plaudit.services.scoring import ScoringService
 from plaudit.store.ports import (
     AwardRow,
     BoardEntryRow,
@@ -169,24 +166,13 @@ class BackfillService:
             uow.commit()
         return _report(record)
 
-    def _scored(self, uow: UnitOfWork) -> Callable[[StoredEvent], bool]:
-        """Which events scoring has applied. Partitioned, the cursors stay locked until the
-        commit: no worker scores more of the log while the history is set against the ledger
-        (in the embedded mode, the one writer lock does that)."""
-        if not self.scoring.partitioned:
-            upto = uow.scoring.cursor(CURSOR)
-            return lambda e: e.position <= upto
-        locked = uow.scoring.lock_cursors(partition_cursor(p) for p in range(PARTITIONS))
-        cursors = [locked[partition_cursor(p)] for p in range(PARTITIONS)]
-        return lambda e: e.position <= cursors[e.partition]
-
     def _run_history(
         self, uow: UnitOfWork, tenant_id: str, rules: Any, entries: list[BoardEntryRow]
     ) -> dict[
         str, tuple[PlayerState, dict[str, float], dict[tuple[str, str | None], BadgeAwarded]]
     ]:
         """The new version over every scored event, from empty states, in log order."""
-        scored = self._scored(uow)
+        scored = self.scoring.scored(uow)
         out: dict[
             str, tuple[PlayerState, dict[str, float], dict[tuple[str, str | None], BadgeAwarded]]
         ] = {}

@@ -21,10 +21,9 @@ from plaudit.domain.ids import new_id
 from plaudit.domain.partitions import partition_of
 from plaudit.domain.players import PLAYER_ID_PREFIX, Identity, Player
 from plaudit.domain.sequences import Run, gaps_between, merge_runs, runs_of
-from plaudit.errors import FieldError, InvalidInput
+from plaudit.errors import Contended, FieldError, InvalidInput
 from plaudit.store.ports import Database, NewEventRow, UnitOfWork
-from plaudit.store.sql.errors import lost_a_race
-from plaudit.stream.nats import Appended
+from plaudit.stream.ports import Appended
 
 # Gaps listed per source in an ingest response; the sources API pages through all of them.
 GAPS_IN_REPORT = 100
@@ -156,7 +155,7 @@ class IngestService:
             # PostgreSQL: another process created the same new player (identity) meanwhile,
             # or the two waited for each other. Nothing was written; the other's commit is
             # done, so another attempt resolves the identity to its player.
-            if lost_a_race(exc) and attempt < _ATTEMPTS:
+            if isinstance(exc, Contended) and attempt < _ATTEMPTS:
                 self._commit(group, attempt + 1)
                 return
             self._fail(group, exc)

@@ -160,12 +160,17 @@ class ScoringService:
             for partition in range(PARTITIONS):
                 uow.scoring.set_cursor(partition_cursor(partition), position)
 
-    def _scored_upto(self, uow: UnitOfWork) -> Callable[[StoredEvent], bool]:
-        """Which events scoring has applied (their effects are committed)."""
+    def scored(self, uow: UnitOfWork) -> Callable[[StoredEvent], bool]:
+        """Which events scoring has applied (their effects are committed), for a write that
+        sets derived state against them (a merge, a backfill). Partitioned, the cursors
+        stay locked until that commit, so no worker scores more of the log meanwhile; in the
+        embedded mode the one writer lock does that."""
         if not self.partitioned:
             upto = uow.scoring.cursor(CURSOR)
             return lambda e: e.position <= upto
-        cursors = [uow.scoring.cursor(partition_cursor(p)) for p in range(PARTITIONS)]
+        names = [partition_cursor(p) for p in range(PARTITIONS)]
+        locked = uow.scoring.lock_cursors(names)
+        cursors = [locked[name] for name in names]
         return lambda e: e.position <= cursors[e.partition]
 
     def _replay_in_batches(self, tenant_id: str | None) -> int:
@@ -275,7 +280,7 @@ class ScoringService:
         uow.boards.move_subject(tenant_id, absorbed, survivor)
         # Events the workers have scored have their effects in the ledger; later ones will be
         # scored on top of the rebuilt state.
-        state = self._rebuild(uow, tenant_id, survivor, self._scored_upto(uow))
+        state = self._rebuild(uow, tenant_id, survivor, self.scored(uow))
         state.balances = uow.scoring.balances(tenant_id, survivor)
         now = self.clock()
         self._award_held(uow, tenant_id, survivor, state, now)

@@ -15,11 +15,11 @@ publishes again for any partition whose log is ahead of its scoring cursor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import nats
@@ -33,6 +33,7 @@ from nats.js.errors import BadRequestError
 
 from plaudit.domain.partitions import PARTITIONS
 from plaudit.errors import ConfigurationError
+from plaudit.stream.ports import Appended
 
 log = logging.getLogger("plaudit.stream")
 
@@ -43,16 +44,6 @@ _DUPLICATE_WINDOW = 120.0  # seconds: a publish retried within this is stored on
 # After a first message, how long a pull waits for more that are not there yet.
 _MORE_WAIT = 0.005
 _SAFE_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
-
-
-@dataclass(frozen=True)
-class Appended:
-    """Events one commit appended to one partition of one tenant's log."""
-
-    tenant_id: str
-    partition: int
-    key: str  # the first event's id: the message's dedupe key
-    count: int
 
 
 def _token(text: str) -> str:
@@ -71,7 +62,6 @@ class EventStream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Appended] | None = None
         self._lock = threading.Lock()
-        self.dropped = 0  # announcements lost to a full queue (the sweeper covers them)
 
     def subject(self, tenant_id: str, partition: int) -> str:
         return f"{self.prefix}.events.{_token(tenant_id)}.{partition}"
@@ -186,10 +176,9 @@ class EventStream:
 
     def _offer(self, item: Appended) -> None:
         assert self._queue is not None
-        try:
+        # A full queue (NATS down for long): dropped; the sweeper finds the events in the log.
+        with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.dropped += 1
 
     async def publish(self, tenant_id: str, partition: int, key: str, data: Any) -> None:
         await self._jetstream().publish(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import DBAPIError
 
+from plaudit.errors import Contended
 from plaudit.store.ports import (
     ApiKeyRepository,
     AuditRepository,
@@ -31,6 +34,7 @@ from plaudit.store.ports import (
 from plaudit.store.sql.audit import SqlAudit
 from plaudit.store.sql.badges import SqlBadges
 from plaudit.store.sql.boards import SqlBoards
+from plaudit.store.sql.errors import lost_a_race
 from plaudit.store.sql.holds import SqlHolds
 from plaudit.store.sql.repositories import (
     SqlApiKeys,
@@ -44,6 +48,7 @@ from plaudit.store.sql.scoring import SqlRuleSets, SqlScoring
 from plaudit.store.sql.webhooks import SqlOutbox, SqlWebhooks
 
 _IMMEDIATE = "plaudit_immediate"
+log = logging.getLogger("plaudit.store")
 
 
 def _json_dumps(value: Any) -> str:
@@ -110,6 +115,13 @@ class SqlDatabase:
                 uow = SqlUnitOfWork(conn, writing=True)
                 try:
                     yield uow
+                except DBAPIError as exc:
+                    # The races concurrent writers lose (PostgreSQL): a domain error that
+                    # says nothing was written, for callers to retry or report as 409.
+                    if lost_a_race(exc):
+                        log.info("a transaction lost a race: %s", exc.orig)
+                        raise Contended() from exc
+                    raise
                 finally:
                     if not uow.committed:
                         conn.rollback()

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import sqlalchemy.exc
 
+_UNIQUE_VIOLATION = "23505"
+
 
 def lost_a_race(exc: BaseException) -> bool:
-    """A duplicate key met at commit time of another transaction, a deadlock or a
-    serialization failure (SQLSTATE class 40): the transaction was rolled back whole."""
-    if isinstance(exc, sqlalchemy.exc.IntegrityError):
-        return True
+    """A duplicate key met when another transaction committed the same key first, a
+    deadlock or a serialization failure (SQLSTATE class 40): the transaction was rolled back
+    whole. Only PostgreSQL has concurrent writers (SQLite's errors carry no SQLSTATE; a
+    constraint or trigger that refuses a write there is not a race)."""
     if not isinstance(exc, sqlalchemy.exc.DBAPIError):
         return False
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return isinstance(code, str) and code.startswith("40")
+    code = getattr(exc.orig, "sqlstate", None)
+    return isinstance(code, str) and (code == _UNIQUE_VIOLATION or code.startswith("40"))
