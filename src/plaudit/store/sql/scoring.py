@@ -30,11 +30,25 @@ from plaudit.store.sql.repositories import (
     players_generation,
 )
 
+_LEDGER_COLUMNS = (
+    "tenant_id",
+    "player_id",
+    "currency",
+    "amount",
+    "kind",
+    "rule_id",
+    "ruleset_id",
+    "ruleset_version",
+    "event_id",
+    "reason",
+    "actor",
+    "occurred_at",
+    "recorded_at",
+)
 _LEDGER_SQL = (
-    "INSERT INTO ledger (tenant_id, player_id, currency, amount, kind, rule_id, ruleset_id,"
-    " ruleset_version, event_id, reason, actor, occurred_at, recorded_at)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-    " ON CONFLICT (tenant_id, event_id, rule_id, currency) DO NOTHING"
+    f"INSERT INTO ledger ({', '.join(_LEDGER_COLUMNS)}) "  # noqa: S608 - constants only
+    f"VALUES ({','.join('?' * len(_LEDGER_COLUMNS))}) "
+    "ON CONFLICT (tenant_id, event_id, rule_id, currency) DO NOTHING"
 )
 
 
@@ -205,21 +219,27 @@ def award_row(r: RowMapping) -> AwardRow:
     )
 
 
-_LEDGER_COLUMNS = (
-    "tenant_id",
-    "player_id",
-    "currency",
-    "amount",
-    "kind",
-    "rule_id",
-    "ruleset_id",
-    "ruleset_version",
-    "event_id",
-    "reason",
-    "actor",
-    "occurred_at",
-    "recorded_at",
-)
+def _ledger_values(
+    tenant_id: str, r: LedgerRow, occurred_at: object, recorded_at: object
+) -> tuple[object, ...]:
+    """A ledger row in ``_LEDGER_COLUMNS`` order (times as the dialect's path takes them)."""
+    return (
+        tenant_id,
+        r.player_id,
+        r.currency,
+        r.amount,
+        r.kind,
+        r.rule_id,
+        r.ruleset_id,
+        r.ruleset_version,
+        r.event_id,
+        r.reason,
+        r.actor,
+        occurred_at,
+        recorded_at,
+    )
+
+
 _STATES_SQL = (
     "INSERT INTO player_states (tenant_id, player_id, state, updated_at, version) "
     "VALUES (?, ?, ?, ?, ?) "
@@ -340,21 +360,7 @@ class SqlScoring:
             result = self.conn.exec_driver_sql(
                 _LEDGER_SQL,
                 [
-                    (
-                        tenant_id,
-                        r.player_id,
-                        r.currency,
-                        r.amount,
-                        r.kind,
-                        r.rule_id,
-                        r.ruleset_id,
-                        r.ruleset_version,
-                        r.event_id,
-                        r.reason,
-                        r.actor,
-                        _sqlite_datetime(r.occurred_at),
-                        recorded,
-                    )
+                    _ledger_values(tenant_id, r, _sqlite_datetime(r.occurred_at), recorded)
                     for r in rows
                 ],
             )
@@ -363,24 +369,7 @@ class SqlScoring:
             self.conn,
             "ledger",
             _LEDGER_COLUMNS,
-            (
-                (
-                    tenant_id,
-                    r.player_id,
-                    r.currency,
-                    r.amount,
-                    r.kind,
-                    r.rule_id,
-                    r.ruleset_id,
-                    r.ruleset_version,
-                    r.event_id,
-                    r.reason,
-                    r.actor,
-                    r.occurred_at,
-                    at,
-                )
-                for r in rows
-            ),
+            (_ledger_values(tenant_id, r, r.occurred_at, at) for r in rows),
             "ON CONFLICT (tenant_id, event_id, rule_id, currency) DO NOTHING",
         )
 
