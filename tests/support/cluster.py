@@ -6,7 +6,6 @@ by PID."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import redis
 from tests.support.nats_server import NatsServer
 from tests.support.postgres import scratch_database
 from tests.support.redis_keys import REDIS_URL, delete_prefix
-from tests.support.server import HOST, free_port, stop_process
+from tests.support.server import HOST, free_port, plaudit_env, run_plaudit, stop_process
 
 READY_TIMEOUT = 40.0
 
@@ -33,22 +32,19 @@ class Cluster:
         self.nats = nats
         run = uuid4().hex[:10]
         self.redis_prefix = f"plaudit-test:{run}:"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PLAUDIT_")}
-        self.env.update(
-            {
-                "PLAUDIT_DATA_DIR": str(root / "data"),
-                "PLAUDIT_DATABASE_URL": database_url,
-                "PLAUDIT_REDIS_URL": REDIS_URL,
-                "PLAUDIT_STREAM_URL": nats.url,
-                "PLAUDIT_STREAM__PREFIX": f"t{run}",
-                "PLAUDIT_LEADERBOARDS__REDIS_PREFIX": self.redis_prefix,
-                # Load, not abuse: the limits are tested elsewhere.
-                "PLAUDIT_RATE_LIMITS__PER_KEY": "",
-                "PLAUDIT_RATE_LIMITS__PER_SOURCE": "",
-                "PLAUDIT_RATE_LIMITS__PER_PLAYER": "",
-                "PLAUDIT_LOG_LEVEL": "warning",
-                **settings,
-            }
+        self.env = plaudit_env(
+            root / "data",
+            PLAUDIT_DATABASE_URL=database_url,
+            PLAUDIT_REDIS_URL=REDIS_URL,
+            PLAUDIT_STREAM_URL=nats.url,
+            PLAUDIT_STREAM__PREFIX=f"t{run}",
+            PLAUDIT_LEADERBOARDS__REDIS_PREFIX=self.redis_prefix,
+            # Load, not abuse: the limits are tested elsewhere.
+            PLAUDIT_RATE_LIMITS__PER_KEY="",
+            PLAUDIT_RATE_LIMITS__PER_SOURCE="",
+            PLAUDIT_RATE_LIMITS__PER_PLAYER="",
+            PLAUDIT_LOG_LEVEL="warning",
+            **settings,
         )
         self.port = free_port()
         self.api: subprocess.Popen[bytes] | None = None
@@ -60,20 +56,7 @@ class Cluster:
         return f"http://{HOST}:{self.port}"
 
     def plaudit(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "plaudit", *args],
-            env=self.env,
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise AssertionError(
-                f"plaudit {' '.join(args)} exited {done.returncode}: {done.stderr}"
-            )
-        return done.stdout
+        return run_plaudit(self.root / "data", *args, env=self.env)
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         with (self.root / f"{name}.log").open("ab") as log:

@@ -22,19 +22,22 @@ STOP_TIMEOUT = 10.0
 _PORT_ATTEMPTS = 5
 
 
-def plaudit_env(data_dir: Path) -> dict[str, str]:
-    """This environment without any PLAUDIT_* setting of the caller's, plus the data dir."""
+def plaudit_env(data_dir: Path, **settings: str) -> dict[str, str]:
+    """This environment without any PLAUDIT_* setting of the caller's, plus the data dir and
+    ``settings`` (PLAUDIT_* variables)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLAUDIT_")}
     env["PLAUDIT_DATA_DIR"] = str(data_dir)
+    env.update(settings)
     return env
 
 
-def run_plaudit(data_dir: Path, *args: str) -> str:
-    """Run one ``plaudit`` command on ``data_dir``; its stdout, or a failure with its stderr."""
+def run_plaudit(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run one ``plaudit`` command on ``data_dir`` (with ``env``, else ``plaudit_env``); its
+    stdout, or a failure with its stderr."""
     # cwd is the data dir's parent so that no stray .env of the caller's is read.
     done = subprocess.run(
         [sys.executable, "-m", "plaudit", *args],
-        env=plaudit_env(data_dir),
+        env=env if env is not None else plaudit_env(data_dir),
         cwd=data_dir.parent,
         capture_output=True,
         text=True,
