@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -40,10 +41,12 @@ from plaudit.services.webhooks import WebhookService
 from plaudit.settings import Settings
 from plaudit.store import migrate
 from plaudit.store.sql.database import SqlDatabase, create_database, engine_url
-from plaudit.stream.nats import EventStream
 from plaudit.webhooks.schedule import parse_schedule
 from plaudit.webhooks.sender import WebhookSender
 from plaudit.workers.dispatcher import Dispatcher
+
+if TYPE_CHECKING:  # the NATS client takes ~150 ms to import: only scale-out loads it
+    from plaudit.stream.nats import EventStream
 
 # A claimed delivery is sent again if its outcome is not recorded this long after the
 # send's own timeout: long enough for a busy store, short enough to redeliver promptly.
@@ -131,6 +134,8 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
     )
     stream = None
     if settings.stream_url:
+        from plaudit.stream.nats import EventStream  # noqa: PLC0415 - see TYPE_CHECKING
+
         stream = EventStream(
             settings.stream_url, settings.stream.prefix, settings.stream.ack_wait.total_seconds()
         )
