@@ -61,8 +61,8 @@ class SqlBoards:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._seq: int | None = None
-        # PostgreSQL: totals added by this transaction, written at its end (flush), so the
-        # tail lock that numbers them is held from there to the commit only.
+        # Totals added by this transaction, written at its end (flush): on PostgreSQL the tail
+        # lock that numbers them is then held from there to the commit only.
         self._pending: dict[str, dict[_Key, _Total]] = {}
 
     def flush(self) -> None:
@@ -72,7 +72,14 @@ class SqlBoards:
         pending, self._pending = self._pending, {}
         seq = self._next_seq()
         for tenant_id, totals in pending.items():
-            self._upsert(tenant_id, totals, seq, add=True)
+            if self.conn.dialect.name == "sqlite":
+                # By hand, as the ledger: scoring writes these for most events.
+                self.conn.exec_driver_sql(
+                    _ADD_SQLITE,
+                    [(tenant_id, *key, u, r, n, seq) for key, (u, r, n) in totals.items()],
+                )
+            else:
+                self._upsert(tenant_id, totals, seq, add=True)
 
     def _next_seq(self) -> int:
         """One sequence number per transaction (writers are serialized)."""
@@ -91,27 +98,15 @@ class SqlBoards:
         return self._seq
 
     def add_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:
+        """The entries now; their totals at the end of the transaction (``flush``)."""
         if not entries:
-            return
-        totals: dict[_Key, _Total] = {}
-        for e in entries:
-            key = (e.board_id, e.window, e.subject)
-            units, reached, count = totals.get(key, (0, 0, 0))
-            totals[key] = (units + e.units, max(reached, e.reached_us), count + 1)
-        if self.conn.dialect.name == "sqlite":
-            seq = self._next_seq()
-            self._insert_entries(tenant_id, entries)
-            # By hand, as the ledger: scoring writes these for most events.
-            self.conn.exec_driver_sql(
-                _ADD_SQLITE,
-                [(tenant_id, *key, u, r, n, seq) for key, (u, r, n) in totals.items()],
-            )
             return
         self._insert_entries(tenant_id, entries)  # not numbered: no lock needed
         pending = self._pending.setdefault(tenant_id, {})
-        for key, (units, reached, count) in totals.items():
-            was_units, was_reached, was_count = pending.get(key, (0, 0, 0))
-            pending[key] = (was_units + units, max(was_reached, reached), was_count + count)
+        for e in entries:
+            key = (e.board_id, e.window, e.subject)
+            units, reached, count = pending.get(key, (0, 0, 0))
+            pending[key] = (units + e.units, max(reached, e.reached_us), count + 1)
 
     def _insert_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:
         if self.conn.dialect.name == "sqlite":
