@@ -6,6 +6,7 @@ open and close when the test moves it. Events are scored and the projection sync
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from plaudit.api.app import create_app
+from plaudit.api.hot_reads import HotReads
+from plaudit.api.routes import leaderboards as routes
 from plaudit.bootstrap import Container
 from plaudit.domain.auth import Scope
 from plaudit.domain.pagination import encode_cursor
@@ -868,3 +872,137 @@ async def test_an_event_slightly_ahead_of_the_clock_counts_once_its_week_begins(
     week = await _standings(client, "xp-weekly")
     assert week["window"]["key"] == "2026-06-08"
     assert week["items"] == [_entry(1, ids["bob"], 10.0, _at(8, 4, 5))]
+
+
+# --- the hot path (api/hot_reads.py) answers exactly as the routes do -----------------------
+#
+# Every request below goes once through the app as served (hot path first) and once through
+# an app without it (the routes alone): status, headers and body must be the same bytes, for
+# plain reads, conditional ones, and every kind of request the hot path leaves to the route.
+
+_COMPARED = ("etag", "cache-control", "content-type", "content-length")
+
+
+@pytest.fixture
+async def routed(container: Container, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app without the hot path: every request goes to the routes."""
+    app = create_app(container)
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not HotReads]  # type: ignore[comparison-overlap]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://plaudit.test",
+        headers={"Authorization": f"Bearer {admin_key}"},
+    ) as made:
+        yield made
+
+
+def _requests(league: League) -> list[tuple[str, dict[str, str]]]:
+    bob, frank = league.bob, league.frank
+    standings = "/v1/leaderboards/{}/standings"
+    return [
+        # plain: the hot path answers
+        (standings.format("xp-all"), {}),
+        (standings.format("xp-all"), {"limit": "2"}),
+        (standings.format("xp-all"), {"limit": "2", "cursor": encode_cursor("2")}),
+        (standings.format("xp-all"), {"limit": "1000", "unknown": "ignored"}),
+        (standings.format("xp-weekly"), {"window": "current"}),
+        (standings.format("xp-weekly"), {"window": "previous"}),
+        (standings.format("xp-weekly"), {"window": "2026-06-01"}),
+        (standings.format("xp-weekly"), {"window": "2030-01-07"}),
+        (standings.format("quizzes"), {}),
+        (standings.format("sales-by-team"), {}),
+        (standings.format("learners-xp"), {}),
+        (f"{standings.format('xp-all')}/{bob}", {}),
+        (f"{standings.format('xp-all')}/{bob}", {"around": "0"}),
+        (f"{standings.format('xp-all')}/{bob}", {"around": "50"}),
+        (f"{standings.format('xp-all')}/lms:bob", {}),
+        (f"{standings.format('xp-all')}/{frank}", {}),
+        (f"{standings.format('xp-weekly')}/{bob}", {"window": "previous"}),
+        (f"{standings.format('sales-by-team')}/red", {}),
+        (f"{standings.format('sales-by-team')}/purple", {}),
+        # left to the route: refused, coerced, or unknown
+        (standings.format("nope"), {}),
+        (f"{standings.format('nope')}/{bob}", {}),
+        (f"{standings.format('xp-all')}/lms:nobody", {}),
+        (standings.format("xp-all"), {"limit": "0"}),
+        (standings.format("xp-all"), {"limit": "1001"}),
+        (standings.format("xp-all"), {"limit": "02"}),
+        (standings.format("xp-all"), {"limit": "x"}),
+        (standings.format("xp-all"), {"cursor": "not-a-cursor"}),
+        (standings.format("xp-all"), {"window": "x" * 17}),
+        (standings.format("xp-all"), {"window": ""}),
+        (standings.format("xp-weekly"), {"window": "someday"}),
+        (f"{standings.format('xp-all')}/{bob}", {"around": "51"}),
+        (f"{standings.format('xp-all')}/{bob}", {"around": "-1"}),
+    ]
+
+
+async def _same(
+    served: httpx.AsyncClient, routed: httpx.AsyncClient, path: str, **options: object
+) -> httpx.Response:
+    hot = await served.get(path, **options)  # type: ignore[arg-type]
+    plain = await routed.get(path, **options)  # type: ignore[arg-type]
+    assert (hot.status_code, hot.content) == (plain.status_code, plain.content), path
+    for name in _COMPARED:
+        assert hot.headers.get(name) == plain.headers.get(name), (path, name)
+    return hot
+
+
+async def test_every_read_answers_as_the_route_does(
+    client: httpx.AsyncClient, routed: httpx.AsyncClient, league: League
+) -> None:
+    statuses = set()
+    for path, params in _requests(league):
+        response = await _same(client, routed, path, params=params)
+        statuses.add(response.status_code)
+        if response.status_code == 200:
+            etag = response.headers["etag"]
+            cached = await _same(
+                client, routed, path, params=params, headers={"If-None-Match": f'"x", {etag}'}
+            )
+            assert cached.status_code == 304
+    assert statuses == {200, 404, 422}
+    # A repeated parameter: the route takes one of them, and so must the answer.
+    await _same(client, routed, "/v1/leaderboards/xp-all/standings?limit=1&limit=3")
+
+
+async def test_credentials_the_hot_path_does_not_know_go_to_the_route(
+    client_for: ClientFactory, routed: httpx.AsyncClient, container: Container, league: League
+) -> None:
+    ingest_only = new_key(container, Scope.EVENTS_WRITE)
+    reader = new_key(container, Scope.READ)
+    path = "/v1/leaderboards/xp-all/standings"
+    for headers, status in (
+        ({"Authorization": ""}, 401),
+        ({"Authorization": "Basic abc"}, 401),
+        ({"Authorization": "Bearer plk_unknown"}, 401),
+        ({"Authorization": f"Bearer {ingest_only}"}, 403),  # checked by the route, cached
+        ({"Authorization": f"Bearer {ingest_only}"}, 403),  # cached: refused all the same
+        ({"Authorization": f"Bearer {reader}"}, 200),  # first use: checked by the route
+        ({"Authorization": f"Bearer {reader}"}, 200),  # then cached: the hot path
+    ):
+        response = await _same(client_for(None), routed, path, headers=headers)
+        assert response.status_code == status, (headers, response.text)
+
+
+async def test_plain_reads_never_reach_the_router(
+    client: httpx.AsyncClient, league: League, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The routes call the module's functions; the hot path holds its own references."""
+    routed: list[str] = []
+    for name in ("answer_standings", "answer_around"):
+        original = getattr(routes, name)
+
+        async def counted(*args: object, _original: object = original, _name: str = name) -> object:
+            routed.append(_name)
+            return await _original(*args)  # type: ignore[operator]
+
+        monkeypatch.setattr(routes, name, counted)
+    await client.get("/v1/leaderboards/xp-all/standings?limit=3")
+    await client.get(f"/v1/leaderboards/xp-all/standings/{league.bob}?around=2")
+    assert routed == []
+    ok = await client.get("/v1/leaderboards/xp-all/standings?limit=03")  # coerced by the route
+    assert ok.status_code == 200
+    assert [item["rank"] for item in ok.json()["items"]] == [1, 2, 3]
+    await client.get(f"/v1/leaderboards/xp-all/standings/{league.bob}?around=02")
+    assert routed == ["answer_standings", "answer_around"]

@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 
 from plaudit import __version__
 from plaudit.api import problems
+from plaudit.api.hot_reads import HotReads
 from plaudit.api.middleware import BodyGuard
 from plaudit.api.ratelimit import RequestLimits, configured
 from plaudit.api.routes import (
@@ -94,6 +95,8 @@ def create_app(
         app.include_router(module.router)
     for router in extra:
         app.include_router(router)
+    # Innermost: the hot reads are answered after the rate limits and before the router.
+    app.add_middleware(HotReads, container=container)
     app.add_middleware(BodyGuard, max_bytes=container.settings.api.max_body_bytes)
     limits = container.settings.rate_limits
     # Added last, so it runs first: a refused request's body is never read.
