@@ -100,6 +100,11 @@ class CompiledRuleSet:
     # Per event type, the conditions of its points rules as one CEL list (true where a rule
     # has none): one evaluation instead of one per rule, about half the cost for five rules.
     conditions_by_type: dict[str, Compiled] = field(default_factory=dict)
+    # Per event type, the badges an event of it may award, in ``badges`` order: those with a
+    # leaf on the type, and those re-checked when points or other badges move (for any other
+    # type: ``badges_on_change``). An event then looks at a few badges, not at every one.
+    badges_by_type: dict[str, list[CompiledBadge]] = field(default_factory=dict)
+    badges_on_change: list[CompiledBadge] = field(default_factory=list)
 
     @property
     def event_types(self) -> set[str]:
@@ -176,6 +181,13 @@ def compile_ruleset(doc: RuleSet) -> CompiledRuleSet:
                 for event_type in leaf.matcher.event_types:
                     leaves_by_type[event_type].append((compiled_badge, leaf))
     boards_by_type, boards_by_currency = _index_boards(boards)
+    on_change = [b for b in ordered if b.uses_points or b.uses_badges]
+    badges_by_type = {}
+    for event_type, pairs in leaves_by_type.items():
+        measured = {id(badge) for badge, _ in pairs}
+        badges_by_type[event_type] = [
+            b for b in ordered if id(b) in measured or b.uses_points or b.uses_badges
+        ]
     return CompiledRuleSet(
         doc=doc,
         zone=zone,
@@ -187,6 +199,8 @@ def compile_ruleset(doc: RuleSet) -> CompiledRuleSet:
         boards_by_type=boards_by_type,
         boards_by_currency=boards_by_currency,
         conditions_by_type=_combined_conditions(points_by_type),
+        badges_by_type=badges_by_type,
+        badges_on_change=on_change,
     )
 
 

@@ -160,7 +160,7 @@ def evaluate(
         except EvaluationError as exc:
             effects.append(RuleFailed(f"badge:{badge.badge.id}", str(exc)))
     awarded_any = False
-    for badge in rules.badges:
+    for badge in rules.badges_by_type.get(event.type, rules.badges_on_change):
         relevant = (
             badge.badge.id in touched
             or (points_changed and badge.uses_points)

@@ -128,6 +128,7 @@ class ScoringService:
                     events = uow.events.after(position, REPLAY_BATCH)
                     if not events:
                         break
+                    self._check_facts(uow)
                     self._score_events(uow, events, BatchOutcome(), tenant_id, memory)
                     uow.commit()
             except Exception:
@@ -461,10 +462,7 @@ class ScoringService:
         only_tenant: str | None,
         cursors: dict[str, int],
     ) -> None:
-        generation = uow.scoring.players_generation()
-        if generation != self._players_generation or len(self._facts) > _CACHE_MAX:
-            self._facts.clear()
-            self._players_generation = generation
+        self._check_facts(uow)
         if len(self._states) > _CACHE_MAX:
             self._states.clear()
             self._tokens.clear()
@@ -475,6 +473,13 @@ class ScoringService:
         except BaseException:
             self._forget_caches()  # states in it may hold the abandoned batch's changes
             raise
+
+    def _check_facts(self, uow: UnitOfWork) -> None:
+        """Drop the cached player facts when a player was written since they were read."""
+        generation = uow.scoring.players_generation()
+        if generation != self._players_generation or len(self._facts) > _CACHE_MAX:
+            self._facts.clear()
+            self._players_generation = generation
 
     def _forget_caches(self) -> None:
         self._states.clear()
@@ -489,9 +494,7 @@ class ScoringService:
         The players' state rows are locked for the transaction, then a cached state is used
         when its row still carries the token of this worker's last write."""
         states: dict[str, PlayerState] = {}
-        facts: dict[str, PlayerFacts] = {}
         missing_states: list[str] = []
-        missing_facts: list[str] = []
         versions = uow.scoring.state_versions(tenant_id, player_ids)
         for pid in player_ids:
             key = (tenant_id, pid)
@@ -503,19 +506,29 @@ class ScoringService:
                 missing_states.append(pid)
             else:  # no stored state: a new player (or one whose derived state was dropped)
                 states[pid] = self._states[key] = PlayerState()
-            fact = self._facts.get(key)
-            if fact is None:
-                missing_facts.append(pid)
-            else:
-                facts[pid] = fact
-        if missing_facts:
-            for pid, player in uow.players.get_many(tenant_id, missing_facts).items():
-                facts[pid] = self._facts[(tenant_id, pid)] = PlayerFacts.of(player, pid)
+        facts = self._facts_of(uow, tenant_id, player_ids)
         if missing_states:
             raw = uow.scoring.states(tenant_id, missing_states)
             for pid in missing_states:
                 states[pid] = self._states[(tenant_id, pid)] = PlayerState.from_json(raw.get(pid))
         return states, facts
+
+    def _facts_of(
+        self, uow: UnitOfWork, tenant_id: str, player_ids: set[str]
+    ) -> dict[str, PlayerFacts]:
+        """The players' facts, from the cache; the rest from the store (then cached)."""
+        facts: dict[str, PlayerFacts] = {}
+        missing: list[str] = []
+        for pid in player_ids:
+            fact = self._facts.get((tenant_id, pid))
+            if fact is None:
+                missing.append(pid)
+            else:
+                facts[pid] = fact
+        if missing:
+            for pid, player in uow.players.get_many(tenant_id, missing).items():
+                facts[pid] = self._facts[(tenant_id, pid)] = PlayerFacts.of(player, pid)
+        return facts
 
     def _score_events(
         self,
@@ -548,10 +561,7 @@ class ScoringService:
         if memory is None:
             states, facts_of = self._load(uow, tenant_id, player_ids)
         else:
-            facts_of = {
-                pid: PlayerFacts.of(player, pid)
-                for pid, player in uow.players.get_many(tenant_id, player_ids).items()
-            }
+            facts_of = self._facts_of(uow, tenant_id, player_ids)
             states = {pid: memory.setdefault((tenant_id, pid), PlayerState()) for pid in player_ids}
         produced = _Produced()
         now = self.clock()

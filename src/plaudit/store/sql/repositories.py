@@ -57,7 +57,9 @@ _APPEND_SQL_TAIL = " ON CONFLICT (tenant_id, source, key) DO NOTHING RETURNING s
 
 def _sqlite_datetime(value: datetime) -> str:
     """As SQLAlchemy's SQLite DATETIME stores a UTC instant (what UtcDateTime reads back)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # isoformat with microseconds is the same text as strftime("%Y-%m-%d %H:%M:%S.%f"), in a
+    # third less time (scoring formats one per ledger entry).
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _insert(conn: Connection, table: Table) -> Any:
