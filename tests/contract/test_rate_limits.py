@@ -328,6 +328,40 @@ async def test_the_async_path_decides_as_the_sync_one(backend: Backend) -> None:
     assert [d.allowed for d in sync] == [True, True, False, True, False, True, True, False]
 
 
+@pytest.mark.anyio
+async def test_several_takes_at_once_decide_each_in_turn_as_alone(backend: Backend) -> None:
+    """A request checked against two limits asks once; each bucket decides as if taken alone,
+    in order (the same bucket twice sees the first take)."""
+    aio = None if backend.client is None else redis.asyncio.Redis.from_url(REDIS_URL)
+    limiter = backend.another(backend.clock, aio)
+    rounds = [
+        (0.0, [("a", FIVE, 3), ("b", TWO_A_SECOND, 4)]),
+        (0.0, [("a", FIVE, 2), ("b", TWO_A_SECOND, 1)]),
+        (0.0, [("a", FIVE, 1), ("a", FIVE, 0), ("b", TWO_A_SECOND, 0)]),
+        (0.5, [("b", TWO_A_SECOND, 1), ("b", TWO_A_SECOND, 1), ("a", FIVE, 1)]),
+        (2.0, [("a", FIVE, 2), ("b", TWO_A_SECOND, 9), ("a", FIVE, 1)]),
+    ]
+    try:
+        together, alone = [], []
+        for dt, takes in rounds:
+            backend.clock.advance(dt)
+            together += await limiter.take_each_async([(f"t{k}", lim, c) for k, lim, c in takes])
+            alone += [limiter.take(f"s{k}", lim, c) for k, lim, c in takes]
+        assert await limiter.take_each_async([]) == []
+    finally:
+        if aio is not None:
+            await aio.aclose()
+
+    assert together == alone
+    assert [d.allowed for d in together] == [
+        *(True, True),
+        *(True, False),
+        *(False, True, True),
+        *(True, False, False),  # a holds half a token
+        *(True, False, False),  # 9 is more than b's burst
+    ]
+
+
 def test_memory_stays_bounded_and_drops_full_buckets_first() -> None:
     clock = Ticker()
     limiter = MemoryRateLimiter(clock=clock, max_keys=4)

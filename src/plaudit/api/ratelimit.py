@@ -20,7 +20,7 @@ from plaudit.api.problems import problem_response
 from plaudit.domain.events import IncomingEvent
 from plaudit.errors import FieldError, RateLimited, ServiceUnavailable
 from plaudit.ratelimit.headers import rate_limit_headers
-from plaudit.ratelimit.ports import Decision, Limit, RateLimiter, parse_limit
+from plaudit.ratelimit.ports import Decision, Limit, RateLimiter, Take, parse_limit
 from plaudit.services.ingest import Submitted
 
 log = logging.getLogger("plaudit.api")
@@ -86,18 +86,18 @@ class RequestLimits:
         await self.app(scope, receive, send_with_headers)
 
     async def _decide(self, scope: Scope) -> list[Decision]:
-        decisions = []
+        takes: list[Take] = []
         if self.per_source is not None:
             client = scope.get("client")
             source = client[0] if client else "unknown"
-            decisions.append(await self.limiter.take_async(f"src:{source}", self.per_source))
+            takes.append((f"src:{source}", self.per_source, 1))
         if self.per_key is not None:
             token = _bearer(scope)
             if token is not None:
                 # The credential's hash: a bucket per key (or token), and no secret in Redis.
                 name = hashlib.sha256(token).hexdigest()[:32]
-                decisions.append(await self.limiter.take_async(f"key:{name}", self.per_key))
-        return decisions
+                takes.append((f"key:{name}", self.per_key, 1))
+        return await self.limiter.take_each_async(takes) if takes else []
 
 
 def _bearer(scope: Scope) -> bytes | None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from plaudit.ratelimit.ports import EPSILON, Decision, Limit, check_cost
+from plaudit.ratelimit.ports import EPSILON, Decision, Limit, Take, check_cost
 
 # (tokens, last refill, when the bucket will be full): clock seconds
 _Bucket = tuple[float, float, float]
@@ -55,6 +55,9 @@ class MemoryRateLimiter:
     async def take_async(self, key: str, limit: Limit, cost: int = 1) -> Decision:
         """``take``: a few microseconds of CPU under a lock no one holds for longer."""
         return self.take(key, limit, cost)
+
+    async def take_each_async(self, takes: Sequence[Take]) -> list[Decision]:
+        return [self.take(key, limit, cost) for key, limit, cost in takes]
 
     def __len__(self) -> int:
         return len(self._buckets)

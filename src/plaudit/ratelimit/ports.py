@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -113,6 +114,9 @@ def check_cost(cost: int) -> None:
         raise ValueError(f"a take's cost must be a non-negative integer: {cost!r}")
 
 
+Take = tuple[str, Limit, int]  # a bucket's key, its limit, the cost to take
+
+
 class RateLimiter(Protocol):
     def take(self, key: str, limit: Limit, cost: int = 1) -> Decision:
         """Refill the key's bucket, then take ``cost`` tokens if it holds them: atomically,
@@ -124,4 +128,9 @@ class RateLimiter(Protocol):
 
     async def take_async(self, key: str, limit: Limit, cost: int = 1) -> Decision:
         """``take`` for an event loop: never blocks it."""
+        ...
+
+    async def take_each_async(self, takes: Sequence[Take]) -> list[Decision]:
+        """Each ``(key, limit, cost)`` decided in turn as ``take`` would, in one step (one
+        round trip to a shared store): a request checked against several limits waits once."""
         ...
