@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import make_url
 
 from plaudit.domain.clock import Clock, utc_now
@@ -20,6 +19,7 @@ from plaudit.leaderboards.redis import RedisProjection
 from plaudit.ratelimit.memory import MemoryRateLimiter
 from plaudit.ratelimit.ports import RateLimiter
 from plaudit.ratelimit.redis import RedisRateLimiter
+from plaudit.redis_multiplex import AsyncScripts, multiplexed_client
 from plaudit.services.audit import AuditService
 from plaudit.services.backfill import BackfillService
 from plaudit.services.badges import BadgeService
@@ -78,7 +78,7 @@ class Container:
     dispatch: DispatchService
     default_tenant: str = field(default="default")
     redis: Redis | None = None
-    redis_async: AsyncRedis | None = None  # the hot leaderboard reads of API processes
+    redis_async: AsyncScripts | None = None  # the API's hot paths: rate limits, board reads
     rate_limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     oidc: OidcVerifier | None = None  # bearer tokens of the identity provider, when set
     stream: EventStream | None = None  # the scale-out mode's NATS JetStream, when set
@@ -120,7 +120,7 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
     redis_async = None
     if settings.redis_url:
         redis = Redis.from_url(settings.redis_url)
-        redis_async = AsyncRedis.from_url(settings.redis_url)
+        redis_async = multiplexed_client(settings.redis_url)
         projection = async_reads = RedisProjection(
             redis, settings.leaderboards.redis_prefix, redis_async
         )

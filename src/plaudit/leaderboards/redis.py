@@ -30,10 +30,10 @@ from typing import Any
 from uuid import uuid4
 
 import redis
-import redis.asyncio
 
 from plaudit.leaderboards.ports import BoardKey, Change, Ranked, Standing
 from plaudit.redis_errors import UNREACHABLE, reachable, unavailable
+from plaudit.redis_multiplex import AsyncScripts
 
 # Changes per script call: large enough to amortise the round trip, small enough that one
 # call does not hold Redis (single-threaded) for more than a few milliseconds.
@@ -177,7 +177,7 @@ class RedisProjection:
         self,
         client: redis.Redis,
         prefix: str = "plaudit:",
-        aio: redis.asyncio.Redis | None = None,
+        aio: AsyncScripts | None = None,
     ) -> None:
         self._client = client
         # The hot reads (a page, around-me) also exist as coroutines on an asyncio client, so

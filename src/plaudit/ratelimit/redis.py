@@ -16,10 +16,10 @@ from typing import Any
 
 import anyio.to_thread
 import redis
-import redis.asyncio
 
 from plaudit.ratelimit.ports import EPSILON, Decision, Limit, Take, check_cost
 from plaudit.redis_errors import UNREACHABLE, reachable, unavailable
+from plaudit.redis_multiplex import AsyncScripts
 
 _reachable = reachable("rate limits")
 
@@ -74,7 +74,7 @@ class RedisRateLimiter:
         self,
         client: redis.Redis,
         prefix: str = "plaudit:",
-        aio: redis.asyncio.Redis | None = None,
+        aio: AsyncScripts | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._prefix = prefix
