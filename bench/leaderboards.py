@@ -11,7 +11,9 @@ Redis projections side by side in one run, against references on the same data.
    and a COUNT(*) of better rows on SQLite; raw Redis (``redis-benchmark``, and redis-py
    pipelined ZADD), the limit the Redis projection is compared with.
 3. Through HTTP, per adapter: a real ``plaudit serve`` on 127.0.0.1 whose start-up rebuild
-   loads the board from SQLite, loaded by ``wrk`` with 1 and 16 connections.
+   loads the board from SQLite, loaded by ``wrk`` with 1 and 16 connections. Rate limits
+   are on (raised so that none refuses): every request pays for its checks, in Redis with
+   the Redis projection, as in a deployment.
 
 Machines here are noisy: compare the ratios within one run, and mind the "other" CPU column
 (everything else on the machine). Ranks are checked against a sort of the generated data.
@@ -665,11 +667,25 @@ def redis_benchmark(
 # --- HTTP -----------------------------------------------------------------------------------
 
 
+# Rate limits stay on, as in a deployment with the defaults (each request checks its key's
+# and its address's buckets: in Redis with the Redis projection), raised so that none refuses.
+UNREFUSED = "1000000000/min"
+
+
 def redis_settings(redis_url: str, prefix: str | None) -> dict[str, str]:
-    """The memory projection, or with ``prefix`` the Redis one under that prefix."""
+    """The memory projection, or with ``prefix`` the Redis one under that prefix; the rate
+    limits on, and never refusing."""
+    limits = {
+        "PLAUDIT_RATE_LIMITS__PER_KEY": UNREFUSED,
+        "PLAUDIT_RATE_LIMITS__PER_SOURCE": UNREFUSED,
+    }
     if prefix is None:
-        return {}
-    return {"PLAUDIT_REDIS_URL": redis_url, "PLAUDIT_LEADERBOARDS__REDIS_PREFIX": prefix}
+        return limits
+    return {
+        **limits,
+        "PLAUDIT_REDIS_URL": redis_url,
+        "PLAUDIT_LEADERBOARDS__REDIS_PREFIX": prefix,
+    }
 
 
 def check_server(url: str, key: str, work: Workload) -> None:
