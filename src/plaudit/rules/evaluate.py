@@ -146,9 +146,11 @@ def evaluate(
     points_rules = rules.points_by_type.get(event.type, ())
     verdicts = _verdicts(ctx, rules.conditions_by_type.get(event.type), len(points_rules))
     for i, rule in enumerate(points_rules):
-        matched = verdicts[i] if verdicts is not None else None
-        effects.extend(_apply_points_rule(ctx, rule, state, matched))
-    points_changed = any(isinstance(e, PointsAwarded) for e in effects)
+        if verdicts is None:
+            effects.extend(_apply_points_rule(ctx, rule, state))
+        elif verdicts[i]:  # most rules of a type do not match: not even called
+            effects.extend(_apply_points_rule(ctx, rule, state, True))
+    points_changed = any(type(e) is PointsAwarded for e in effects)
     if points_changed:
         effects.extend(_levels(rules, state))
     touched: set[str] = set()
@@ -280,13 +282,15 @@ def _apply_points_rule(
         return [RuleFailed(rule.id, str(exc))]
     if rule.cap is not None:
         key = f"{rule.id}|{ctx.period(rule.cap.per)}"
-        used = state.caps.setdefault(key, {})
+        used = state.caps.get(key)
+        if used is None:  # a new period: forget the oldest beyond the few kept
+            used = state.caps[key] = {}
+            _prune_caps(state, rule.id)
         for currency, limit in rule.cap.max.items():
             if currency in amounts and amounts[currency] > 0:
                 allowed = max(0.0, round(limit - used.get(currency, 0.0), DECIMALS))
                 amounts[currency] = min(amounts[currency], allowed)
                 used[currency] = round(used.get(currency, 0.0) + amounts[currency], DECIMALS)
-        _prune_caps(state, rule.id)
     if obj is not None:
         state.once.setdefault(rule.id, set()).add(obj)
     effects: list[Effect] = []

@@ -19,14 +19,6 @@ class BadgeHolding:
     periods: list[str] = field(default_factory=list)  # periods already awarded (repeatable)
     expires_at: str | None = None  # ISO instant of the latest award's expiry
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tiers": self.tiers,
-            "count": self.count,
-            "periods": self.periods,
-            "expires_at": self.expires_at,
-        }
-
 
 @dataclass
 class PlayerState:
@@ -65,6 +57,8 @@ class PlayerState:
             self.marks[partition] = max(self.marks.get(partition, 0), position)
 
     def to_json(self) -> dict[str, Any]:
+        """The state as data for orjson (badge holdings are dataclasses, which it writes as
+        objects of their fields)."""
         found = self._json()
         if self.marks:
             found["marks"] = {str(p): m for p, m in sorted(self.marks.items())}
@@ -78,7 +72,9 @@ class PlayerState:
             "caps": self.caps,
             "once": {rule: sorted(objects) for rule, objects in self.once.items()},
             "measures": self.measures,
-            "badges": {badge: h.to_json() for badge, h in self.badges.items()},
+            # orjson writes a dataclass as the object of its fields: building a dict per
+            # holding was the largest part of saving a state (every player of every batch).
+            "badges": self.badges,
             "held": self.held,
             "held_reason": self.held_reason,
             "day": self.day,
