@@ -1,7 +1,7 @@
 """Scoring benchmark: events/s evaluated and committed with 50 rules over 10 event types,
 the cost of CEL within it, and a full replay of the log (time and peak memory).
 
-    .venv/bin/python bench/scoring.py [--events 200000] [--players 5000]
+    .venv/bin/python bench/scoring.py [--events 200000] [--players 5000] [--replay-processes 2]
 
 Runs in-process on a fresh SQLite data directory (the embedded mode), so it measures the
 scoring path itself: read the log, evaluate, write ledger/awards/states, commit.
@@ -10,6 +10,7 @@ scoring path itself: read the log, evaluate, write ledger/awards/states, commit.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import shutil
@@ -94,6 +95,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--players", type=int, default=5_000)
+    parser.add_argument(
+        "--replay-processes",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help="processes sharing out the replay (as `plaudit replay`; default: one per CPU)",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="plaudit-bench-scoring-"))
     try:
@@ -117,9 +124,10 @@ def main() -> None:
         score_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        replayed = container.scoring.replay()
+        replayed = container.scoring.replay(processes=args.replay_processes)
         replay_s = time.perf_counter() - t0
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        replay_mb = container.scoring.replay_peak_rss / 2**20
         per_event_us, per_expression_us = cel_cost(source, all_events[:20_000])
         container.close()
     finally:
@@ -135,8 +143,12 @@ def main() -> None:
         f"scoring (read log, evaluate, write, commit): {args.events / score_s:,.0f} events/s "
         f"({points:,} ledger entries)"
     )
-    print(f"replay of {replayed:,} events: {replay_s:.1f} s ({replayed / replay_s:,.0f} events/s)")
-    print(f"peak memory (RSS): {peak_mb:,.0f} MB")
+    print(
+        f"replay of {replayed:,} events in {args.replay_processes} process(es): {replay_s:.1f} s "
+        f"({replayed / replay_s:,.0f} events/s)"
+    )
+    print(f"peak memory (RSS): this process {peak_mb:,.0f} MB", end="")
+    print(f", each replay process at most {replay_mb:,.0f} MB" if replay_mb else "")
     print(
         f"evaluation in memory: {per_event_us:.1f} µs per event; "
         f"one CEL condition: {per_expression_us:.2f} µs"

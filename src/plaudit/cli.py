@@ -455,6 +455,15 @@ def keys_revoke(
 @app.command()
 def replay(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant (default: all)")] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes sharing out the players of a long log (default: one per CPU, "
+            "up to 8; a log under 100,000 events is replayed in this one)",
+        ),
+    ] = min(8, os.cpu_count() or 1),
 ) -> None:
     """Rebuild all derived state (ledger, awards, levels, player states) from the event log."""
     import time
@@ -463,7 +472,7 @@ def replay(
     try:
         _require_schema(container)
         started = time.monotonic()
-        count = container.scoring.replay(tenant)
+        count = container.scoring.replay(tenant, processes=processes)
         container.leaderboards.rebuild()  # boards were rebuilt in SQL: so is the projection
     finally:
         container.close()

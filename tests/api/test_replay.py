@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from plaudit.bootstrap import Container
+from plaudit.domain.partitions import partition_of
 from plaudit.store.sql import tables
 from plaudit.store.sql.database import SqlUnitOfWork
 from tests.api.test_rulesets_and_scoring import PROGRAM
@@ -100,3 +101,83 @@ async def test_a_defect_during_replay_costs_one_event_not_the_replay(
     errors = (await client.get("/v1/rule-errors")).json()["items"]
     assert [(e["event_id"], e["rule_id"]) for e in errors] == [(doomed, "engine")]
     assert "a defect" in errors[0]["message"]
+
+
+BOARDS = """\
+leaderboards:
+  - id: xp
+    name: XP
+    metric: {currency: xp}
+  - id: teams
+    name: Teams
+    metric: {currency: xp}
+    group_by: team
+  - id: deals
+    name: Deals
+    metric: {sum: {on: deal.closed, property: event.properties.amount}}
+    group_by: team
+"""
+
+
+def _boards(container: Container) -> dict[str, Any]:
+    with container.db.read() as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        return {
+            name: sorted(
+                (
+                    {k: v for k, v in r.items() if k not in ("id", "seq")}
+                    for r in uow.conn.execute(table.select()).mappings()
+                ),
+                key=repr,
+            )
+            for name, table in (
+                ("entries", tables.board_entries),
+                ("scores", tables.board_scores),
+            )
+        }
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_replay_shared_out_among_processes_ends_as_incremental_scoring(
+    client: httpx.AsyncClient,
+    container: Container,
+    monkeypatch: pytest.MonkeyPatch,
+    processes: int,
+) -> None:
+    """Players spread over two processes, all of them in the same two teams: both processes
+    add to the same group standings, and every derived row ends as scoring built it."""
+    import plaudit.services.scoring as scoring_module
+
+    created = await client.post("/v1/rulesets", json={"name": "P", "source": PROGRAM + BOARDS})
+    assert created.status_code == 201, created.text
+    await client.post(f"/v1/rulesets/{created.json()['id']}/publish")
+    actors = [f"u{i}" for i in range(12)]
+    for i, actor in enumerate(actors):
+        await client.post("/v1/events", json=[event(f"first-{actor}", actor=actor)])
+        patched = await client.patch(
+            f"/v1/players/lms:{actor}", json={"attributes": {"team": "ab"[i % 2]}}
+        )
+        assert patched.status_code == 200, patched.text
+    batch = [
+        event(f"l{i}", actor=actors[i % 12], occurred_at=f"2026-05-0{1 + i % 7}T10:00:00Z")
+        for i in range(60)
+    ]
+    deals = [
+        event(f"d{i}", actor=actors[i % 5], type="deal.closed", properties={"amount": 100 * i})
+        for i in range(15)
+    ]
+    await client.post("/v1/events", json=[*batch, *deals])
+    while container.scoring.score_pending().events:
+        pass
+    incremental = {**_derived(container), **_boards(container)}
+    assert {r["subject"] for r in incremental["scores"]} >= {"a", "b"}
+    players = {r["player_id"] for r in incremental["ledger"]}
+    shares = {partition_of("default", p) % 2 for p in players}
+    assert shares == {0, 1}  # both processes have players
+
+    monkeypatch.setattr(scoring_module, "PARALLEL_REPLAY_MIN", 0)
+    replayed = container.scoring.replay(processes=processes)
+
+    assert replayed == 12 + 60 + 15
+    assert {**_derived(container), **_boards(container)} == incremental
+    assert (container.scoring.replay_peak_rss > 0) == (processes > 1)  # not the fallback

@@ -7,16 +7,19 @@ so an event is applied exactly once: either all of that is committed or none of 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import resource
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from plaudit.domain.clock import Clock
+from plaudit.domain.clock import Clock, utc_now
 from plaudit.domain.events import StoredEvent
 from plaudit.domain.ids import new_id
-from plaudit.domain.partitions import PARTITIONS
+from plaudit.domain.partitions import PARTITIONS, partition_of
 from plaudit.errors import Conflict, NotFound
 from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.compiler import CompiledRuleSet
@@ -52,6 +55,9 @@ log = logging.getLogger("plaudit.scoring")
 
 CURSOR = "scoring"
 REPLAY_BATCH = 20_000
+# A log shorter than this is replayed in this process: starting processes (~1 s each to
+# import and connect) would cost more than they save.
+PARALLEL_REPLAY_MIN = 100_000
 # Players whose states a worker keeps in memory at most (some MB per 100,000).
 _CACHE_MAX = 200_000
 
@@ -105,21 +111,32 @@ class ScoringService:
         self._facts: dict[tuple[str, str], PlayerFacts] = {}
         self._players_generation = -1
         self._quiet = False  # a replay rebuilds what was told already: no outbox messages
+        # The largest peak memory (bytes) of the processes of the last parallel replay.
+        self.replay_peak_rss = 0
 
-    def replay(self, tenant_id: str | None = None) -> int:
+    def replay(self, tenant_id: str | None = None, processes: int = 1) -> int:
         """Rebuild everything scoring derived, from the log, with the version that scored
         each event; manual adjustments are applied again after the events. Returns the
         number of events replayed.
 
         Player states are built in memory and saved at the end, with the worker's cursor;
         until then the cursor stays at 0, so an interrupted replay is finished by ordinary
-        scoring from the start of the log (effects are keyed: nothing is written twice)."""
+        scoring from the start of the log (effects are keyed: nothing is written twice).
+
+        With ``processes`` > 1 and a log of at least ``PARALLEL_REPLAY_MIN`` events, the
+        players are shared out among that many processes, each evaluating its players'
+        events on its own core (a player's events stay in order, in one process) and writing
+        what they caused; the database serializes their writes."""
         self._forget_caches()
         with self.db.write() as uow:
             uow.scoring.forget_derived(tenant_id)
             uow.boards.forget(tenant_id)
             self._set_cursors(uow, 0)
+            end = uow.events.last_position()
             uow.commit()
+        opener = self.db.opener()
+        if processes > 1 and opener is not None and end >= PARALLEL_REPLAY_MIN:
+            return self._replay_in_processes(*opener, tenant_id, end, processes)
         memory: dict[tuple[str, str], PlayerState] = {}
         position = total = 0
         while True:
@@ -139,15 +156,97 @@ class ScoringService:
             position = events[-1].position
             total += len(events)
         with self.db.write() as uow:
-            by_tenant: dict[str, dict[str, Any]] = defaultdict(dict)
-            for (tenant, player_id), state in memory.items():
-                by_tenant[tenant][player_id] = state.to_json()
-            for tenant, states in by_tenant.items():
-                uow.scoring.save_states(tenant, states, self.clock())
+            self._save_memory(uow, memory)
             self._set_cursors(uow, position)
             uow.commit()
         self._reapply_adjustments(tenant_id)
         return total
+
+    def _save_memory(self, uow: UnitOfWork, memory: dict[tuple[str, str], PlayerState]) -> None:
+        by_tenant: dict[str, dict[str, Any]] = defaultdict(dict)
+        for (tenant, player_id), state in memory.items():
+            by_tenant[tenant][player_id] = state.to_json()
+        for tenant, states in by_tenant.items():
+            uow.scoring.save_states(tenant, states, self.clock())
+
+    def _replay_in_processes(
+        self,
+        open_database: Callable[[str], Database],
+        url: str,
+        tenant_id: str | None,
+        end: int,
+        processes: int,
+    ) -> int:
+        """The replay of the log up to ``end``, shared out by player among child processes
+        (spawned: nothing of this process's threads or connections is inherited)."""
+        context = multiprocessing.get_context("spawn")
+        try:
+            with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+                shares = [
+                    pool.submit(
+                        replay_share,
+                        open_database,
+                        url,
+                        self.partitioned,
+                        (share, processes),
+                        tenant_id,
+                        end,
+                    )
+                    for share in range(processes)
+                ]
+                done = [share.result() for share in shares]
+        except Exception:
+            log.exception("replay in %d processes failed; replaying batch by batch", processes)
+            return self._replay_in_batches(tenant_id)
+        self.replay_peak_rss = max(rss for _, rss in done)
+        with self.db.write() as uow:
+            self._set_cursors(uow, end)
+            uow.commit()
+        self._reapply_adjustments(tenant_id)
+        return sum(count for count, _ in done)
+
+    def replay_share(self, share: tuple[int, int], tenant_id: str | None, end: int) -> int:
+        """Replay the log up to ``end`` for the players of ``share`` (number, of how many):
+        each batch read and evaluated in a read transaction (other players' events are not
+        even decoded), then written in a write transaction, so that processes sharing a
+        replay evaluate at the same time. Returns the number of events of the share."""
+        number, shares = share
+
+        def mine(tenant: str, player_id: str) -> bool:
+            return (tenant_id is None or tenant == tenant_id) and partition_of(
+                tenant, player_id
+            ) % shares == number
+
+        memory: dict[tuple[str, str], PlayerState] = {}
+        position = total = 0
+        while True:
+            now = self.clock()
+            with self.db.read() as uow:
+                events, last = uow.events.after_kept(position, REPLAY_BATCH, end, mine)
+                if last == position:
+                    break  # nothing left up to the end
+                position = last
+                self._check_facts(uow)
+                by_tenant: dict[str, list[StoredEvent]] = defaultdict(list)
+                for e in events:
+                    by_tenant[e.tenant_id].append(e)
+                evaluated = [
+                    (tenant, found[0])
+                    for tenant, share_events in by_tenant.items()
+                    if (found := self._evaluate_tenant(uow, tenant, share_events, now, memory))
+                ]
+            self._write_replayed(evaluated, now)
+            total += len(events)
+        with self.db.write() as uow:
+            self._save_memory(uow, memory)
+            uow.commit()
+        return total
+
+    def _write_replayed(self, evaluated: list[tuple[str, _Produced]], now: datetime) -> None:
+        with self.db.write() as uow:
+            for tenant, produced in evaluated:
+                produced.write(uow, tenant, now, quiet=True)
+            uow.commit()
 
     def _part(self, event: StoredEvent) -> int | None:
         """The event's partition when scoring is partitioned (what its redelivery check is
@@ -553,9 +652,38 @@ class ScoringService:
         outcome: BatchOutcome,
         memory: dict[tuple[str, str], PlayerState] | None = None,
     ) -> None:
+        now = self.clock()
+        evaluated = self._evaluate_tenant(uow, tenant_id, events, now, memory)
+        if evaluated is None:
+            return  # no rule set published yet: events stay in the log for a later backfill
+        produced, states = evaluated
+        if memory is None:  # a replay in memory saves its states at the end
+            token = uow.scoring.save_states(
+                tenant_id, {pid: s.to_json() for pid, s in states.items()}, now
+            )
+            for pid in states:
+                self._tokens[(tenant_id, pid)] = token
+        # Last: what followers tail (boards, outbox) is numbered in commit order on
+        # PostgreSQL under a lock held to the commit, so it should be held briefly.
+        produced.write(uow, tenant_id, now, quiet=self._quiet or memory is not None)
+        outcome.points += len(produced.ledger)
+        outcome.badges += len(produced.awards)
+        outcome.errors += len(produced.failures)
+        outcome.by_tenant[tenant_id] = len(events)
+
+    def _evaluate_tenant(
+        self,
+        uow: UnitOfWork,
+        tenant_id: str,
+        events: list[StoredEvent],
+        now: datetime,
+        memory: dict[tuple[str, str], PlayerState] | None = None,
+    ) -> tuple[_Produced, dict[str, PlayerState]] | None:
+        """Evaluate a tenant's events on its players' states (reading only): the rows to
+        write, and the states; None when the tenant has no rule set yet."""
         epochs = self.book.epochs(uow, tenant_id)
         if not epochs.epochs:
-            return  # no rule set published yet: events stay in the log for a later backfill
+            return None
         retracted = uow.scoring.retracted(tenant_id, [e.id for e in events])
         player_ids = {e.player_id for e in events}
         if memory is None:
@@ -564,7 +692,6 @@ class ScoringService:
             facts_of = self._facts_of(uow, tenant_id, player_ids)
             states = {pid: memory.setdefault((tenant_id, pid), PlayerState()) for pid in player_ids}
         produced = _Produced()
-        now = self.clock()
         reviews = _Reviews(uow, tenant_id, events)
         for event in events:
             facts = facts_of.get(event.player_id) or PlayerFacts(event.player_id)
@@ -583,20 +710,7 @@ class ScoringService:
                 continue
             self._score(produced, version, rules, state, event, facts, now)
             state.advance(event.position, part)
-        if memory is None:  # a replay in memory saves its states at the end
-            token = uow.scoring.save_states(
-                tenant_id, {pid: s.to_json() for pid, s in states.items()}, now
-            )
-            for pid in states:
-                self._tokens[(tenant_id, pid)] = token
-        # Last: what followers tail (boards, outbox) is numbered in commit order on
-        # PostgreSQL under a lock held to the commit, so it should be held briefly.
-        produced.write(uow, tenant_id, now, quiet=self._quiet or memory is not None)
-        ledger, awards = produced.ledger, produced.awards
-        outcome.points += len(ledger)
-        outcome.badges += len(awards)
-        outcome.errors += len(produced.failures)
-        outcome.by_tenant[tenant_id] = len(events)
+        return produced, states
 
     def score_released(
         self, uow: UnitOfWork, tenant_id: str, player_id: str, event_ids: list[str]
@@ -840,3 +954,22 @@ class _Produced:
                         now,
                     )
                 )
+
+
+def replay_share(
+    open_database: Callable[[str], Database],
+    url: str,
+    partitioned: bool,
+    share: tuple[int, int],
+    tenant_id: str | None,
+    end: int,
+) -> tuple[int, int]:
+    """A child process's part of a replay (``ScoringService.replay_share``): the number of
+    events it replayed, and its peak memory (bytes)."""
+    db = open_database(url)
+    try:
+        service = ScoringService(db, utc_now, RuleBook(), partitioned=partitioned)
+        count = service.replay_share(share, tenant_id, end)
+    finally:
+        db.close()
+    return count, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

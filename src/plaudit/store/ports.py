@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -133,6 +133,14 @@ class EventRepository(Protocol):
     def get(self, tenant_id: str, event_id: str) -> StoredEvent | None: ...
     def after(self, position: int, limit: int) -> list[StoredEvent]:
         """The log after ``position``, every tenant, in order (for the workers)."""
+        ...
+
+    def after_kept(
+        self, position: int, limit: int, end: int, keep: Callable[[str, str], bool]
+    ) -> tuple[list[StoredEvent], int]:
+        """Up to ``limit`` events of the log after ``position`` and up to ``end``, of which
+        those whose (tenant, player) ``keep`` accepts (the others are not decoded); and the
+        position of the last one read (``position`` when none was)."""
         ...
 
     def types(self, tenant_id: str) -> set[str]: ...
@@ -753,3 +761,7 @@ class Database(Protocol):
     def read(self) -> AbstractContextManager[UnitOfWork]: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
+    def opener(self) -> tuple[Callable[[str], Database], str] | None:
+        """How another process opens this database (a top-level function and its URL), or
+        None when it cannot (a database in this process's memory)."""
+        ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,12 @@ class SqlDatabase:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def opener(self) -> tuple[Callable[[str], SqlDatabase], str] | None:
+        url = self.engine.url
+        if self.is_sqlite and url.database in (None, "", ":memory:"):
+            return None
+        return create_database, url.render_as_string(hide_password=False)
 
 
 def engine_url(url: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -508,6 +508,23 @@ class SqlEvents:
         c = t.events.c
         stmt = select(t.events).where(c.position > position).order_by(c.position).limit(limit)
         return [_event(r) for r in self.conn.execute(stmt).mappings()]
+
+    def after_kept(
+        self, position: int, limit: int, end: int, keep: Callable[[str, str], bool]
+    ) -> tuple[list[StoredEvent], int]:
+        c = t.events.c
+        stmt = (
+            select(t.events)
+            .where(c.position > position, c.position <= end)
+            .order_by(c.position)
+            .limit(limit)
+        )
+        kept, last = [], position
+        for row in self.conn.execute(stmt).mappings():
+            last = row["position"]
+            if keep(row["tenant_id"], row["player_id"]):
+                kept.append(_event(row))
+        return kept, last
 
     def last_position(self) -> int:
         return int(self.conn.execute(select(func.max(t.events.c.position))).scalar() or 0)
