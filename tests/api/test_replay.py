@@ -33,6 +33,7 @@ def _derived(container: Container) -> dict[str, Any]:
             "levels": rows(tables.level_ups, ()),
             "states": rows(tables.player_states, ("updated_at", "version")),
             "errors": rows(tables.rule_errors, ("id", "at")),
+            "issuance": rows(tables.issuance_log, ("id", "award_id")),
         }
 
 
@@ -64,6 +65,12 @@ async def test_replay_rebuilds_exactly_what_incremental_scoring_built(
         "/v1/players/lms:u0/adjustments", json={"currency": "xp", "amount": 7, "reason": "bonus"}
     )
     assert adjusted.status_code == 201
+    badge = {"id": "mentor", "name": "Mentor", "description": "Coached a colleague."}
+    assert (await client.post("/v1/badges", json=badge)).status_code == 201
+    manual = await client.post(
+        "/v1/badges/mentor/awards", json={"player": "lms:u1", "reason": "coached u2"}
+    )
+    assert manual.status_code == 201, manual.text
 
     incremental = _derived(container)
     versions = {row["ruleset_version"] for row in incremental["ledger"] if row["kind"] == "rule"}
@@ -71,6 +78,8 @@ async def test_replay_rebuilds_exactly_what_incremental_scoring_built(
     b_entries = [r for r in incremental["ledger"] if r["amount"] == 15.0]
     assert len(b_entries) == 4  # the b-events, at version 2's rate
     assert incremental["errors"]
+    assert {a["source"] for a in incremental["awards"]} == {"rule", "manual"}
+    assert {r["kind"] for r in incremental["ledger"]} == {"rule", "adjustment"}
 
     replayed = container.scoring.replay()
     assert replayed == 20

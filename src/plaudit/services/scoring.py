@@ -972,4 +972,17 @@ def replay_share(
         count = service.replay_share(share, tenant_id, end)
     finally:
         db.close()
-    return count, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return count, _peak_rss()
+
+
+def _peak_rss() -> int:
+    """This process's peak memory in bytes: VmHWM (ru_maxrss would include what the parent
+    held when it started us: Linux keeps it across fork and exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -359,8 +359,10 @@ class SqlBoards:
     def forget(self, tenant_id: str | None) -> None:
         self.flush()
         for table in (t.board_entries, t.board_scores):
-            where = table.c.tenant_id == tenant_id if tenant_id is not None else true()
-            self.conn.execute(delete(table).where(where))
+            if tenant_id is None:  # no WHERE: SQLite drops the pages at once
+                self.conn.execute(delete(table))
+            else:
+                self.conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
 
     def optouts(self, tenant_id: str) -> set[str]:
         c = t.board_optouts.c

@@ -580,22 +580,34 @@ class SqlScoring:
         def where(table: Any) -> Any:
             return table.c.tenant_id == tenant_id if tenant_id is not None else true()
 
-        self.conn.execute(
-            delete(t.ledger).where(where(t.ledger), t.ledger.c.kind.in_(["rule", "retraction"]))
-        )
-        rule_awards = select(t.badge_awards.c.id).where(
-            where(t.badge_awards), t.badge_awards.c.source == "rule"
-        )
-        self.conn.execute(
-            delete(t.issuance_log).where(
-                where(t.issuance_log), t.issuance_log.c.award_id.in_(rule_awards)
+        kept_ledger = t.ledger.c.kind.not_in(["rule", "retraction"])
+        kept_awards = t.badge_awards.c.source != "rule"
+        if tenant_id is None and not self._any(t.ledger, kept_ledger):
+            _truncate(self.conn, t.ledger)
+        else:
+            self.conn.execute(delete(t.ledger).where(where(t.ledger), ~kept_ledger))
+        if tenant_id is None and not self._any(t.badge_awards, kept_awards):
+            _truncate(self.conn, t.issuance_log)
+            _truncate(self.conn, t.badge_awards)
+        else:
+            rule_awards = select(t.badge_awards.c.id).where(where(t.badge_awards), ~kept_awards)
+            self.conn.execute(
+                delete(t.issuance_log).where(
+                    where(t.issuance_log), t.issuance_log.c.award_id.in_(rule_awards)
+                )
             )
-        )
-        self.conn.execute(
-            delete(t.badge_awards).where(where(t.badge_awards), t.badge_awards.c.source == "rule")
-        )
+            self.conn.execute(delete(t.badge_awards).where(where(t.badge_awards), ~kept_awards))
         for table in (t.level_ups, t.player_states, t.rule_errors):
-            self.conn.execute(delete(table).where(where(table)))
+            if tenant_id is None:
+                _truncate(self.conn, table)
+            else:
+                self.conn.execute(delete(table).where(where(table)))
+
+    def _any(self, table: Any, condition: Any) -> bool:
+        return (
+            self.conn.execute(select(true()).select_from(table).where(condition).limit(1)).first()
+            is not None
+        )
 
     def rule_errors(
         self, tenant_id: str, event_id: str | None, after_id: int, limit: int
@@ -620,3 +632,10 @@ class SqlScoring:
             )
             for r in rows
         ]
+
+
+def _truncate(conn: Connection, table: Any) -> None:
+    """Delete every row: with no WHERE clause, SQLite drops the table's pages at once (its
+    truncate optimization) instead of deleting row by row from every index (a full replay
+    empties millions of rows)."""
+    conn.execute(delete(table))
