@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import resource
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -113,6 +114,8 @@ class ScoringService:
         self._quiet = False  # a replay rebuilds what was told already: no outbox messages
         # The largest peak memory (bytes) of the processes of the last parallel replay.
         self.replay_peak_rss = 0
+        # replay_share's seconds reading and evaluating, and writing (waiting included).
+        self.share_seconds = [0.0, 0.0]
 
     def replay(self, tenant_id: str | None = None, processes: int = 1) -> int:
         """Rebuild everything scoring derived, from the log, with the version that scored
@@ -128,12 +131,14 @@ class ScoringService:
         events on its own core (a player's events stay in order, in one process) and writing
         what they caused; the database serializes their writes."""
         self._forget_caches()
-        with self.db.write() as uow:
+        started = time.monotonic()
+        with self.db.write(foreign_keys=False) as uow:  # deletes only
             uow.scoring.forget_derived(tenant_id)
             uow.boards.forget(tenant_id)
             self._set_cursors(uow, 0)
             end = uow.events.last_position()
             uow.commit()
+        log.info("replay: derived state dropped in %.1f s", time.monotonic() - started)
         opener = self.db.opener()
         if processes > 1 and opener is not None and end >= PARALLEL_REPLAY_MIN:
             return self._replay_in_processes(*opener, tenant_id, end, processes)
@@ -180,6 +185,7 @@ class ScoringService:
         """The replay of the log up to ``end``, shared out by player among child processes
         (spawned: nothing of this process's threads or connections is inherited)."""
         context = multiprocessing.get_context("spawn")
+        started = time.monotonic()
         try:
             with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
                 shares = [
@@ -198,12 +204,23 @@ class ScoringService:
         except Exception:
             log.exception("replay in %d processes failed; replaying batch by batch", processes)
             return self._replay_in_batches(tenant_id)
-        self.replay_peak_rss = max(rss for _, rss in done)
+        log.info("replay: %d processes done in %.1f s", processes, time.monotonic() - started)
+        for number, (count, rss, evaluating, writing) in enumerate(done):
+            log.info(
+                "replay: share %d: %d events, %.1f s reading and evaluating, %.1f s writing "
+                "(waiting included), peak memory %d MB",
+                number,
+                count,
+                evaluating,
+                writing,
+                rss // 2**20,
+            )
+        self.replay_peak_rss = max(share[1] for share in done)
         with self.db.write() as uow:
             self._set_cursors(uow, end)
             uow.commit()
         self._reapply_adjustments(tenant_id)
-        return sum(count for count, _ in done)
+        return sum(share[0] for share in done)
 
     def replay_share(self, share: tuple[int, int], tenant_id: str | None, end: int) -> int:
         """Replay the log up to ``end`` for the players of ``share`` (number, of how many):
@@ -221,6 +238,7 @@ class ScoringService:
         position = total = 0
         while True:
             now = self.clock()
+            started = time.monotonic()
             with self.db.read() as uow:
                 events, last = uow.events.after_kept(position, REPLAY_BATCH, end, mine)
                 if last == position:
@@ -235,7 +253,10 @@ class ScoringService:
                     for tenant, share_events in by_tenant.items()
                     if (found := self._evaluate_tenant(uow, tenant, share_events, now, memory))
                 ]
+            evaluated_at = time.monotonic()
             self._write_replayed(evaluated, now)
+            self.share_seconds[0] += evaluated_at - started
+            self.share_seconds[1] += time.monotonic() - evaluated_at
             total += len(events)
         with self.db.write() as uow:
             self._save_memory(uow, memory)
@@ -963,16 +984,18 @@ def replay_share(
     share: tuple[int, int],
     tenant_id: str | None,
     end: int,
-) -> tuple[int, int]:
+) -> tuple[int, int, float, float]:
     """A child process's part of a replay (``ScoringService.replay_share``): the number of
-    events it replayed, and its peak memory (bytes)."""
+    events it replayed, its peak memory (bytes), and its seconds reading and evaluating, and
+    writing (waiting for the database included)."""
     db = open_database(url)
     try:
         service = ScoringService(db, utc_now, RuleBook(), partitioned=partitioned)
         count = service.replay_share(share, tenant_id, end)
     finally:
         db.close()
-    return count, _peak_rss()
+    evaluating, writing = service.share_seconds
+    return count, _peak_rss(), evaluating, writing
 
 
 def _peak_rss() -> int:

@@ -95,18 +95,26 @@ class SqlDatabase:
         )
 
     @contextmanager
-    def write(self, durable: bool = True) -> Iterator[SqlUnitOfWork]:
+    def write(self, durable: bool = True, foreign_keys: bool = True) -> Iterator[SqlUnitOfWork]:
         """A write transaction. ``durable=False`` is for bookkeeping that may be lost in a
         power cut (not in a process crash) because redoing it is harmless, e.g. a webhook
         dispatcher's claims: its commit does not wait for the disk, and holds the write lock
-        that much less. A later durable commit makes it durable too (one WAL, in order)."""
+        that much less. A later durable commit makes it durable too (one WAL, in order).
+
+        ``foreign_keys=False`` is for a transaction that only deletes rows referring to others
+        (a full replay emptying derived tables): SQLite checks no references in it, which
+        lets a DELETE without WHERE drop a table's pages at once (with the checks it deletes
+        row by row: 3 s against 0.4 s for 1,000,000 ledger rows, measured here)."""
         with self._write_lock, self.engine.connect() as conn:
             relaxed = not durable and self.is_sqlite
+            unchecked = not foreign_keys and self.is_sqlite
             # On the driver's connection: through SQLAlchemy it would start a transaction, in
-            # which SQLite refuses to change the level.
-            raw = conn.connection.driver_connection if relaxed else None
-            if raw is not None:
+            # which SQLite refuses to change these settings.
+            raw: Any = conn.connection.driver_connection
+            if relaxed:
                 raw.execute("PRAGMA synchronous=NORMAL")
+            if unchecked:
+                raw.execute("PRAGMA foreign_keys=OFF")
             try:
                 conn.execution_options(**{_IMMEDIATE: True})
                 conn.begin()
@@ -126,8 +134,10 @@ class SqlDatabase:
                     if not uow.committed:
                         conn.rollback()
             finally:
-                if raw is not None:
+                if relaxed:
                     raw.execute("PRAGMA synchronous=FULL")
+                if unchecked:
+                    raw.execute("PRAGMA foreign_keys=ON")
 
     @contextmanager
     def read(self) -> Iterator[SqlUnitOfWork]:
