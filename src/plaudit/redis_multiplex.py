@@ -24,7 +24,7 @@ import hashlib
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, urlsplit
 
 import hiredis
@@ -155,8 +155,8 @@ class _Protocol(asyncio.Protocol):
         self.open = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (uvloop's are not subclasses of asyncio.Transport: no isinstance).
+        self._transport = cast(asyncio.Transport, transport)
         self.open = True
 
     def send(self, command: Sequence[Arg]) -> asyncio.Future[Any]:

@@ -192,7 +192,9 @@ def test_kills_and_a_stream_restart_lose_nothing_and_double_nothing(tmp_path: Pa
                     params: dict[str, Any] = {"limit": 1000}
                     if cursor:
                         params["cursor"] = cursor
-                    page = client.get("/v1/leaderboards/xp/standings", params=params).json()
+                    got = client.get("/v1/leaderboards/xp/standings", params=params)
+                    assert got.status_code == 200, (got.status_code, got.text[:500])
+                    page = got.json()
                     served.update((players[i["subject"]], i["score"]) for i in page["items"])
                     cursor = page["next_cursor"]
                     if not cursor:

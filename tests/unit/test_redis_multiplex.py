@@ -140,3 +140,18 @@ def test_urls_with_options_it_does_not_know_get_redis_py() -> None:
     assert isinstance(multiplexed_client("unix:///run/redis.sock?db=2"), MultiplexedRedis)
     fallback = multiplexed_client("redis://127.0.0.1:6379/0?socket_timeout=2")
     assert isinstance(fallback, redis.asyncio.Redis)
+
+
+def test_it_works_on_uvloop_as_the_api_processes_run() -> None:
+    """uvicorn's processes run uvloop, whose transports are not asyncio's classes."""
+    import uvloop
+
+    async def calls() -> list[object]:
+        made = MultiplexedRedis(REDIS_URL)
+        try:
+            echo = made.register_script(ECHO)
+            return list(await asyncio.gather(*(echo(keys=["k"], args=[i]) for i in range(3))))
+        finally:
+            await made.aclose()
+
+    assert uvloop.run(calls()) == [[b"k", b"0"], [b"k", b"1"], [b"k", b"2"]]
