@@ -25,7 +25,7 @@ from tests.support.server import PlauditServer, create_admin_key
 pytestmark = pytest.mark.slow
 
 SENDERS = 3
-BATCH_SIZE = 200
+BATCH_SIZE = 500  # long enough on the server that a kill lands while some are being handled
 ACKED_BATCHES_BEFORE_KILL = 20
 MAX_BATCHES = 400  # a bound on the sending, whatever happens to the kill
 SOURCES = ("lms", "crm")  # lms events carry per-source sequence numbers, crm ones none
