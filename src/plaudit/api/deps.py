@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import anyio.to_thread
 from fastapi import Depends, Request
+from starlette.types import Scope as StarletteScope
 
 from plaudit.api.tls import client_certificate
 from plaudit.bootstrap import Container
@@ -28,6 +29,16 @@ async def container_of(request: Request) -> Container:
 
 
 ContainerDep = Annotated[Container, Depends(container_of)]
+
+
+def bearer_token(scope: StarletteScope) -> bytes | None:
+    """The token of an ``Authorization: Bearer`` header, straight from the ASGI scope (for
+    middleware, before any route: the rate limits, the hot reads); None without one."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            return token.strip() or None if scheme.lower() == b"bearer" else None
+    return None
 
 
 async def authenticate(request: Request) -> Principal:

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from plaudit.api.deps import bearer_token
 from plaudit.api.routes.leaderboards import AROUND_MAX, Asked, answer_around, answer_standings
 from plaudit.bootstrap import Container
 from plaudit.domain.auth import Scope as Permission
@@ -32,6 +33,7 @@ _PATH = re.compile(r"/v1/leaderboards/([^/]+)/standings(?:/([^/]+))?")
 _NUMBER = re.compile(r"0|[1-9][0-9]{0,3}")
 _LIMIT_MAX = 1000
 _WINDOW_MAX = 16
+Params = dict[str, str]
 _STANDINGS_PARAMS = frozenset({"window", "limit", "cursor"})
 _AROUND_PARAMS = frozenset({"window", "around"})
 
@@ -60,43 +62,51 @@ class HotReads:
         window = params.get("window")
         if window is not None and not 0 < len(window) <= _WINDOW_MAX:
             return None
-        service = self.container.leaderboards
-        asked = Asked.of(Request(scope))
+        read = (tenant_id, board_id, window, Asked.of(Request(scope)))
         try:
             if subject is None:
-                limit = _number(params.get("limit", "50"), 1, _LIMIT_MAX)
-                offset = decode_position(params.get("cursor"))
-                return (
-                    None
-                    if limit is None
-                    else await answer_standings(
-                        service, tenant_id, board_id, window, offset, limit, asked
-                    )
-                )
-            k = _number(params.get("around", "5"), 0, AROUND_MAX)
-            return (
-                None
-                if k is None
-                else await answer_around(service, tenant_id, board_id, subject, window, k, asked)
-            )
+                return await self._standings(*read, params)
+            return await self._around(*read, subject, params)
         except PlauditError:
             return None  # the route raises it again, and answers it as problem+json
 
+    async def _standings(
+        self, tenant_id: str, board_id: str, window: str | None, asked: Asked, params: Params
+    ) -> Response | None:
+        limit = _number(params.get("limit", "50"), 1, _LIMIT_MAX)
+        if limit is None:
+            return None
+        offset = decode_position(params.get("cursor"))
+        service = self.container.leaderboards
+        return await answer_standings(service, tenant_id, board_id, window, offset, limit, asked)
+
+    async def _around(
+        self,
+        tenant_id: str,
+        board_id: str,
+        window: str | None,
+        asked: Asked,
+        subject: str,
+        params: Params,
+    ) -> Response | None:
+        k = _number(params.get("around", "5"), 0, AROUND_MAX)
+        if k is None:
+            return None
+        service = self.container.leaderboards
+        return await answer_around(service, tenant_id, board_id, subject, window, k, asked)
+
     def _reader(self, scope: Scope) -> str | None:
         """The tenant of a recently checked API key allowed to read, else None."""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                kind, _, token = value.decode("latin-1").partition(" ")
-                if kind.lower() != "bearer":
-                    return None
-                principal = self.container.tenancy.cached_principal(token.strip())
-                if principal is None or not principal.allows(Permission.READ):
-                    return None
-                return principal.tenant_id
-        return None
+        token = bearer_token(scope)
+        if token is None:
+            return None
+        principal = self.container.tenancy.cached_principal(token.decode("latin-1"))
+        if principal is None or not principal.allows(Permission.READ):
+            return None
+        return principal.tenant_id
 
 
-def _params(scope: Scope, known: frozenset[str]) -> dict[str, str] | None:
+def _params(scope: Scope, known: frozenset[str]) -> Params | None:
     """The query's parameters the route reads; None when one is repeated or not UTF-8."""
     try:
         pairs = parse_qsl(
@@ -106,7 +116,7 @@ def _params(scope: Scope, known: frozenset[str]) -> dict[str, str] | None:
         )
     except (UnicodeDecodeError, ValueError):
         return None
-    found: dict[str, str] = {}
+    found: Params = {}
     for name, value in pairs:
         if name in known:
             if name in found:

@@ -16,6 +16,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from plaudit.api.deps import bearer_token
 from plaudit.api.problems import problem_response
 from plaudit.domain.events import IncomingEvent
 from plaudit.errors import FieldError, RateLimited, ServiceUnavailable
@@ -92,20 +93,12 @@ class RequestLimits:
             source = client[0] if client else "unknown"
             takes.append((f"src:{source}", self.per_source, 1))
         if self.per_key is not None:
-            token = _bearer(scope)
+            token = bearer_token(scope)
             if token is not None:
                 # The credential's hash: a bucket per key (or token), and no secret in Redis.
                 name = hashlib.sha256(token).hexdigest()[:32]
                 takes.append((f"key:{name}", self.per_key, 1))
         return await self.limiter.take_each_async(takes) if takes else []
-
-
-def _bearer(scope: Scope) -> bytes | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            scheme, _, token = value.partition(b" ")
-            return token.strip() or None if scheme.lower() == b"bearer" else None
-    return None
 
 
 async def limit_players(

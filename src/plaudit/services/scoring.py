@@ -80,6 +80,17 @@ class BatchOutcome:
     by_tenant: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class ShareReplayed:
+    """What one process of a replay did: its events, its seconds reading and evaluating and
+    writing (waiting for the database included), its peak memory in bytes."""
+
+    events: int = 0
+    evaluating: float = 0.0
+    writing: float = 0.0
+    peak_rss: int = 0
+
+
 def partition_cursor(partition: int) -> str:
     return f"{CURSOR}:{partition}"
 
@@ -115,8 +126,6 @@ class ScoringService:
         self._quiet = False  # a replay rebuilds what was told already: no outbox messages
         # The largest peak memory (bytes) of the processes of the last parallel replay.
         self.replay_peak_rss = 0
-        # replay_share's seconds reading and evaluating, and writing (waiting included).
-        self.share_seconds = [0.0, 0.0]
 
     def replay(self, tenant_id: str | None = None, processes: int = 1) -> int:
         """Rebuild everything scoring derived, from the log, with the version that scored
@@ -206,28 +215,30 @@ class ScoringService:
             log.exception("replay in %d processes failed; replaying batch by batch", processes)
             return self._replay_in_batches(tenant_id)
         log.info("replay: %d processes done in %.1f s", processes, time.monotonic() - started)
-        for number, (count, rss, evaluating, writing) in enumerate(done):
+        for number, share in enumerate(done):
             log.info(
                 "replay: share %d: %d events, %.1f s reading and evaluating, %.1f s writing "
                 "(waiting included), peak memory %d MB",
                 number,
-                count,
-                evaluating,
-                writing,
-                rss // 2**20,
+                share.events,
+                share.evaluating,
+                share.writing,
+                share.peak_rss // 2**20,
             )
-        self.replay_peak_rss = max(share[1] for share in done)
+        self.replay_peak_rss = max(share.peak_rss for share in done)
         with self.db.write() as uow:
             self._set_cursors(uow, end)
             uow.commit()
         self._reapply_adjustments(tenant_id)
-        return sum(share[0] for share in done)
+        return sum(share.events for share in done)
 
-    def replay_share(self, share: tuple[int, int], tenant_id: str | None, end: int) -> int:
+    def replay_share(
+        self, share: tuple[int, int], tenant_id: str | None, end: int
+    ) -> ShareReplayed:
         """Replay the log up to ``end`` for the players of ``share`` (number, of how many):
         each batch read and evaluated in a read transaction (other players' events are not
         even decoded), then written in a write transaction, so that processes sharing a
-        replay evaluate at the same time. Returns the number of events of the share."""
+        replay evaluate at the same time."""
         number, shares = share
 
         def mine(tenant: str, player_id: str) -> bool:
@@ -236,7 +247,8 @@ class ScoringService:
             ) % shares == number
 
         memory: dict[tuple[str, str], PlayerState] = {}
-        position = total = 0
+        position = 0
+        done = ShareReplayed()
         while True:
             now = self.clock()
             started = time.monotonic()
@@ -256,13 +268,13 @@ class ScoringService:
                 ]
             evaluated_at = time.monotonic()
             self._write_replayed(evaluated, now)
-            self.share_seconds[0] += evaluated_at - started
-            self.share_seconds[1] += time.monotonic() - evaluated_at
-            total += len(events)
+            done.evaluating += evaluated_at - started
+            done.writing += time.monotonic() - evaluated_at
+            done.events += len(events)
         with self.db.write() as uow:
             self._save_memory(uow, memory)
             uow.commit()
-        return total
+        return done
 
     def _write_replayed(self, evaluated: list[tuple[str, _Produced]], now: datetime) -> None:
         with self.db.write() as uow:
@@ -985,23 +997,22 @@ def replay_share(
     share: tuple[int, int],
     tenant_id: str | None,
     end: int,
-) -> tuple[int, int, float, float]:
-    """A child process's part of a replay (``ScoringService.replay_share``): the number of
-    events it replayed, its peak memory (bytes), and its seconds reading and evaluating, and
-    writing (waiting for the database included)."""
+) -> ShareReplayed:
+    """A child process's part of a replay (``ScoringService.replay_share``), with its peak
+    memory."""
     # A replay allocates containers by the million (events, effects, rows), nearly all
     # freed by reference counting; at the default threshold the cycle collector walked the
-    # growing player states over and over: 13 % of a replay (measured at 1,000,000 events).
-    # This process only replays: collect far less often.
+    # growing player states over and over: 13 % of the processes' time (measured at
+    # 1,000,000 events). This process only replays: collect far less often.
     gc.set_threshold(50_000, 20, 100)
     db = open_database(url)
     try:
         service = ScoringService(db, utc_now, RuleBook(), partitioned=partitioned)
-        count = service.replay_share(share, tenant_id, end)
+        done = service.replay_share(share, tenant_id, end)
     finally:
         db.close()
-    evaluating, writing = service.share_seconds
-    return count, _peak_rss(), evaluating, writing
+    done.peak_rss = _peak_rss()
+    return done
 
 
 def _peak_rss() -> int:

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, and_, delete, func, or_, select, true, tuple_
 from plaudit.store.ports import BoardEntryRow, BoardScoreRow
 from plaudit.store.sql import tables as t
 from plaudit.store.sql.postgres import copy_insert
-from plaudit.store.sql.repositories import TAIL_LOCK, _chunks, _insert, serialize
+from plaudit.store.sql.repositories import TAIL_LOCK, _chunks, _insert, delete_rows, serialize
 
 SEQ = "board-seq"
 
@@ -359,10 +359,7 @@ class SqlBoards:
     def forget(self, tenant_id: str | None) -> None:
         self.flush()
         for table in (t.board_entries, t.board_scores):
-            if tenant_id is None:  # no WHERE: SQLite drops the pages at once
-                self.conn.execute(delete(table))
-            else:
-                self.conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
+            delete_rows(self.conn, table, tenant_id)
 
     def optouts(self, tenant_id: str) -> set[str]:
         c = t.board_optouts.c

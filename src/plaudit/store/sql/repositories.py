@@ -62,6 +62,31 @@ def _sqlite_datetime(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+def delete_rows(conn: Connection, table: Table, tenant_id: str | None) -> None:
+    """Delete a tenant's rows of ``table``, or every row (``tenant_id`` None) with a DELETE
+    without WHERE, which SQLite runs by dropping the table's pages at once instead of row by
+    row from every index (a full replay empties millions of rows)."""
+    if tenant_id is None:
+        conn.execute(delete(table))
+    else:
+        conn.execute(delete(table).where(table.c.tenant_id == tenant_id))
+
+
+def _identity_rows(
+    tenant_id: str, links: Sequence[tuple[Identity, str]], at: datetime
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "tenant_id": tenant_id,
+            "source": ident.source,
+            "external_id": ident.external_id,
+            "player_id": player_id,
+            "created_at": at,
+        }
+        for ident, player_id in links
+    ]
+
+
 def _insert(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT."""
     if conn.dialect.name == "postgresql":
@@ -297,16 +322,7 @@ class SqlPlayers:
             return
         self.conn.execute(
             t.identities.insert(),
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "source": ident.source,
-                    "external_id": ident.external_id,
-                    "player_id": player_id,
-                    "created_at": at,
-                }
-                for ident, player_id in links
-            ],
+            _identity_rows(tenant_id, links, at),
         )
 
     def claim_identities(
@@ -324,16 +340,7 @@ class SqlPlayers:
         )
         rows = self.conn.execute(
             stmt,
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "source": ident.source,
-                    "external_id": ident.external_id,
-                    "player_id": player_id,
-                    "created_at": at,
-                }
-                for ident, player_id in links
-            ],
+            _identity_rows(tenant_id, links, at),
         )
         return {Identity(source, external_id) for source, external_id in rows}
 

@@ -27,6 +27,7 @@ from plaudit.store.sql.repositories import (
     _insert,
     _pieces,
     _sqlite_datetime,
+    delete_rows,
     players_generation,
 )
 
@@ -583,12 +584,12 @@ class SqlScoring:
         kept_ledger = t.ledger.c.kind.not_in(["rule", "retraction"])
         kept_awards = t.badge_awards.c.source != "rule"
         if tenant_id is None and not self._any(t.ledger, kept_ledger):
-            _truncate(self.conn, t.ledger)
+            delete_rows(self.conn, t.ledger, None)
         else:
             self.conn.execute(delete(t.ledger).where(where(t.ledger), ~kept_ledger))
         if tenant_id is None and not self._any(t.badge_awards, kept_awards):
-            _truncate(self.conn, t.issuance_log)
-            _truncate(self.conn, t.badge_awards)
+            delete_rows(self.conn, t.issuance_log, None)
+            delete_rows(self.conn, t.badge_awards, None)
         else:
             rule_awards = select(t.badge_awards.c.id).where(where(t.badge_awards), ~kept_awards)
             self.conn.execute(
@@ -598,10 +599,7 @@ class SqlScoring:
             )
             self.conn.execute(delete(t.badge_awards).where(where(t.badge_awards), ~kept_awards))
         for table in (t.level_ups, t.player_states, t.rule_errors):
-            if tenant_id is None:
-                _truncate(self.conn, table)
-            else:
-                self.conn.execute(delete(table).where(where(table)))
+            delete_rows(self.conn, table, tenant_id)
 
     def _any(self, table: Any, condition: Any) -> bool:
         return (
@@ -632,10 +630,3 @@ class SqlScoring:
             )
             for r in rows
         ]
-
-
-def _truncate(conn: Connection, table: Any) -> None:
-    """Delete every row: with no WHERE clause, SQLite drops the table's pages at once (its
-    truncate optimization) instead of deleting row by row from every index (a full replay
-    empties millions of rows)."""
-    conn.execute(delete(table))
