@@ -581,14 +581,15 @@ def fill(client: redis.Redis, key: str, members: Sequence[str]) -> None:
 
 
 def redis_py_pipelined(
-    client: redis.Redis, key: str, players: int, seconds: float
+    client: redis.Redis, key: str, players: int, seconds: float, cases: int = 2
 ) -> list[Measured]:
     """ZADD of existing members, 1,000 per round trip: one command each (the reference the
     projector is held to), and one ZADD of 1,000 members."""
-    fill(client, key, [subject_of(i) for i in range(players)])
+    if client.zcard(key) != players:
+        fill(client, key, [subject_of(i) for i in range(players)])
     rng = random.Random(11)
     out = []
-    for case in ("pipelined ZADD x1,000", "ZADD of 1,000 members"):
+    for case in ("pipelined ZADD x1,000", "ZADD of 1,000 members")[:cases]:
         spent: list[int] = []
         usec = redis_usec(client, "zadd")
         with CpuWatch(client) as cpu:
@@ -889,7 +890,8 @@ def write_json(args: argparse.Namespace, about: dict[str, Any], results: list[Me
     path = args.json
     if path is None and not args.quick:
         root = Path(__file__).resolve().parent
-        path = root / "results" / f"leaderboards-{about['revision'] or 'unknown'}.json"
+        name = "projector" if args.projector else "leaderboards"
+        path = root / "results" / f"{name}-{about['revision'] or 'unknown'}.json"
     if path is None:
         return
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
@@ -924,6 +926,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="short cases for a smoke test (2 s per HTTP case)"
     )
+    parser.add_argument(
+        "--projector",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only the projector's apply() and its raw Redis references, alternated ROUNDS "
+        "times (no HTTP, no SQL; wrk not needed)",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--seed", type=int, default=1, help="workload random seed")
     parser.add_argument("--data-parent", type=Path, default=None, help="where the data dir goes")
@@ -949,6 +959,34 @@ def delete_keys(client: redis.Redis, prefix: str) -> int:
     for start in range(0, len(names), 1000):
         client.unlink(*names[start : start + 1000])
     return len(names)
+
+
+def projector_rounds(args: argparse.Namespace, client: redis.Redis) -> list[Measured]:
+    """apply() and the raw references in turn, ROUNDS times: on a noisy machine the ratio of
+    neighbours is what holds."""
+    prefix = f"plaudit-bench-lb-{uuid.uuid4().hex[:8]}:"
+    results: list[Measured] = []
+    try:
+        work = make_workload(args.players, args.seed)
+        projection = RedisProjection(client, f"{prefix}inproc:")
+        started = time.perf_counter()
+        projection.replace(KEY, work.standings)
+        print(f"replace() of {args.players:,} in {time.perf_counter() - started:.1f} s")
+        fill(client, f"{prefix}raw:z", [subject_of(i) for i in range(args.players)])
+        gc.collect()
+        gc.freeze()
+        for number in range(1, args.projector + 1):
+            applied = apply_batches("redis", projection, args.players, args.op_seconds, client)
+            raw = redis_py_pipelined(client, f"{prefix}raw:z", args.players, args.op_seconds, 1)
+            results += [applied, *raw]
+            print(
+                f"  round {number}: apply() {applied.per_s:,.0f}/s, pipelined ZADD "
+                f"{raw[0].per_s:,.0f}/s: {applied.per_s / raw[0].per_s:.0%}",
+                flush=True,
+            )
+        return results
+    finally:
+        print(f"deleted {delete_keys(client, prefix)} Redis keys under {prefix}")
 
 
 def run(args: argparse.Namespace, client: redis.Redis) -> list[Measured]:
@@ -1008,14 +1046,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"code under test: {about['code']}")
     print("note: the bench, wrk, Redis and the server share this machine's cores")
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.projector:
         print("bench: error: wrk not found (apt-get install -y wrk)", file=sys.stderr)
         return 1
     warn_if_busy()
     client = redis.Redis.from_url(args.redis_url)
     try:
         client.ping()
-        results = run(args, client)
+        results = projector_rounds(args, client) if args.projector else run(args, client)
     except redis.ConnectionError as exc:
         print(f"bench: error: Redis at {args.redis_url}: {exc}", file=sys.stderr)
         return 1

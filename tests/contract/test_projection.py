@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from plaudit.leaderboards.ports import BoardKey, Change, Projection, Ranked, Standing
-from plaudit.leaderboards.redis import CHUNK, RedisProjection
+from plaudit.leaderboards.redis import CHUNK, PART, RedisProjection
+from tests.support.redis_keys import REDIS_URL, delete_prefix, unique_prefix
 
 KEY = BoardKey("acme", "xp", "2026-W23")
 ODD_SUBJECTS = ["a:b", "a b", " ", "", "ü", "日本語", "a/b", "a\x00b", "🏆", "x" * 200, "*?[]\\"]
@@ -532,3 +535,66 @@ def test_a_page_reads_entries_size_and_version_together(projection: Projection) 
     assert (size, version) == (3, projection.version(KEY))
     assert projection.page(KEY, 0, 0) == ([], 3, version)
     assert projection.page(KEY, 10**30, 5) == ([], 3, version)
+
+
+# --- Redis: a batch sent as several parts in a row --------------------------------------------
+
+
+@pytest.fixture
+def redis_parts() -> Iterator[tuple[redis.Redis, RedisProjection, str]]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    prefix = unique_prefix()
+    try:
+        yield client, RedisProjection(client, prefix), prefix
+    finally:
+        delete_prefix(client, prefix)
+        client.close()
+
+
+@pytest.mark.redis
+def test_a_part_that_fails_keeps_the_cursor_and_the_batch_applies_again(
+    redis_parts: tuple[redis.Redis, RedisProjection, str],
+) -> None:
+    client, projection, prefix = redis_parts
+    broken = BoardKey("acme", "xp", "broken")
+    projection.apply([put(KEY, "before", 1)], 5)
+    # The window's hash is a string: the part holding its change fails at that change, after
+    # the changes before it in that part, and the parts after it still run.
+    client.set(f"{prefix}lb:h:acme/xp/broken", "not a hash")
+    batch = [put(KEY, f"s{i:04}", i, i) for i in range(PART * 3)]
+    batch.insert(PART + 7, put(broken, "x", 1))
+
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        projection.apply(batch, 9)
+
+    assert projection.cursor() == 5
+    # The broken part stopped at its failing change; the parts before and after it ran.
+    lost = range(PART + 7, 2 * PART - 1)
+    expected = {"before"} | {f"s{i:04}" for i in range(PART * 3) if i not in lost}
+    assert set(projection.entries(KEY)) == expected
+    assert list(client.scan_iter(f"{prefix}lb:applying:*")) == []
+    client.delete(f"{prefix}lb:h:acme/xp/broken")
+    projection.apply(batch, 9)  # the projector's retry
+    assert projection.cursor() == 9
+    assert projection.entries(broken) == {"x": (1, 0)}
+    # The connection was left clean: a later call reads its own reply.
+    assert projection.top(KEY, 0, 1) == [
+        Ranked(1, f"s{PART * 3 - 1:04}", PART * 3 - 1, PART * 3 - 1)
+    ]
+
+
+@pytest.mark.redis
+def test_parts_are_sent_as_evals_and_leave_no_counter_behind(
+    redis_parts: tuple[redis.Redis, RedisProjection, str],
+) -> None:
+    client, projection, prefix = redis_parts
+    client.script_flush()  # parts are EVALs: none is refused NOSCRIPT while a later one runs
+    batch = [put(KEY, f"s{i % 300:04}", i, i) for i in range(PART * 4 + 1)]
+
+    projection.apply(batch, 3)
+
+    assert projection.cursor() == 3
+    assert projection.entries(KEY) == {c.subject: (c.units, c.reached_us) for c in batch}
+    assert list(client.scan_iter(f"{prefix}lb:applying:*")) == []
+    assert client.ping()

@@ -9,6 +9,7 @@ so two windows can't share keys, as ``a:b`` + ``c`` and ``a`` + ``b:c`` would wi
     {prefix}lb:keys       set of every W held, for keys()
     {prefix}lb:cursor     the SQL position the projection reflects
     {prefix}lb:tmp:*      a replace() being staged (expires if its writer dies)
+    {prefix}lb:applying:* parts of an apply() done so far (deleted at its end; expires)
     {prefix}lb-version    the last version handed out; outside lb: so that reset() keeps it
                           and a version never repeats
 
@@ -38,6 +39,11 @@ from plaudit.redis_multiplex import AsyncScripts
 # Changes per script call: large enough to amortise the round trip, small enough that one
 # call does not hold Redis (single-threaded) for more than a few milliseconds.
 CHUNK = 1000
+# apply() sends a batch as script calls of this many changes, each as soon as it is built, and
+# reads the replies at the end: one round trip still, and Redis runs the first parts while
+# Python builds the next ones (measured at 1,000,000 members: +25-35 % updates/s against one
+# call for 1,000 changes, whose building and running took turns).
+PART = 125
 _reachable = reachable("leaderboards")
 
 
@@ -49,7 +55,8 @@ _MAX_INDEX = 2**53  # beyond any window's size; Lua numbers stay exact below it
 _ID = re.compile(r"[A-Za-z0-9_.:-]*")
 
 _APPLY = """
--- KEYS: registry, cursor, version counter, then per window: zset, hash, version
+-- KEYS: registry, cursor, version counter, parts done ('' = one part), then per window:
+--       zset, hash, version
 -- ARGV: cursor ('' = leave it), window count, window names, then per change:
 --       window number, subject, reached hex ('' = remove), score
 local n = tonumber(ARGV[2])
@@ -57,7 +64,7 @@ local changed, listed = {}, {}
 for i = 3 + n, #ARGV, 4 do
   local w = tonumber(ARGV[i])
   local subject, reached, score = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local z, h = KEYS[3 * w + 1], KEYS[3 * w + 2]
+  local z, h = KEYS[3 * w + 2], KEYS[3 * w + 3]
   local old = redis.call('HGET', h, subject)
   if reached == '' then
     if old then
@@ -84,11 +91,27 @@ end
 if next(changed) then
   local version = redis.call('INCR', KEYS[3])
   for w in pairs(changed) do
-    redis.call('SET', KEYS[3 * w + 3], version)
+    redis.call('SET', KEYS[3 * w + 4], version)
   end
 end
 if ARGV[1] ~= '' and tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[2]) or '0') then
   redis.call('SET', KEYS[2], ARGV[1])
+end
+if KEYS[4] ~= '' then  -- the last statement: reached only if the part ran to its end
+  redis.call('INCR', KEYS[4])
+  redis.call('EXPIRE', KEYS[4], 3600)
+end
+"""
+
+_FINISH_APPLY = """
+-- KEYS: cursor, parts done; ARGV: cursor, parts sent. Runs after the parts, on their connection.
+local done = tonumber(redis.call('GET', KEYS[2]) or '0')
+redis.call('DEL', KEYS[2])
+if done ~= tonumber(ARGV[2]) then
+  return redis.error_reply('ERR ' .. done .. ' of ' .. ARGV[2] .. ' parts applied; cursor kept')
+end
+if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], ARGV[1])
 end
 """
 
@@ -205,28 +228,58 @@ class RedisProjection:
         for change in changes:
             if change.listed:
                 _check_standing(change.units, change.reached_us)
-        chunks = [changes[i : i + CHUNK] for i in range(0, len(changes), CHUNK)] or [[]]
-        for number, chunk in enumerate(chunks, 1):
-            self._apply_chunk(chunk, cursor if number == len(chunks) else None)
+        if len(changes) <= PART:
+            self._apply(keys=self._apply_keys(changes, ""), args=self._apply_args(changes, cursor))
+            return
+        # Parts in a row on one connection, which Redis runs in order. EVAL, not EVALSHA: a
+        # part refused as NOSCRIPT while a later one ran would apply them out of order. Each
+        # part counts itself done as its last step, and the cursor moves only if every part
+        # did: a part that failed halfway leaves the cursor, and the batch is applied again.
+        done = f"{self._prefix}lb:applying:{uuid4().hex}"
+        parts = [changes[i : i + PART] for i in range(0, len(changes), PART)]
+        pool = self._client.connection_pool
+        conn = pool.get_connection()
+        try:
+            for part in parts:
+                keys = self._apply_keys(part, done)
+                args = self._apply_args(part, None)
+                conn.send_command("EVAL", _APPLY, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            finish = ("EVAL", _FINISH_APPLY, 2, self._cursor_key, done, cursor, len(parts))
+            conn.send_command(*finish)  # type: ignore[no-untyped-call]
+            failed: redis.ResponseError | None = None
+            for _ in range(len(parts) + 1):
+                try:
+                    conn.read_response()
+                except redis.ResponseError as exc:  # the others' replies are still to read
+                    failed = failed or exc
+        except BaseException:
+            conn.disconnect()  # type: ignore[no-untyped-call]  # replies may be left unread
+            raise
+        finally:
+            pool.release(conn)
+        if failed is not None:
+            raise failed
 
-    def _apply_chunk(self, changes: Sequence[Change], cursor: int | None) -> None:
+    def _apply_keys(self, changes: Sequence[Change], done: str) -> list[str]:
+        keys = [self._registry, self._cursor_key, self._counter, done]
+        for key in dict.fromkeys(change.key for change in changes):
+            keys += self._window_keys(key)
+        return keys
+
+    @staticmethod
+    def _apply_args(changes: Sequence[Change], cursor: int | None) -> list[str | int]:
         windows: dict[BoardKey, int] = {}
-        keys = [self._registry, self._cursor_key, self._counter]
-        changes_args: list[str | int] = []
+        args: list[str | int] = []
         for change in changes:
             number = windows.get(change.key)
             if number is None:
                 number = windows[change.key] = len(windows) + 1
-                keys += self._window_keys(change.key)
             if change.listed:
-                changes_args.extend(
-                    (number, change.subject, f"{change.reached_us:016x}", -change.units)
-                )
+                args.extend((number, change.subject, f"{change.reached_us:016x}", -change.units))
             else:
-                changes_args.extend((number, change.subject, "", 0))
+                args.extend((number, change.subject, "", 0))
         names = [_window_name(key) for key in windows]
-        header: list[str | int] = ["" if cursor is None else cursor, len(windows)]
-        self._apply(keys=keys, args=[*header, *names, *changes_args])
+        return ["" if cursor is None else cursor, len(windows), *names, *args]
 
     @_reachable
     def cursor(self) -> int:
