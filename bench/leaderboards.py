@@ -26,8 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import itertools
 import hashlib
+import itertools
 import json
 import os
 import random
