@@ -59,34 +59,68 @@ _APPLY = """
 --       zset, hash, version
 -- ARGV: cursor ('' = leave it), window count, window names, then per change:
 --       window number, subject, reached hex ('' = remove), score
+-- A subject's last change in the call is its standing (the ones before it are not read), and
+-- each window takes one command of each kind for all its subjects: per change, one command
+-- costs Redis more than the bulk one's share of it.
 local n = tonumber(ARGV[2])
-local changed, listed = {}, {}
+local last, order = {}, {}
 for i = 3 + n, #ARGV, 4 do
   local w = tonumber(ARGV[i])
-  local subject, reached, score = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local z, h = KEYS[3 * w + 2], KEYS[3 * w + 3]
-  local old = redis.call('HGET', h, subject)
-  if reached == '' then
-    if old then
-      redis.call('ZREM', z, old .. subject)
-      redis.call('HDEL', h, subject)
-      changed[w] = true
-    end
-  else
-    listed[w] = true
-    if old ~= reached then
+  local at = last[w]
+  if not at then
+    at = {}
+    last[w], order[w] = at, {}
+  end
+  local subject = ARGV[i + 1]
+  if not at[subject] then
+    local subjects = order[w]
+    subjects[#subjects + 1] = subject
+  end
+  at[subject] = i
+end
+local changed = {}
+for w = 1, n do  -- windows in order, so that a failure leaves the same state on every run
+  local at = last[w]
+  local z, h, subjects = KEYS[3 * w + 2], KEYS[3 * w + 3], order[w]
+  local olds = redis.call('HMGET', h, unpack(subjects))
+  local zrem, hdel, hset, zadd = {}, {}, {}, {}
+  for j = 1, #subjects do
+    local subject, old = subjects[j], olds[j]
+    local i = at[subject]
+    local reached = ARGV[i + 2]
+    if reached == '' then
       if old then
-        redis.call('ZREM', z, old .. subject)
+        zrem[#zrem + 1] = old .. subject
+        hdel[#hdel + 1] = subject
       end
-      redis.call('HSET', h, subject, reached)
+    else
+      if old ~= reached then
+        if old then
+          zrem[#zrem + 1] = old .. subject
+        end
+        hset[#hset + 1] = subject
+        hset[#hset + 1] = reached
+      end
+      zadd[#zadd + 1] = ARGV[i + 3]
+      zadd[#zadd + 1] = reached .. subject
     end
-    if redis.call('ZADD', z, 'CH', score, reached .. subject) > 0 then
+  end
+  if #zrem > 0 then
+    redis.call('ZREM', z, unpack(zrem))
+    changed[w] = true
+  end
+  if #hdel > 0 then
+    redis.call('HDEL', h, unpack(hdel))
+  end
+  if #hset > 0 then
+    redis.call('HSET', h, unpack(hset))
+  end
+  if #zadd > 0 then
+    redis.call('SADD', KEYS[1], ARGV[2 + w])
+    if redis.call('ZADD', z, 'CH', unpack(zadd)) > 0 then
       changed[w] = true
     end
   end
-end
-for w in pairs(listed) do
-  redis.call('SADD', KEYS[1], ARGV[2 + w])
 end
 if next(changed) then
   local version = redis.call('INCR', KEYS[3])
