@@ -57,37 +57,24 @@ _ID = re.compile(r"[A-Za-z0-9_.:-]*")
 _APPLY = """
 -- KEYS: registry, cursor, version counter, parts done ('' = one part), then per window:
 --       zset, hash, version
--- ARGV: cursor ('' = leave it), window count, window names, then per change:
---       window number, subject, reached hex ('' = remove), score
--- A subject's last change in the call is its standing (the ones before it are not read), and
--- each window takes one command of each kind for all its subjects: per change, one command
--- costs Redis more than the bulk one's share of it.
-local n = tonumber(ARGV[2])
-local last, order = {}, {}
-for i = 3 + n, #ARGV, 4 do
-  local w = tonumber(ARGV[i])
-  local at = last[w]
-  if not at then
-    at = {}
-    last[w], order[w] = at, {}
-  end
-  local subject = ARGV[i + 1]
-  if not at[subject] then
-    local subjects = order[w]
-    subjects[#subjects + 1] = subject
-  end
-  at[subject] = i
-end
+-- ARGV: cursor ('' = leave it), window count, then per window: its name, its change count c,
+--       c subjects (each once: its last change is its standing), c reached hex ('' =
+--       remove), c scores
+-- Each window takes one command of each kind for all its subjects (per change, a command of
+-- its own costs Redis more than its share of a bulk one), and the subjects go to HMGET
+-- straight from ARGV.
 local changed = {}
-for w = 1, n do  -- windows in order, so that a failure leaves the same state on every run
-  local at = last[w]
-  local z, h, subjects = KEYS[3 * w + 2], KEYS[3 * w + 3], order[w]
-  local olds = redis.call('HMGET', h, unpack(subjects))
+local at = 3
+for w = 1, tonumber(ARGV[2]) do
+  local name, c = ARGV[at], tonumber(ARGV[at + 1])
+  local first = at + 2
+  at = first + 3 * c
+  local z, h = KEYS[3 * w + 2], KEYS[3 * w + 3]
+  local olds = redis.call('HMGET', h, unpack(ARGV, first, first + c - 1))
   local zrem, hdel, hset, zadd = {}, {}, {}, {}
-  for j = 1, #subjects do
-    local subject, old = subjects[j], olds[j]
-    local i = at[subject]
-    local reached = ARGV[i + 2]
+  for j = 1, c do
+    local subject, old = ARGV[first + j - 1], olds[j]
+    local reached = ARGV[first + c + j - 1]
     if reached == '' then
       if old then
         zrem[#zrem + 1] = old .. subject
@@ -101,7 +88,7 @@ for w = 1, n do  -- windows in order, so that a failure leaves the same state on
         hset[#hset + 1] = subject
         hset[#hset + 1] = reached
       end
-      zadd[#zadd + 1] = ARGV[i + 3]
+      zadd[#zadd + 1] = ARGV[first + 2 * c + j - 1]
       zadd[#zadd + 1] = reached .. subject
     end
   end
@@ -116,7 +103,7 @@ for w = 1, n do  -- windows in order, so that a failure leaves the same state on
     redis.call('HSET', h, unpack(hset))
   end
   if #zadd > 0 then
-    redis.call('SADD', KEYS[1], ARGV[2 + w])
+    redis.call('SADD', KEYS[1], name)
     if redis.call('ZADD', z, 'CH', unpack(zadd)) > 0 then
       changed[w] = true
     end
@@ -263,7 +250,8 @@ class RedisProjection:
             if change.listed:
                 _check_standing(change.units, change.reached_us)
         if len(changes) <= PART:
-            self._apply(keys=self._apply_keys(changes, ""), args=self._apply_args(changes, cursor))
+            keys, args = self._apply_call(changes, cursor, "")
+            self._apply(keys=keys, args=args)
             return
         # Parts in a row on one connection, which Redis runs in order. EVAL, not EVALSHA: a
         # part refused as NOSCRIPT while a later one ran would apply them out of order. Each
@@ -275,8 +263,7 @@ class RedisProjection:
         conn = pool.get_connection()
         try:
             for part in parts:
-                keys = self._apply_keys(part, done)
-                args = self._apply_args(part, None)
+                keys, args = self._apply_call(part, None, done)
                 conn.send_command("EVAL", _APPLY, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
             finish = ("EVAL", _FINISH_APPLY, 2, self._cursor_key, done, cursor, len(parts))
             conn.send_command(*finish)  # type: ignore[no-untyped-call]
@@ -294,26 +281,25 @@ class RedisProjection:
         if failed is not None:
             raise failed
 
-    def _apply_keys(self, changes: Sequence[Change], done: str) -> list[str]:
-        keys = [self._registry, self._cursor_key, self._counter, done]
-        for key in dict.fromkeys(change.key for change in changes):
-            keys += self._window_keys(key)
-        return keys
-
-    @staticmethod
-    def _apply_args(changes: Sequence[Change], cursor: int | None) -> list[str | int]:
-        windows: dict[BoardKey, int] = {}
-        args: list[str | int] = []
+    def _apply_call(
+        self, changes: Sequence[Change], cursor: int | None, done: str
+    ) -> tuple[list[str], list[str | int]]:
+        """The script's keys and arguments: changes grouped by window, a subject's last one."""
+        latest: dict[BoardKey, dict[str, Change]] = {}
         for change in changes:
-            number = windows.get(change.key)
-            if number is None:
-                number = windows[change.key] = len(windows) + 1
-            if change.listed:
-                args.extend((number, change.subject, f"{change.reached_us:016x}", -change.units))
-            else:
-                args.extend((number, change.subject, "", 0))
-        names = [_window_name(key) for key in windows]
-        return ["" if cursor is None else cursor, len(windows), *names, *args]
+            window = latest.get(change.key)
+            if window is None:
+                window = latest[change.key] = {}
+            window[change.subject] = change
+        keys = [self._registry, self._cursor_key, self._counter, done]
+        args: list[str | int] = ["" if cursor is None else cursor, len(latest)]
+        for key, window in latest.items():
+            keys += self._window_keys(key)
+            standings = window.values()
+            args += (_window_name(key), len(window), *window)
+            args += [f"{c.reached_us:016x}" if c.listed else "" for c in standings]
+            args += [-c.units if c.listed else 0 for c in standings]
+        return keys, args
 
     @_reachable
     def cursor(self) -> int:
