@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import gc
 import hashlib
+import importlib.util
 import itertools
 import json
 import os
@@ -942,6 +943,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="only the projector's apply() and its raw Redis references, alternated ROUNDS "
         "times (no HTTP, no SQL; wrk not needed)",
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        metavar="SRC",
+        help="with --projector: also another source tree's apply() (e.g. /tmp/pin-REV/src), "
+        "alternated with this one's",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--seed", type=int, default=1, help="workload random seed")
     parser.add_argument("--data-parent", type=Path, default=None, help="where the data dir goes")
@@ -969,30 +978,58 @@ def delete_keys(client: redis.Redis, prefix: str) -> int:
     return len(names)
 
 
+def projector_against(src: Path) -> type[RedisProjection]:
+    """``RedisProjection`` of another source tree (a pinned revision), beside this one's."""
+    path = src / "plaudit" / "leaderboards" / "redis.py"
+    spec = importlib.util.spec_from_file_location("plaudit_against_redis", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise BenchError(f"--against: no {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    against: type[RedisProjection] = module.RedisProjection
+    return against
+
+
 def projector_rounds(args: argparse.Namespace, client: redis.Redis) -> list[Measured]:
-    """apply() and the raw references in turn, ROUNDS times: on a noisy machine the ratio of
-    neighbours is what holds."""
+    """apply() and the raw reference in turn, ROUNDS times (and with --against, another
+    revision's apply() on its own copy of the board, the order alternating each round): on a
+    noisy machine the ratio of neighbours is what holds."""
     prefix = f"plaudit-bench-lb-{uuid.uuid4().hex[:8]}:"
     results: list[Measured] = []
     try:
         work = make_workload(args.players, args.seed)
-        projection = RedisProjection(client, f"{prefix}inproc:")
-        started = time.perf_counter()
-        projection.replace(KEY, work.standings)
-        print(f"replace() of {args.players:,} in {time.perf_counter() - started:.1f} s")
+        projections: dict[str, Projection] = {"redis": RedisProjection(client, f"{prefix}inproc:")}
+        if args.against is not None:
+            other = projector_against(args.against)
+            projections["redis-against"] = other(client, f"{prefix}against:")
+        for name, projection in projections.items():
+            started = time.perf_counter()
+            projection.replace(KEY, work.standings)
+            print(f"{name}: replace() of {args.players:,} in {time.perf_counter() - started:.1f} s")
         fill(client, f"{prefix}raw:z", [subject_of(i) for i in range(args.players)])
         gc.collect()
         gc.freeze()
         # Untimed: the first updates after a fill run slower in Redis (its fresh allocations).
-        apply_batches("redis", projection, args.players, min(args.op_seconds, 3.0), client)
-        redis_py_pipelined(client, f"{prefix}raw:z", args.players, min(args.op_seconds, 3.0), 1)
+        warm = min(args.op_seconds, 3.0)
+        for name, projection in projections.items():
+            apply_batches(name, projection, args.players, warm, client)
+        redis_py_pipelined(client, f"{prefix}raw:z", args.players, warm, 1)
         for number in range(1, args.projector + 1):
-            applied = apply_batches("redis", projection, args.players, args.op_seconds, client)
+            order = list(projections.items())
+            if number % 2 == 0:
+                order.reverse()
+            applied = {
+                name: apply_batches(name, projection, args.players, args.op_seconds, client)
+                for name, projection in order
+            }
             raw = redis_py_pipelined(client, f"{prefix}raw:z", args.players, args.op_seconds, 1)
-            results += [applied, *raw]
+            results += [*applied.values(), *raw]
+            shares = ", ".join(
+                f"{name} {m.per_s:,.0f}/s = {m.per_s / raw[0].per_s:.0%}"
+                for name, m in sorted(applied.items())
+            )
             print(
-                f"  round {number}: apply() {applied.per_s:,.0f}/s, pipelined ZADD "
-                f"{raw[0].per_s:,.0f}/s: {applied.per_s / raw[0].per_s:.0%}",
+                f"  round {number}: pipelined ZADD {raw[0].per_s:,.0f}/s; apply(): {shares}",
                 flush=True,
             )
         return results
