@@ -561,7 +561,7 @@ def test_a_part_that_fails_keeps_the_cursor_and_the_batch_applies_again(
     projection.apply([put(KEY, "before", 1)], 5)
     # The window's hash is a string: the part holding its change (the first window of that
     # part) fails there, and the parts after it still run.
-    client.set(f"{prefix}lb:h:acme/xp/broken", "not a hash")
+    client.set(f"{prefix}lb:m:acme/xp/broken", "not a hash")
     batch = [put(KEY, f"s{i:04}", i, i) for i in range(PART * 3)]
     batch.insert(PART, put(broken, "x", 1))
 
@@ -573,7 +573,7 @@ def test_a_part_that_fails_keeps_the_cursor_and_the_batch_applies_again(
     expected = {"before"} | {f"s{i:04}" for i in range(PART * 3) if i not in lost}
     assert set(projection.entries(KEY)) == expected
     assert list(client.scan_iter(f"{prefix}lb:applying:*")) == []
-    client.delete(f"{prefix}lb:h:acme/xp/broken")
+    client.delete(f"{prefix}lb:m:acme/xp/broken")
     projection.apply(batch, 9)  # the projector's retry
     assert projection.cursor() == 9
     assert projection.entries(broken) == {"x": (1, 0)}
@@ -597,3 +597,22 @@ def test_parts_are_sent_as_evals_and_leave_no_counter_behind(
     assert projection.entries(KEY) == {c.subject: (c.units, c.reached_us) for c in batch}
     assert list(client.scan_iter(f"{prefix}lb:applying:*")) == []
     assert client.ping()
+
+
+@pytest.mark.redis
+def test_a_projection_in_the_earlier_hex_format_reads_as_empty_until_rebuilt(
+    redis_parts: tuple[redis.Redis, RedisProjection, str],
+) -> None:
+    client, projection, prefix = redis_parts
+    client.set(f"{prefix}lb:cursor", 42)
+    client.zadd(f"{prefix}lb:z:acme/xp/2026-W23", {f"{5:016x}alice": -10})
+    client.hset(f"{prefix}lb:h:acme/xp/2026-W23", "alice", f"{5:016x}")
+    client.sadd(f"{prefix}lb:keys", "acme/xp/2026-W23")
+
+    assert projection.cursor() == 0  # so LeaderboardService.start() rebuilds it from SQL
+    assert projection.top(KEY, 0, 10) == []
+    assert projection.standing(KEY, "alice") is None
+    projection.reset(0)  # the rebuild's first step: every earlier key is gone
+    assert list(client.scan_iter(f"{prefix}lb:*")) == [f"{prefix}lb:cursor:2".encode()]
+    projection.apply([put(KEY, "alice", 10, 5)], 43)
+    assert projection.top(KEY, 0, 10) == [Ranked(1, "alice", 10, 5)]
