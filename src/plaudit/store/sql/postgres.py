@@ -29,8 +29,12 @@ _STAGING = (
     " occurred_at timestamptz, received_at timestamptz, properties json, sequence bigint,"
     " partition smallint) ON COMMIT DELETE ROWS"
 )
+# The staged rows are taken out as they go in: a group commit appends several requests in one
+# transaction, and rows left staged were tried again by every later append of the group (as
+# duplicates of themselves: more work at each, and a sequence number each).
 _APPEND = (
-    f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM events_staged ORDER BY ord "  # noqa: S608 - constants only
+    f"WITH staged AS (DELETE FROM events_staged RETURNING ord, {_COLUMNS}) "  # noqa: S608 - constants only
+    f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM staged ORDER BY ord "
     "ON CONFLICT (tenant_id, source, key) DO NOTHING RETURNING source, key"
 )
 _READY = "plaudit_events_staged"
