@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from plaudit.bootstrap import Container
+from plaudit.domain.events import IncomingEvent, Outcome
 from plaudit.domain.players import Player
+from plaudit.services.ingest import _Write
 from plaudit.store.ports import NewEventRow
 
 
@@ -40,3 +42,88 @@ def test_appends_in_one_transaction_number_their_own_rows_only(container: Contai
     positions = [e.position for e in logged]
     assert positions == sorted(positions)
     assert positions[-1] - positions[0] <= 6
+
+
+def test_append_many_appends_requests_in_order_each_with_its_time_received(
+    container: Container,
+) -> None:
+    tenant, now = container.default_tenant, container.clock()
+    with container.db.write() as uow:
+        uow.players.add_many([Player("plr_ann", tenant, None, None, None, {}, now, now)])
+        uow.commit()
+    later = now + timedelta(seconds=1)
+    with container.db.write() as uow:
+        uow.events.append(tenant, rows(container, "plr_ann", ["old"]), now)
+        inserted = uow.events.append_many(
+            tenant,
+            [
+                (rows(container, "plr_ann", ["a", "old", "b"]), now),
+                ([], now),
+                (rows(container, "plr_ann", ["c"]), later),
+            ],
+        )
+        uow.commit()
+    assert inserted == {("lms", "a"), ("lms", "b"), ("lms", "c")}
+    with container.db.read() as uow:
+        logged = uow.events.after(0, 100)
+    assert [e.key for e in logged] == ["old", "a", "b", "c"]
+    assert [e.received_at for e in logged] == [now, now, now, later]
+
+
+def group(container: Container, *requests: list[str]) -> list[_Write]:
+    at = container.clock() - timedelta(hours=1)
+    return [
+        _Write(
+            container.default_tenant,
+            [
+                (i, IncomingEvent(key, "lms", "task.done", f"actor-{key}", at, {}))
+                for i, key in enumerate(keys)
+            ],
+            container.clock(),
+            [None] * len(keys),
+        )
+        for keys in requests
+    ]
+
+
+def outcomes(writes: list[_Write]) -> list[list[tuple[str | None, Outcome]]]:
+    return [[(r.key, r.outcome) for r in w.results if r is not None] for w in writes]
+
+
+def test_a_group_commit_appends_its_requests_together_and_reports_each(
+    container: Container,
+) -> None:
+    container.ingest.ingest(container.default_tenant, [group(container, ["seen"])[0].unique[0][1]])
+    writes = group(container, ["a", "b"], ["seen", "c"], ["d"])
+
+    container.ingest._commit(writes)
+
+    assert outcomes(writes) == [
+        [("a", Outcome.ACCEPTED), ("b", Outcome.ACCEPTED)],
+        [("seen", Outcome.DUPLICATE), ("c", Outcome.ACCEPTED)],
+        [("d", Outcome.ACCEPTED)],
+    ]
+    assert [[r.key for r in w.placed] for w in writes] == [["a", "b"], ["c"], ["d"]]
+    with container.db.read() as uow:
+        logged = uow.events.after(0, 100)
+    assert [e.key for e in logged] == ["seen", "a", "b", "c", "d"]
+    players = {e.key: e.player_id for e in logged}
+    assert len(set(players.values())) == 5  # one new player per actor, made once
+
+
+def test_requests_of_a_group_sharing_an_event_learn_which_one_stored_it(
+    container: Container,
+) -> None:
+    writes = group(container, ["x", "y"], ["y", "z"])
+
+    container.ingest._commit(writes)
+
+    assert outcomes(writes) == [
+        [("x", Outcome.ACCEPTED), ("y", Outcome.ACCEPTED)],
+        [("y", Outcome.DUPLICATE), ("z", Outcome.ACCEPTED)],
+    ]
+    first_y = writes[0].results[1]
+    second_y = writes[1].results[0]
+    assert first_y is not None
+    assert second_y is not None
+    assert second_y.event_id == first_y.event_id

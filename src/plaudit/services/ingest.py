@@ -145,11 +145,13 @@ class IngestService:
     def _commit(self, group: list[_Write], attempt: int = 1) -> None:
         try:
             with self.db.write() as uow:
+                by_tenant: dict[str, list[_Write]] = defaultdict(list)
                 for write in group:
-                    write.placed = self._append(
-                        uow, write.tenant_id, write.unique, write.now, write.results
-                    )
-                    write.gaps = self._track_sequences(uow, write.tenant_id, write.placed)
+                    by_tenant[write.tenant_id].append(write)
+                for tenant_id, writes in by_tenant.items():
+                    self._append_writes(uow, tenant_id, writes)
+                    for write in writes:
+                        write.gaps = self._track_sequences(uow, tenant_id, write.placed)
                 uow.commit()
         except Exception as exc:
             # PostgreSQL: another process created the same new player (identity) meanwhile,
@@ -183,16 +185,72 @@ class IngestService:
         problem = check_occurred_at(item.occurred_at, now, self.max_future_skew)
         return (FieldError("occurred_at", problem),) if problem else ()
 
-    def _append(
-        self,
-        uow: UnitOfWork,
-        tenant_id: str,
-        unique: list[tuple[int, IncomingEvent]],
-        now: datetime,
-        results: list[EventResult | None],
-    ) -> list[NewEventRow]:
-        """Append events new to the log; fill ``results``; return the rows that got in."""
-        wanted = {Identity(event.source, event.actor) for _, event in unique}
+    def _append_writes(self, uow: UnitOfWork, tenant_id: str, writes: list[_Write]) -> None:
+        """Append a tenant's requests of a group commit: their players resolved together and
+        their rows in one append (on PostgreSQL each statement is a round trip, taken while
+        the other API processes wait for the log's lock). Requests that share an event
+        (a client's retry racing its first try) are appended one after another instead, so
+        that each learns which of them stored it."""
+        keys = [(event.source, event.key) for write in writes for _, event in write.unique]
+        if len(writes) > 1 and len(set(keys)) < len(keys):
+            for write in writes:
+                self._append(uow, tenant_id, [write])
+            return
+        self._append(uow, tenant_id, writes)
+
+    def _append(self, uow: UnitOfWork, tenant_id: str, writes: list[_Write]) -> None:
+        """Append events new to the log; fill each write's results and ``placed`` (the rows
+        that got in)."""
+        wanted = {Identity(e.source, e.actor) for write in writes for _, e in write.unique}
+        known = self._players(uow, tenant_id, wanted, writes[0].now)
+        batches = [
+            (
+                [
+                    NewEventRow(
+                        id=new_id("evt"),
+                        source=event.source,
+                        key=event.key,
+                        type=event.type,
+                        player_id=known[Identity(event.source, event.actor)],
+                        actor=event.actor,
+                        occurred_at=event.occurred_at,
+                        properties=event.properties,
+                        sequence=event.sequence,
+                    )
+                    for _, event in write.unique
+                ],
+                write.now,
+            )
+            for write in writes
+        ]
+        inserted = uow.events.append_many(tenant_id, batches)
+        duplicates = [
+            (r.source, r.key)
+            for rows, _ in batches
+            for r in rows
+            if (r.source, r.key) not in inserted
+        ]
+        stored = uow.events.existing_ids(tenant_id, duplicates) if duplicates else {}
+        for write, (rows, _) in zip(writes, batches, strict=True):
+            write.placed = []
+            for (index, event), row in zip(write.unique, rows, strict=True):
+                ident = (row.source, row.key)
+                if ident in inserted:
+                    write.placed.append(row)
+                    write.results[index] = EventResult(
+                        index, Outcome.ACCEPTED, event.key, event.source, row.id, row.player_id
+                    )
+                else:
+                    event_id, player_id = stored[ident]
+                    write.results[index] = EventResult(
+                        index, Outcome.DUPLICATE, event.key, event.source, event_id, player_id
+                    )
+
+    @staticmethod
+    def _players(
+        uow: UnitOfWork, tenant_id: str, wanted: set[Identity], now: datetime
+    ) -> dict[Identity, str]:
+        """The player of each identity, new players made for those not yet known."""
         known = uow.players.resolve(tenant_id, wanted)
         missing = sorted(wanted - known.keys(), key=lambda i: (i.source, i.external_id))
         if missing:
@@ -210,38 +268,7 @@ class IngestService:
                 uow.players.drop_new(tenant_id, [pid for _, pid in lost])
                 known.update(uow.players.resolve(tenant_id, {ident for ident, _ in lost}))
             known.update((ident, pid) for ident, pid in links if ident in won)
-
-        rows = [
-            NewEventRow(
-                id=new_id("evt"),
-                source=event.source,
-                key=event.key,
-                type=event.type,
-                player_id=known[Identity(event.source, event.actor)],
-                actor=event.actor,
-                occurred_at=event.occurred_at,
-                properties=event.properties,
-                sequence=event.sequence,
-            )
-            for _, event in unique
-        ]
-        inserted = uow.events.append(tenant_id, rows, now)
-        duplicates = [(r.source, r.key) for r in rows if (r.source, r.key) not in inserted]
-        stored = uow.events.existing_ids(tenant_id, duplicates) if duplicates else {}
-        placed = []
-        for (index, event), row in zip(unique, rows, strict=True):
-            ident = (row.source, row.key)
-            if ident in inserted:
-                placed.append(row)
-                results[index] = EventResult(
-                    index, Outcome.ACCEPTED, event.key, event.source, row.id, row.player_id
-                )
-            else:
-                event_id, player_id = stored[ident]
-                results[index] = EventResult(
-                    index, Outcome.DUPLICATE, event.key, event.source, event_id, player_id
-                )
-        return placed
+        return known
 
     @staticmethod
     def _track_sequences(

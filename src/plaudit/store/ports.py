@@ -124,6 +124,13 @@ class EventRepository(Protocol):
         """Insert rows not yet in the log; return (source, key) of those inserted."""
         ...
 
+    def append_many(
+        self, tenant_id: str, batches: Sequence[tuple[Sequence[NewEventRow], datetime]]
+    ) -> set[tuple[str, str]]:
+        """``append`` of several requests' rows (each with its time received), in order, as
+        one statement where the store can. No (source, key) may be in two batches."""
+        ...
+
     def existing_ids(
         self, tenant_id: str, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], tuple[str, str]]:

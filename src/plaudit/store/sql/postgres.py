@@ -44,32 +44,46 @@ def stage_events(
     conn: Connection, tenant_id: str, rows: Sequence[NewEventRow], received_at: datetime
 ) -> None:
     """COPY the rows into this transaction's staging table."""
+    stage_batches(conn, tenant_id, [(rows, received_at)])
+
+
+def stage_batches(
+    conn: Connection,
+    tenant_id: str,
+    batches: Sequence[tuple[Sequence[NewEventRow], datetime]],
+) -> int:
+    """COPY several requests' rows (each with its time received) into this transaction's
+    staging table, in one COPY, numbered in order; how many."""
     raw: Any = conn.connection.driver_connection
     info = conn.connection.info
+    ord_ = 0
     with raw.cursor() as cur:
         if not info.get(_READY):
             cur.execute(_STAGING)
             info[_READY] = True
         dumps = orjson.dumps
         with cur.copy(f"COPY events_staged (ord, {_COLUMNS}) FROM STDIN") as copy:
-            for ord_, r in enumerate(rows):
-                copy.write_row(
-                    (
-                        ord_,
-                        r.id,
-                        tenant_id,
-                        r.source,
-                        r.key,
-                        r.type,
-                        r.player_id,
-                        r.actor,
-                        r.occurred_at,
-                        received_at,
-                        dumps(r.properties).decode(),
-                        r.sequence,
-                        partition_of(tenant_id, r.player_id),
+            for rows, received_at in batches:
+                for r in rows:
+                    copy.write_row(
+                        (
+                            ord_,
+                            r.id,
+                            tenant_id,
+                            r.source,
+                            r.key,
+                            r.type,
+                            r.player_id,
+                            r.actor,
+                            r.occurred_at,
+                            received_at,
+                            dumps(r.properties).decode(),
+                            r.sequence,
+                            partition_of(tenant_id, r.player_id),
+                        )
                     )
-                )
+                    ord_ += 1
+    return ord_
 
 
 def append_staged(conn: Connection) -> list[tuple[str, str]]:

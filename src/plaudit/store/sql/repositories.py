@@ -38,7 +38,7 @@ from plaudit.store.ports import (
     Tenant,
 )
 from plaudit.store.sql import tables as t
-from plaudit.store.sql.postgres import append_staged, events_in_partitions, stage_events
+from plaudit.store.sql.postgres import append_staged, events_in_partitions, stage_batches
 
 PLAYER_INDEX = "player-index"  # cursor: how far player_events covers the log
 
@@ -451,7 +451,19 @@ class SqlEvents:
             return set()
         if self.conn.dialect.name == "sqlite":
             return self._append_sqlite(tenant_id, rows, received_at)
-        stage_events(self.conn, tenant_id, rows, received_at)
+        return self.append_many(tenant_id, [(rows, received_at)])
+
+    def append_many(
+        self, tenant_id: str, batches: Sequence[tuple[Sequence[NewEventRow], datetime]]
+    ) -> set[tuple[str, str]]:
+        if self.conn.dialect.name == "sqlite":  # no round trips to save
+            inserted: set[tuple[str, str]] = set()
+            for rows, received_at in batches:
+                if rows:
+                    inserted |= self._append_sqlite(tenant_id, rows, received_at)
+            return inserted
+        if not stage_batches(self.conn, tenant_id, batches):
+            return set()
         serialize(self.conn, LOG_LOCK)  # numbered in commit order from here
         return set(append_staged(self.conn))
 
