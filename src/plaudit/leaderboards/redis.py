@@ -39,13 +39,13 @@ from plaudit.leaderboards.ports import BoardKey, Change, Ranked, Standing
 from plaudit.redis_errors import UNREACHABLE, reachable, unavailable
 from plaudit.redis_multiplex import AsyncScripts
 
-# Changes per script call: large enough to amortise the round trip, small enough that one
-# call does not hold Redis (single-threaded) for more than a few milliseconds.
+# Standings per pipeline in replace(), keys per UNLINK in reset().
 CHUNK = 1000
 # apply() sends a batch as script calls of this many changes, each as soon as it is built, and
 # reads the replies at the end: one round trip still, and Redis runs the first parts while
-# Python builds the next ones (measured at 1,000,000 members: +25-35 % updates/s against one
-# call for 1,000 changes, whose building and running took turns).
+# Python builds the next ones (measured by hand at 1,000,000 members: 27-37 % more updates/s
+# than one call of 1,000 changes, whose building and running took turns). Small enough that
+# no call holds Redis (single-threaded) for long.
 PART = 125
 _reachable = reachable("leaderboards")
 
@@ -58,21 +58,20 @@ _MAX_INDEX = 2**53  # beyond any window's size; Lua numbers stay exact below it
 _ID = re.compile(r"[A-Za-z0-9_.:-]*")
 
 _APPLY = """
--- KEYS: registry, cursor, version counter, parts done ('' = one part), then per window:
---       zset, hash, version
--- ARGV: cursor ('' = leave it), window count, then per window: its name, its change count c,
+-- KEYS: registry, version counter, parts done, then per window: zset, hash, version
+-- ARGV: window count, then per window: its name, its change count c,
 --       c subjects (each once: its last change is its standing), c members ('' = remove),
 --       c scores
 -- Each window takes one command of each kind for all its subjects (per change, a command of
 -- its own costs Redis more than its share of a bulk one), and the subjects go to HMGET
 -- straight from ARGV.
 local changed = {}
-local at = 3
-for w = 1, tonumber(ARGV[2]) do
+local at = 2
+for w = 1, tonumber(ARGV[1]) do
   local name, c = ARGV[at], tonumber(ARGV[at + 1])
   local first = at + 2
   at = first + 3 * c
-  local z, h = KEYS[3 * w + 2], KEYS[3 * w + 3]
+  local z, h = KEYS[3 * w + 1], KEYS[3 * w + 2]
   local olds = redis.call('HMGET', h, unpack(ARGV, first, first + c - 1))
   local zrem, hdel, hset, zadd = {}, {}, {}, {}
   for j = 1, c do
@@ -113,18 +112,14 @@ for w = 1, tonumber(ARGV[2]) do
   end
 end
 if next(changed) then
-  local version = redis.call('INCR', KEYS[3])
+  local version = redis.call('INCR', KEYS[2])
   for w in pairs(changed) do
-    redis.call('SET', KEYS[3 * w + 4], version)
+    redis.call('SET', KEYS[3 * w + 3], version)
   end
 end
-if ARGV[1] ~= '' and tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[2]) or '0') then
-  redis.call('SET', KEYS[2], ARGV[1])
-end
-if KEYS[4] ~= '' then  -- the last statement: reached only if the part ran to its end
-  redis.call('INCR', KEYS[4])
-  redis.call('EXPIRE', KEYS[4], 3600)
-end
+-- The last statements: reached only if the part ran to its end.
+redis.call('INCR', KEYS[3])
+redis.call('EXPIRE', KEYS[3], 3600)
 """
 
 _FINISH_APPLY = """
@@ -238,7 +233,6 @@ class RedisProjection:
         self._cursor_key = f"{prefix}lb:cursor:2"
         self._counter = f"{prefix}lb-version"
         # Registering only hashes the text: nothing reaches Redis until the first call.
-        self._apply = client.register_script(_APPLY)
         self._standings = client.register_script(_STANDINGS)
         self._around = client.register_script(_AROUND)
         self._range = client.register_script(_RANGE)
@@ -252,10 +246,6 @@ class RedisProjection:
         for change in changes:
             if change.listed:
                 _check_standing(change.units, change.reached_us)
-        if len(changes) <= PART:
-            keys, args = self._apply_call(changes, cursor, "")
-            self._apply(keys=keys, args=args)
-            return
         # Parts in a row on one connection, which Redis runs in order. EVAL, not EVALSHA: a
         # part refused as NOSCRIPT while a later one ran would apply them out of order. Each
         # part counts itself done as its last step, and the cursor moves only if every part
@@ -266,7 +256,7 @@ class RedisProjection:
         conn = pool.get_connection()
         try:
             for part in parts:
-                keys, args = self._apply_call(part, None, done)
+                keys, args = self._apply_call(part, done)
                 conn.send_command("EVAL", _APPLY, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
             finish = ("EVAL", _FINISH_APPLY, 2, self._cursor_key, done, cursor, len(parts))
             conn.send_command(*finish)  # type: ignore[no-untyped-call]
@@ -285,7 +275,7 @@ class RedisProjection:
             raise failed
 
     def _apply_call(
-        self, changes: Sequence[Change], cursor: int | None, done: str
+        self, changes: Sequence[Change], done: str
     ) -> tuple[list[str], list[str | int | bytes]]:
         """The script's keys and arguments: changes grouped by window, a subject's last one."""
         latest: dict[BoardKey, dict[str, Change]] = {}
@@ -294,8 +284,8 @@ class RedisProjection:
             if window is None:
                 window = latest[change.key] = {}
             window[change.subject] = change
-        keys = [self._registry, self._cursor_key, self._counter, done]
-        args: list[str | int | bytes] = ["" if cursor is None else cursor, len(latest)]
+        keys = [self._registry, self._counter, done]
+        args: list[str | int | bytes] = [len(latest)]
         for key, window in latest.items():
             keys += self._window_keys(key)
             standings = window.values()

@@ -17,10 +17,12 @@ from plaudit.domain.events import StoredEvent
 from plaudit.domain.partitions import partition_of
 from plaudit.store.ports import NewEventRow
 
-_COLUMNS = (
+# The log's columns as both stores' appends write them (SQLite's by hand in repositories.py).
+EVENT_COLUMNS = (
     "id, tenant_id, source, key, type, player_id, actor, occurred_at, received_at, "
     "properties, sequence, partition"
 )
+_COLUMNS = EVENT_COLUMNS
 # ON COMMIT DELETE ROWS: empty at the start of every transaction of the connection.
 _STAGING = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS events_staged ("
@@ -40,11 +42,25 @@ _APPEND = (
 _READY = "plaudit_events_staged"
 
 
-def stage_events(
-    conn: Connection, tenant_id: str, rows: Sequence[NewEventRow], received_at: datetime
-) -> None:
-    """COPY the rows into this transaction's staging table."""
-    stage_batches(conn, tenant_id, [(rows, received_at)])
+def event_values(
+    tenant_id: str, r: NewEventRow, occurred_at: object, received_at: object
+) -> tuple[Any, ...]:
+    """A log row's values in ``EVENT_COLUMNS`` order, its two times as the caller renders
+    them (datetimes for COPY, text for SQLite)."""
+    return (
+        r.id,
+        tenant_id,
+        r.source,
+        r.key,
+        r.type,
+        r.player_id,
+        r.actor,
+        occurred_at,
+        received_at,
+        orjson.dumps(r.properties).decode(),
+        r.sequence,
+        partition_of(tenant_id, r.player_id),
+    )
 
 
 def stage_batches(
@@ -61,27 +77,10 @@ def stage_batches(
         if not info.get(_READY):
             cur.execute(_STAGING)
             info[_READY] = True
-        dumps = orjson.dumps
         with cur.copy(f"COPY events_staged (ord, {_COLUMNS}) FROM STDIN") as copy:
             for rows, received_at in batches:
                 for r in rows:
-                    copy.write_row(
-                        (
-                            ord_,
-                            r.id,
-                            tenant_id,
-                            r.source,
-                            r.key,
-                            r.type,
-                            r.player_id,
-                            r.actor,
-                            r.occurred_at,
-                            received_at,
-                            dumps(r.properties).decode(),
-                            r.sequence,
-                            partition_of(tenant_id, r.player_id),
-                        )
-                    )
+                    copy.write_row((ord_, *event_values(tenant_id, r, r.occurred_at, received_at)))
                     ord_ += 1
     return ord_
 
