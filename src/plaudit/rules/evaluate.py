@@ -102,6 +102,9 @@ class _Context:
         self._activation: Activation | None = None
 
     def eval(self, expression: Compiled) -> Any:
+        native = expression.native
+        if native is not None:  # no activation to build: the closures read the facts
+            return native(self.event, self.player)
         if self._activation is None:
             e, p = self.event, self.player
             self._activation = activation(

@@ -8,12 +8,14 @@ Runtime failures come back as CEL error values, which we raise as ``EvaluationEr
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from cel_expr_python import cel
+
+from plaudit.rules.native import NativeError, translate
 
 Activation = Any  # cel.Activation: the variables of one evaluation
 
@@ -43,6 +45,9 @@ def _env() -> Any:
 class Compiled:
     source: str
     program: Any  # cel.Expression
+    # The same expression as Python closures (rules/native.py), when it is of the subset
+    # they cover: (event facts, player facts) -> value, raising EvaluationError.
+    native: Callable[[Any, Any], Any] | None = None
 
     def evaluate(self, activation: Activation) -> Any:
         value = self.program.eval(activation)
@@ -52,14 +57,31 @@ class Compiled:
 
 
 def compile_expression(source: str, env: Any = None) -> Compiled:
+    """Compiled by the library (which checks it); a rule's expression (``env`` None) also
+    as closures where it is of the subset they cover."""
     try:
-        return Compiled(source, (env or _env()).compile(source))
+        program = (env or _env()).compile(source)
     except RuntimeError as exc:
         found = _POSITION.findall(str(exc))
         if found:
             line, column, message = found[0]
             raise CompileError(message.strip(), int(line), int(column)) from None
         raise CompileError(_tidy(str(exc))) from None
+    return Compiled(source, program, _native(source) if env is None else None)
+
+
+def _native(source: str) -> Callable[[Any, Any], Any] | None:
+    node = translate(source)
+    if node is None:
+        return None
+
+    def run(event: Any, player: Any) -> Any:
+        try:
+            return node(event, player)
+        except NativeError as exc:
+            raise EvaluationError(_tidy(exc.message)) from None
+
+    return run
 
 
 @cache

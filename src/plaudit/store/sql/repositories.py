@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     ARRAY,
     Connection,
@@ -423,6 +424,34 @@ class SqlPlayers:
         )
 
 
+# Scoring's read of the log on SQLite, by hand: through SQLAlchemy's row mappings and
+# result processors (two datetimes, JSON) it was about 8 µs an event, a twelfth of scoring.
+_AFTER_SQL = (
+    f"SELECT position, {EVENT_COLUMNS} FROM events "  # noqa: S608 - constants only
+    "WHERE position > ? AND position <= ? ORDER BY position LIMIT ?"
+)
+_MAX_POSITION = 2**63 - 1
+
+
+def _sqlite_event(r: Sequence[Any]) -> StoredEvent:
+    """A log row as ``_AFTER_SQL`` selects it; times as ``_sqlite_datetime`` wrote them."""
+    return StoredEvent(
+        position=r[0],
+        id=r[1],
+        tenant_id=r[2],
+        source=r[3],
+        key=r[4],
+        type=r[5],
+        player_id=r[6],
+        actor=r[7],
+        occurred_at=datetime.fromisoformat(r[8]).replace(tzinfo=UTC),
+        received_at=datetime.fromisoformat(r[9]).replace(tzinfo=UTC),
+        properties=orjson.loads(r[10]),
+        sequence=r[11],
+        partition=r[12],
+    )
+
+
 def _event(row: RowMapping) -> StoredEvent:
     return StoredEvent(
         position=row["position"],
@@ -507,6 +536,9 @@ class SqlEvents:
         return _event(row._mapping) if row else None
 
     def after(self, position: int, limit: int) -> list[StoredEvent]:
+        if self.conn.dialect.name == "sqlite":
+            rows = self.conn.exec_driver_sql(_AFTER_SQL, (position, _MAX_POSITION, limit))
+            return [_sqlite_event(r) for r in rows]
         c = t.events.c
         stmt = select(t.events).where(c.position > position).order_by(c.position).limit(limit)
         return [_event(r) for r in self.conn.execute(stmt).mappings()]
@@ -514,6 +546,13 @@ class SqlEvents:
     def after_kept(
         self, position: int, limit: int, end: int, keep: Callable[[str, str], bool]
     ) -> tuple[list[StoredEvent], int]:
+        kept, last = [], position
+        if self.conn.dialect.name == "sqlite":
+            for r in self.conn.exec_driver_sql(_AFTER_SQL, (position, end, limit)):
+                last = r[0]
+                if keep(r[2], r[6]):
+                    kept.append(_sqlite_event(r))
+            return kept, last
         c = t.events.c
         stmt = (
             select(t.events)
@@ -521,7 +560,6 @@ class SqlEvents:
             .order_by(c.position)
             .limit(limit)
         )
-        kept, last = [], position
         for row in self.conn.execute(stmt).mappings():
             last = row["position"]
             if keep(row["tenant_id"], row["player_id"]):
