@@ -5,6 +5,7 @@ from __future__ import annotations
 import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from plaudit.rules.expressions import Compiled, CompileError, compile_expression
 from plaudit.rules.model import (
@@ -65,6 +66,7 @@ class MeasuredCriterion:
     criterion: Criterion
     matcher: CompiledMatcher | None  # None for points thresholds
     value: Compiled | None  # sum/distinct property
+    record: Any = None  # how a matching event changes the measure (set by the evaluator)
 
 
 @dataclass(eq=False)
@@ -74,6 +76,7 @@ class CompiledBadge:
     by_key: dict[str, MeasuredCriterion]
     uses_points: bool = False  # re-check when a balance moves
     uses_badges: bool = False  # re-check when another badge is awarded
+    plan: Any = None  # whether the criteria hold, and the measure (set by the evaluator)
 
 
 @dataclass(eq=False)

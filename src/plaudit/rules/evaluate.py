@@ -9,7 +9,7 @@ replaying the log reproduces the effects exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -37,6 +37,7 @@ from plaudit.rules.expressions import Activation, Compiled, EvaluationError, act
 from plaudit.rules.model import (
     All,
     Any_,
+    Count,
     Criterion,
     Distinct,
     First,
@@ -352,6 +353,29 @@ def level_index(rules: CompiledRuleSet, balance: float) -> int:
 
 
 def _record(ctx: _Context, leaf: MeasuredCriterion, state: PlayerState) -> None:
+    record = leaf.record
+    if record is None:
+        record = leaf.record = _recorder(leaf)
+    record(ctx, state)
+
+
+def _recorder(leaf: MeasuredCriterion) -> Callable[[_Context, PlayerState], None]:
+    """How an event that matches the leaf changes its measure, decided once per leaf (a
+    count without a window, the usual leaf, adds 1 to its total)."""
+    key = leaf.key
+    if isinstance(leaf.criterion, Count) and criterion_window(leaf.criterion) is None:
+
+        def count(ctx: _Context, state: PlayerState) -> None:
+            measure = state.measures.get(key)
+            if measure is None:
+                measure = state.measures[key] = {}
+            measure["total"] = round(measure.get("total", 0.0) + 1.0, DECIMALS)
+
+        return count
+    return lambda ctx, state: _record_any(ctx, leaf, state)
+
+
+def _record_any(ctx: _Context, leaf: MeasuredCriterion, state: PlayerState) -> None:
     criterion = leaf.criterion
     measure = state.measures.setdefault(leaf.key, {})
     if isinstance(criterion, Streak):
@@ -523,6 +547,47 @@ def criterion_value(
     return (target is not None and value >= target), value
 
 
+Plan = Callable[[PlayerState, date, str, datetime], tuple[bool, float | None]]
+
+
+def criterion_plan(criterion: Criterion, key: str) -> Plan:
+    """``criterion_value(..., best=True)`` as a closure built once per badge: the kind of
+    each criterion is looked at here, not at every event that may award the badge."""
+    if isinstance(criterion, All | Any_):
+        combine = all if isinstance(criterion, All) else any
+        children = criterion.all if isinstance(criterion, All) else criterion.any
+        plans = [criterion_plan(child, f"{key}/{i}") for i, child in enumerate(children)]
+
+        def combined(state: PlayerState, day: date, week_start: str, at: datetime) -> Any:
+            return combine(plan(state, day, week_start, at)[0] for plan in plans), None
+
+        return combined
+    if isinstance(criterion, HasBadge | Points):
+        return lambda state, day, week_start, at: criterion_value(
+            (state, day, week_start, at), criterion, key, True
+        )
+    target = criterion_target(criterion)
+    if isinstance(criterion, Count | Sum) and criterion_window(criterion) is None:
+
+        def total(state: PlayerState, day: date, week_start: str, at: datetime) -> Any:
+            measure = state.measures.get(key)
+            value = float(measure.get("total", 0.0)) if measure else 0.0
+            return (target is not None and value >= target), value
+
+        return total
+
+    def measured(state: PlayerState, day: date, week_start: str, at: datetime) -> Any:
+        value = measure_value(criterion, state.measures.get(key, {}), day, week_start, True)
+        return (target is not None and value >= target), value
+
+    return measured
+
+
+def criterion_window(criterion: Criterion) -> Window | None:
+    window: Window | None = getattr(measure_of(criterion), "window", None)
+    return window
+
+
 def criterion_target(criterion: Criterion) -> float | None:
     """The threshold a criterion's measure must reach (None when it has none, e.g. tiers)."""
     if isinstance(criterion, Streak):
@@ -542,9 +607,10 @@ def _award(ctx: _Context, compiled: CompiledBadge, state: PlayerState) -> list[E
     if holding is not None and _expired(holding, at):
         holding = None
         del state.badges[badge.id]
-    satisfied, value = criterion_value(
-        (state, ctx.day, ctx.week_start, at), badge.criteria, badge.id, True
-    )
+    plan = compiled.plan
+    if plan is None:
+        plan = compiled.plan = criterion_plan(badge.criteria, badge.id)
+    satisfied, value = plan(state, ctx.day, ctx.week_start, at)
     effects: list[Effect] = []
 
     def give(tier: str | None) -> None:

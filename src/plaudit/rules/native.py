@@ -14,9 +14,11 @@ library in ``tests/rules/test_native.py`` (generated expressions over generated 
 and double kept apart in arithmetic (``1 + 1.5`` is an error), int arithmetic on 64 bits
 with overflow an error and division truncating, numbers compared across int and double,
 equality false (not an error) across types, ``&&`` and ``||`` absorbing an error or a
-non-boolean on one side when the other side decides, a missing key an error. One
-difference, deliberately: the library refuses the whole event when any property holds an
-integer beyond 64 bits; here only an expression that reads such a value fails.
+non-boolean on one side when the other side decides, a missing key an error, an int
+compared with a double as a double. Two differences, deliberately: the library refuses the
+whole event when any property holds an integer beyond 64 bits, where here only an
+expression that reads such a value fails; and the library's binding cuts a string at a NUL
+character, where here the string is whole.
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ def _equal(a: Any, b: Any) -> bool:
     if ta is bool or tb is bool or ta is str or tb is str or a is None or b is None:
         return ta is tb and bool(a == b)
     if _numeric(a) and _numeric(b):
-        return bool(a == b)
+        return bool(a == b) if ta is tb else float(a) == float(b)  # int as double, as CEL
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
         return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, Mapping) and isinstance(b, Mapping):
@@ -572,11 +574,10 @@ def _relation(op: str, left: Native, right: Native) -> Native:
     def compare(e: Any, p: Any) -> bool:
         a, b = left(e, p), right(e, p)
         ta, tb = type(a), type(b)
-        # Python compares an int with a float exactly, as CEL does; NaN is never ordered.
-        if ((ta is int or ta is float) and (tb is int or tb is float)) or (
-            ta is tb and (ta is str or ta is bool)
-        ):
-            return bool(fast(a, b))
+        if ta is tb and (ta is int or ta is float or ta is str or ta is bool):
+            return bool(fast(a, b))  # NaN is never ordered, in Python as in CEL
+        if (ta is int or ta is float) and (tb is int or tb is float):
+            return bool(fast(float(a), float(b)))  # CEL compares int and double as doubles
         raise _no_overload(name, a, b)
 
     return compare

@@ -358,13 +358,13 @@ class SqlScoring:
             # By hand, as the event append: SQLAlchemy's per-row parameter processing cost
             # more than SQLite's insert (scoring writes several entries per event).
             recorded = _sqlite_datetime(at)
-            result = self.conn.exec_driver_sql(
-                _LEDGER_SQL,
-                [
-                    _ledger_values(tenant_id, r, _sqlite_datetime(r.occurred_at), recorded)
-                    for r in rows
-                ],
-            )
+            values = []
+            last: tuple[datetime | None, str] = (None, "")
+            for r in rows:
+                if r.occurred_at is not last[0]:  # an event's entries follow each other
+                    last = (r.occurred_at, _sqlite_datetime(r.occurred_at))
+                values.append(_ledger_values(tenant_id, r, last[1], recorded))
+            result = self.conn.exec_driver_sql(_LEDGER_SQL, values)
             return int(result.rowcount)
         return copy_insert(
             self.conn,
