@@ -10,6 +10,7 @@ scoring path itself: read the log, evaluate, write ledger/awards/states, commit.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import resource
@@ -24,6 +25,7 @@ from plaudit.domain.events import IncomingEvent
 from plaudit.rules.document import load
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, evaluate
 from plaudit.rules.state import PlayerState
+from plaudit.runtime import collect_rarely
 from plaudit.settings import Settings
 
 TYPES = [f"type{t}" for t in range(10)]
@@ -101,7 +103,14 @@ def main() -> None:
         default=min(8, os.cpu_count() or 1),
         help="processes sharing out the replay (as `plaudit replay`; default: one per CPU)",
     )
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep Python's default collector thresholds (the product's processes raise them)",
+    )
     args = parser.parse_args()
+    if not args.default_gc:
+        collect_rarely()  # as plaudit serve and plaudit worker do
     root = Path(tempfile.mkdtemp(prefix="plaudit-bench-scoring-"))
     try:
         container = build(Settings(data_dir=root, _env_file=None))
@@ -138,6 +147,7 @@ def main() -> None:
     )
     print(f"date: {datetime.now(UTC).isoformat(timespec='seconds')}")
     print(f"events: {args.events}, players: {args.players}, rules: 50 points + 10 tiered badges")
+    print(f"cycle collector thresholds: {gc.get_threshold()}")
     print(f"ingest (service, batches of 1,000): {args.events / ingest_s:,.0f} events/s")
     print(
         f"scoring (read log, evaluate, write, commit): {args.events / score_s:,.0f} events/s "

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from plaudit.errors import PlauditError
+from plaudit.runtime import collect_rarely
 
 app = typer.Typer(
     name="plaudit",
@@ -134,6 +135,7 @@ def serve(
     # Everything built so far lives as long as the process: keep the collector off it.
     gc.collect()
     gc.freeze()
+    collect_rarely()
     config = uvicorn.Config(
         api,
         host=host,
@@ -208,6 +210,7 @@ def worker() -> None:
         )
         out.print("[bold]Plaudit[/] worker started")
         sys.stdout.flush()
+        collect_rarely()
         asyncio.run(run_worker(container))
     finally:
         container.close()
@@ -468,6 +471,7 @@ def replay(
     """Rebuild all derived state (ledger, awards, levels, player states) from the event log."""
     import time
 
+    collect_rarely()  # a replay in this process allocates as the scoring worker does
     container = _container()
     try:
         _require_schema(container)

@@ -6,7 +6,6 @@ so an event is applied exactly once: either all of that is committed or none of 
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing
 import resource
@@ -29,6 +28,7 @@ from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwar
 from plaudit.rules.evaluate import EventFacts, PlayerFacts, adjust, evaluate
 from plaudit.rules.holds import hold_reason, note_awards, previous_day
 from plaudit.rules.state import PlayerState
+from plaudit.runtime import collect_rarely
 from plaudit.services import audit
 from plaudit.services.outbox import (
     Outbox,
@@ -1000,11 +1000,7 @@ def replay_share(
 ) -> ShareReplayed:
     """A child process's part of a replay (``ScoringService.replay_share``), with its peak
     memory."""
-    # A replay allocates containers by the million (events, effects, rows), nearly all
-    # freed by reference counting; at the default threshold the cycle collector walked the
-    # growing player states over and over: 13 % of the processes' time (measured at
-    # 1,000,000 events). This process only replays: collect far less often.
-    gc.set_threshold(50_000, 20, 100)
+    collect_rarely()
     db = open_database(url)
     try:
         service = ScoringService(db, utc_now, RuleBook(), partitioned=partitioned)
