@@ -419,6 +419,8 @@ class Latency:
     drained_s: float  # last send → the board's total complete
     cpu: dict[str, float]
     cpu_others: dict[str, float]
+    # Where a probe's time went, from the server's own timestamps (p50, p99 ms): see PHASES.
+    phases: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -529,6 +531,7 @@ class LatencyRun:
         self.last_send = math.nan
         self.last_ack = 0.0
         self.t0 = time.perf_counter() + 0.05
+        self.wall = time.time() - time.perf_counter()  # this clock's reading -> UTC seconds
         self.tasks: list[asyncio.Task[None]] = []  # every POST, to cancel on the way out
 
     async def post(self, s: aiohttp.ClientSession, body: bytes, size: int) -> None:
@@ -606,6 +609,7 @@ async def latency(
             expected = base + background.points + len(probes)
             drained = await wait_for_total(w, expected, BOARD_TIMEOUT, BOARD_POLL_AFTER_INGEST)
             await asyncio.wait_for(watcher, BOARD_TIMEOUT)
+            phases = await probe_phases(w, subject, run)
         finally:
             watcher.cancel()
             await run.stop()
@@ -633,7 +637,70 @@ async def latency(
         drained_s=round(drained - run.last_send, 3),
         cpu=share,
         cpu_others=cpu.others,
+        phases=phases,
     )
+
+
+# A probe's way, split by the server's timestamps: the event's received_at (taken as the
+# API handles the request, before the log's commit) and its ledger entry's recorded_at (taken
+# by the scoring step that scored it, after reading its events, before evaluating them).
+PHASES = (
+    "send → received",
+    "received → acknowledged",
+    "received → scoring step",
+    "scoring step → seen on board",
+)
+
+
+async def _pages(s: aiohttp.ClientSession, path: str, params: dict[str, str]) -> list[Any]:
+    items: list[Any] = []
+    cursor = None
+    while True:
+        page = await get_json(s, path, {**params, **({"cursor": cursor} if cursor else {})})
+        items += page["items"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return items
+
+
+async def probe_phases(
+    s: aiohttp.ClientSession, subject: str, run: LatencyRun
+) -> dict[str, tuple[float, float]]:
+    """p50 and p99 (ms) of each of PHASES over the probes seen on the board."""
+    keys = {f"probe-{k + 1}": k for k in range(len(run.probes))}
+    received: dict[int, float] = {}
+    scored: dict[int, float] = {}
+    deadline = time.perf_counter() + BOARD_TIMEOUT
+    while len(scored) < len(keys) and time.perf_counter() < deadline:
+        # The player's events are listed once the log's player index covers them.
+        events = await _pages(s, "/v1/events", {"player": subject, "limit": "1000"})
+        by_id = {e["event_id"]: keys[e["id"]] for e in events if e["id"] in keys}
+        for e in events:
+            if e["id"] in keys:
+                received[keys[e["id"]]] = datetime.fromisoformat(e["received_at"]).timestamp()
+        ledger = await _pages(s, f"/v1/players/{subject}/ledger", {"limit": "1000"})
+        for entry in ledger:
+            k = by_id.get(entry["event_id"])
+            if k is not None:
+                scored[k] = datetime.fromisoformat(entry["recorded_at"]).timestamp()
+        if len(scored) < len(keys):
+            await asyncio.sleep(0.5)
+    spans: dict[str, list[float]] = {name: [] for name in PHASES}
+    for k, at in scored.items():
+        if k not in received or run.seen[k] == math.inf:
+            continue
+        sent, acked, seen = (run.wall + x for x in (run.sent[k], run.acked[k], run.seen[k]))
+        for name, span in zip(
+            PHASES,
+            (received[k] - sent, acked - received[k], at - received[k], seen - at),
+            strict=True,
+        ):
+            spans[name].append(1000 * span)
+    return {
+        name: (round(percentile(sorted(v), 50), 1), round(percentile(sorted(v), 99), 1))
+        for name, v in spans.items()
+        if v
+    }
 
 
 @dataclass(slots=True)
@@ -728,6 +795,17 @@ def table(results: Sequence[Result]) -> str:
             [f"{x.probes_seen}/{x.probes}, {x.poll_period_ms}" for x in la],
         ),
         row("  drained after last send (s)", [f"{x.drained_s:.2f}" for x in la]),
+        row("  a probe's phases, p50 / p99 ms:", ["" for _ in results]),
+        *[
+            row(
+                f"    {name}",
+                [
+                    f"{x.phases[name][0]} / {x.phases[name][1]}" if name in x.phases else "-"
+                    for x in la
+                ],
+            )
+            for name in PHASES
+        ],
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [
