@@ -14,6 +14,11 @@ from plaudit.store.sql.postgres import copy_insert
 from plaudit.store.sql.repositories import TAIL_LOCK, _chunks, _insert, delete_rows, serialize
 
 SEQ = "board-seq"
+_PG_NEXT_SEQ = (
+    f"WITH locked AS (SELECT pg_advisory_xact_lock({TAIL_LOCK})) "  # noqa: S608 - constants
+    f"INSERT INTO cursors (name, position) SELECT '{SEQ}', 1 FROM locked "
+    "ON CONFLICT (name) DO UPDATE SET position = cursors.position + 1 RETURNING position"
+)
 
 _ADD_SQLITE = (
     "INSERT INTO board_scores (tenant_id, board_id, window, subject, units, reached_us, entries, "
@@ -83,6 +88,11 @@ class SqlBoards:
 
     def _next_seq(self) -> int:
         """One sequence number per transaction (writers are serialized)."""
+        if self._seq is None and self.conn.dialect.name == "postgresql":
+            # One round trip for the lock and the number (a scoring step's every round trip
+            # waits for a busy server). ON CONFLICT DO UPDATE adds to the latest committed
+            # number even though the statement's snapshot predates the lock.
+            self._seq = int(self.conn.exec_driver_sql(_PG_NEXT_SEQ).scalar_one())
         if self._seq is None:
             serialize(self.conn, TAIL_LOCK)
             current = self.conn.execute(
