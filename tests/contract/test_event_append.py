@@ -127,3 +127,25 @@ def test_requests_of_a_group_sharing_an_event_learn_which_one_stored_it(
     assert first_y is not None
     assert second_y is not None
     assert second_y.event_id == first_y.event_id
+
+
+def test_appends_work_after_a_transaction_that_first_staged_rows_rolled_back(
+    container: Container,
+) -> None:
+    """The staging tables are made by the first transaction of a connection that needs them:
+    when it rolls back, so does their creation, and the next one makes them again."""
+    tenant, now = container.default_tenant, container.clock()
+    with container.db.write() as uow:
+        uow.players.add_many([Player("plr_ann", tenant, None, None, None, {}, now, now)])
+        uow.commit()
+    try:
+        with container.db.write() as uow:
+            uow.events.append(tenant, rows(container, "plr_ann", ["a"]), now)
+            raise RuntimeError("the request failed after the append")
+    except RuntimeError:
+        pass
+    with container.db.write() as uow:  # the same pooled connection
+        assert uow.events.append(tenant, rows(container, "plr_ann", ["b"]), now) == {("lms", "b")}
+        uow.commit()
+    with container.db.read() as uow:
+        assert [e.key for e in uow.events.after(0, 100)] == ["b"]

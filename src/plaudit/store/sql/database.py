@@ -36,6 +36,7 @@ from plaudit.store.sql.badges import SqlBadges
 from plaudit.store.sql.boards import SqlBoards
 from plaudit.store.sql.errors import lost_a_race
 from plaudit.store.sql.holds import SqlHolds
+from plaudit.store.sql.postgres import forget_staging
 from plaudit.store.sql.repositories import (
     SqlApiKeys,
     SqlEvents,
@@ -133,6 +134,8 @@ class SqlDatabase:
                 finally:
                     if not uow.committed:
                         conn.rollback()
+                        if not self.is_sqlite:
+                            forget_staging(conn.connection.info)
             finally:
                 if relaxed:
                     raw.execute("PRAGMA synchronous=FULL")

@@ -23,13 +23,15 @@ EVENT_COLUMNS = (
     "properties, sequence, partition"
 )
 _COLUMNS = EVENT_COLUMNS
-# ON COMMIT DELETE ROWS: empty at the start of every transaction of the connection.
+# A staging table is emptied by the statement that takes its rows (and a transaction that
+# fails rolls back what it staged): not ON COMMIT DELETE ROWS, which truncates the table's
+# file at every commit of the connection (IO:DataFileTruncate, seen in every commit's wait).
 _STAGING = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS events_staged ("
     " ord integer, id varchar(40), tenant_id varchar(64), source varchar(64),"
     " key varchar(255), type varchar(128), player_id varchar(40), actor varchar(255),"
     " occurred_at timestamptz, received_at timestamptz, properties json, sequence bigint,"
-    " partition smallint) ON COMMIT DELETE ROWS"
+    " partition smallint)"
 )
 # The staged rows are taken out as they go in: a group commit appends several requests in one
 # transaction, and rows left staged were tried again by every later append of the group (as
@@ -40,6 +42,14 @@ _APPEND = (
     "ON CONFLICT (tenant_id, source, key) DO NOTHING RETURNING source, key"
 )
 _READY = "plaudit_events_staged"
+_MADE = "plaudit_staged"  # the copy_insert staging tables made on the connection
+
+
+def forget_staging(info: dict[Any, Any]) -> None:
+    """A transaction rolled back: the staging tables it made are gone with it, so the next
+    one on the connection makes them again (``info``: the pooled connection's)."""
+    info.pop(_READY, None)
+    info.pop(_MADE, None)
 
 
 def event_values(
@@ -107,13 +117,13 @@ def copy_insert(
     that, with the same conflict handling. Values are the column's Python values (JSON as
     text). Returns the number of rows inserted or updated."""
     raw: Any = conn.connection.driver_connection
-    made: set[str] = conn.connection.info.setdefault("plaudit_staged", set())
+    made: set[str] = conn.connection.info.setdefault(_MADE, set())
     staged = f"staged_{table}"
     names = ", ".join(f'"{column}"' for column in columns)  # "window" is a keyword
     with raw.cursor() as cur:
         if staged not in made:
-            # The columns' types, without their constraints or defaults; emptied at commit.
-            create = f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} ON COMMIT DELETE ROWS AS "
+            # The columns' types, without their constraints or defaults.
+            create = f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} AS "
             cur.execute(create + f"SELECT {names} FROM {table} WITH NO DATA")  # noqa: S608
             made.add(staged)
         with cur.copy(f"COPY {staged} ({names}) FROM STDIN") as copy:
