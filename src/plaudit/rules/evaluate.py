@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -97,10 +98,14 @@ class _Context:
         self.rules = rules
         self.event = event
         self.player = player
-        self.zone = zone_for(player.time_zone, rules.zone)
-        self.day = local_date(event.occurred_at, self.zone)
         self.week_start = rules.doc.program.week_start
         self._activation: Activation | None = None
+
+    @cached_property
+    def day(self) -> date:
+        """The event's day in the player's time zone (else the program's); computed only for
+        what needs it (caps, windows, streaks): most events of most rules do not."""
+        return local_date(self.event.occurred_at, zone_for(self.player.time_zone, self.rules.zone))
 
     def eval(self, expression: Compiled) -> Any:
         native = expression.native
@@ -547,7 +552,7 @@ def criterion_value(
     return (target is not None and value >= target), value
 
 
-Plan = Callable[[PlayerState, date, str, datetime], tuple[bool, float | None]]
+Plan = Callable[[PlayerState, _Context], tuple[bool, float | None]]
 
 
 def criterion_plan(criterion: Criterion, key: str) -> Plan:
@@ -558,26 +563,27 @@ def criterion_plan(criterion: Criterion, key: str) -> Plan:
         children = criterion.all if isinstance(criterion, All) else criterion.any
         plans = [criterion_plan(child, f"{key}/{i}") for i, child in enumerate(children)]
 
-        def combined(state: PlayerState, day: date, week_start: str, at: datetime) -> Any:
-            return combine(plan(state, day, week_start, at)[0] for plan in plans), None
+        def combined(state: PlayerState, ctx: _Context) -> Any:
+            return combine(plan(state, ctx)[0] for plan in plans), None
 
         return combined
     if isinstance(criterion, HasBadge | Points):
-        return lambda state, day, week_start, at: criterion_value(
-            (state, day, week_start, at), criterion, key, True
+        return lambda state, ctx: criterion_value(
+            (state, ctx.day, ctx.week_start, ctx.event.occurred_at), criterion, key, True
         )
     target = criterion_target(criterion)
     if isinstance(criterion, Count | Sum) and criterion_window(criterion) is None:
 
-        def total(state: PlayerState, day: date, week_start: str, at: datetime) -> Any:
+        def total(state: PlayerState, ctx: _Context) -> Any:
             measure = state.measures.get(key)
             value = float(measure.get("total", 0.0)) if measure else 0.0
             return (target is not None and value >= target), value
 
         return total
 
-    def measured(state: PlayerState, day: date, week_start: str, at: datetime) -> Any:
-        value = measure_value(criterion, state.measures.get(key, {}), day, week_start, True)
+    def measured(state: PlayerState, ctx: _Context) -> Any:
+        measure = state.measures.get(key, {})
+        value = measure_value(criterion, measure, ctx.day, ctx.week_start, True)
         return (target is not None and value >= target), value
 
     return measured
@@ -610,7 +616,7 @@ def _award(ctx: _Context, compiled: CompiledBadge, state: PlayerState) -> list[E
     plan = compiled.plan
     if plan is None:
         plan = compiled.plan = criterion_plan(badge.criteria, badge.id)
-    satisfied, value = plan(state, ctx.day, ctx.week_start, at)
+    satisfied, value = plan(state, ctx)
     effects: list[Effect] = []
 
     def give(tier: str | None) -> None:
