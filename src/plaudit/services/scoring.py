@@ -530,9 +530,8 @@ class ScoringService:
         if self.partitioned:
             with self.db.read() as uow:
                 lasts = uow.events.last_positions()
-                behind = [
-                    p for p, last in lasts.items() if uow.scoring.cursor(partition_cursor(p)) < last
-                ]
+                cursors = uow.scoring.cursors(partition_cursor(p) for p in lasts)
+                behind = [p for p, last in lasts.items() if cursors[partition_cursor(p)] < last]
             return self.score_partitions(behind, only_tenant)
         outcome = BatchOutcome()
         # Look before taking the write lock: an idle or rule-less log costs ingestion nothing.

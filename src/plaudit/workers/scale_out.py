@@ -294,26 +294,39 @@ class ScaleOutWorker:
     async def _sweep(self, seen: dict[int, int]) -> dict[int, int]:
         """Publish again for partitions behind whose cursor has not moved since last time."""
         behind = await anyio.to_thread.run_sync(self._behind)
-        stuck = {
-            p: (cursor, tenant) for p, (cursor, tenant) in behind.items() if seen.get(p) == cursor
-        }
-        for partition, (cursor, tenant) in stuck.items():
-            if self.stream is not None:
+        stuck = {p: cursor for p, cursor in behind.items() if seen.get(p) == cursor}
+        if stuck and self.stream is not None:
+            tenants = await anyio.to_thread.run_sync(self._next_tenants, stuck)
+            for partition, cursor in stuck.items():
+                tenant = tenants.get(partition)
+                if tenant is None:
+                    continue  # scored meanwhile
                 log.info("partition %d stuck at %d: announcing it again", partition, cursor)
                 # One announcement per partition and cursor every ten seconds, whichever
                 # workers sweep (the server drops the copies).
                 key = f"sweep-{partition}-{cursor}-{int(time.time() // 10)}"
                 await self.stream.publish(tenant, partition, key, {"sweep": cursor})
-        return {p: cursor for p, (cursor, _) in behind.items()}
+        return behind
 
-    def _behind(self) -> dict[int, tuple[int, str]]:
-        """Partitions whose log is ahead of their cursor: (cursor, the next event's tenant)."""
-        found: dict[int, tuple[int, str]] = {}
+    def _behind(self) -> dict[int, int]:
+        """Partitions whose log is ahead of their cursor, with the cursor (two statements:
+        under load every partition is behind at any moment, and each sweep saw them all)."""
         with self.db.read() as uow:
-            for partition, last in uow.events.last_positions().items():
-                cursor = uow.scoring.cursor(partition_cursor(partition))
-                if cursor < last:
-                    pending = uow.events.in_partition(partition, cursor, 1)
-                    if pending:
-                        found[partition] = (cursor, pending[0].tenant_id)
+            lasts = uow.events.last_positions()
+            cursors = uow.scoring.cursors(partition_cursor(p) for p in lasts)
+        found: dict[int, int] = {}
+        for partition, last in lasts.items():
+            cursor = cursors[partition_cursor(partition)]
+            if cursor < last:
+                found[partition] = cursor
+        return found
+
+    def _next_tenants(self, stuck: dict[int, int]) -> dict[int, str]:
+        """The tenant of each stuck partition's next event (what its announcement names)."""
+        found: dict[int, str] = {}
+        with self.db.read() as uow:
+            for partition, cursor in stuck.items():
+                pending = uow.events.in_partition(partition, cursor, 1)
+                if pending:
+                    found[partition] = pending[0].tenant_id
         return found

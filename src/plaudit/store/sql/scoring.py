@@ -263,6 +263,12 @@ class SqlScoring:
         ).scalar()
         return int(value or 0)
 
+    def cursors(self, names: Iterable[str]) -> dict[str, int]:
+        wanted = sorted(set(names))
+        c = t.cursors.c
+        found = dict(self.conn.execute(select(c.name, c.position).where(c.name.in_(wanted))).all())
+        return {name: int(found.get(name) or 0) for name in wanted}
+
     def lock_cursors(self, names: Iterable[str]) -> dict[str, int]:
         """The cursors, locked until the transaction ends (row locks on PostgreSQL, taken in
         name order so that two workers never wait for each other in a circle; SQLite's
