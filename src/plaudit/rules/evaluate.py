@@ -393,7 +393,7 @@ def _record_any(ctx: _Context, leaf: MeasuredCriterion, state: PlayerState) -> N
     if isinstance(criterion, First):
         measure["total"] = 1
         return
-    window = getattr(measure_of(criterion), "window", None)
+    window = criterion_window(criterion)
     if isinstance(criterion, Sum | Distinct):
         assert leaf.value is not None
         value = ctx.eval(leaf.value)
@@ -468,7 +468,7 @@ def measure_value(
         spec = criterion.streak
         unit = _unit(day, spec.unit, week_start)
         return float(_streak(measure.get("units", []), unit, spec.freezes, best))
-    spec_window = getattr(measure_of(criterion), "window", None)
+    spec_window = criterion_window(criterion)
     distinct = isinstance(criterion, Distinct)
     if spec_window is None:
         return _size(measure.get("total", [] if distinct else 0.0), distinct)
@@ -590,6 +590,7 @@ def criterion_plan(criterion: Criterion, key: str) -> Plan:
 
 
 def criterion_window(criterion: Criterion) -> Window | None:
+    """The criterion's window (rolling or calendar), None for all time or no measure."""
     window: Window | None = getattr(measure_of(criterion), "window", None)
     return window
 

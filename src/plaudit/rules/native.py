@@ -1,8 +1,9 @@
 """CEL expressions of a common subset run as Python closures, with CEL's semantics.
 
-An event's evaluation through the CEL library costs ~4 µs to convert the event into an
-activation and ~2 µs per expression: most of the evaluation of a typical event (two
-expressions) went there. The rules' expressions are nearly always of a small subset: fields
+Through the CEL library an event costs ~2.4 µs to convert into an activation and each
+expression ~2 µs (a type's five conditions as one list 3.5 µs): about 40 % of the
+evaluation of a typical event. As closures: 0.3 - 0.6 µs an expression, 2.5 µs for the list.
+The rules' expressions are nearly always of a small subset: fields
 of ``event`` and ``player``, literals, comparisons, arithmetic, ``&&``, ``||``, ``!``, ``?:``,
 ``in``, ``has()`` and ``size()``. Such an expression, once the CEL library has compiled and
 type-checked it, is also translated here into closures that read the event directly; any
@@ -27,25 +28,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
-
-
-class EventLike(Protocol):
-    id: str
-    type: str
-    source: str
-    actor: str
-    properties: Mapping[str, Any]
-
-    @property
-    def occurred_at(self) -> Any: ...
-
-
-class PlayerLike(Protocol):
-    id: str
-    attributes: Mapping[str, Any]
-    time_zone: str | None
-
+from typing import Any
 
 Native = Callable[[Any, Any], Any]  # (event facts, player facts) -> value
 
@@ -281,7 +264,9 @@ def _arith(op: str, a: Any, b: Any) -> Any:
 
 # --- the parser: each rule returns a closure ----------------------------------------------
 
-_RELATIONS = {"<", "<=", ">", ">=", "==", "!=", "in"}
+_RELATIONS = frozenset({"<", "<=", ">", ">=", "==", "!=", "in"})
+_ADDITIONS = frozenset({"+", "-"})
+_MULTIPLICATIONS = frozenset({"*", "/", "%"})
 
 
 class _Parser:
@@ -298,6 +283,14 @@ class _Parser:
             self.pos += 1
             return True
         return False
+
+    def take_any(self, ops: frozenset[str]) -> str | None:
+        """The next token when it is one of the operators ``ops`` (taken), else None."""
+        token = self.peek()
+        if token is not None and token[0] == "op" and token[1] in ops:
+            self.pos += 1
+            return str(token[1])
+        return None
 
     def need(self, op: str) -> None:
         if not self.take(op):
@@ -326,23 +319,20 @@ class _Parser:
 
     def relation(self) -> Native:
         node = self.addition()
-        while (token := self.peek()) is not None and token[0] == "op" and token[1] in _RELATIONS:
-            self.pos += 1
-            node = _relation(token[1], node, self.addition())
+        while (op := self.take_any(_RELATIONS)) is not None:
+            node = _relation(op, node, self.addition())
         return node
 
     def addition(self) -> Native:
         node = self.multiplication()
-        while (token := self.peek()) is not None and token[0] == "op" and token[1] in "+-":
-            self.pos += 1
-            node = _binary(f"_{token[1]}_", node, self.multiplication())
+        while (op := self.take_any(_ADDITIONS)) is not None:
+            node = _binary(f"_{op}_", node, self.multiplication())
         return node
 
     def multiplication(self) -> Native:
         node = self.unary()
-        while (token := self.peek()) is not None and token[0] == "op" and token[1] in "*/%":
-            self.pos += 1
-            node = _binary(f"_{token[1]}_", node, self.unary())
+        while (op := self.take_any(_MULTIPLICATIONS)) is not None:
+            node = _binary(f"_{op}_", node, self.unary())
         return node
 
     def unary(self) -> Native:

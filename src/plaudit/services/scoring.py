@@ -95,6 +95,18 @@ def partition_cursor(partition: int) -> str:
     return f"{CURSOR}:{partition}"
 
 
+def partitions_behind(uow: UnitOfWork) -> dict[int, int]:
+    """The partitions whose log is ahead of their scoring cursor, with that cursor (two
+    statements, whatever the number of partitions)."""
+    lasts = uow.events.last_positions()
+    cursors = uow.scoring.cursors(partition_cursor(p) for p in lasts)
+    return {
+        p: cursors[partition_cursor(p)]
+        for p, last in lasts.items()
+        if cursors[partition_cursor(p)] < last
+    }
+
+
 class ScoringService:
     """Scores the log. Embedded: one cursor over the whole log (one process, one writer).
     ``partitioned`` (the scale-out mode): a cursor per partition of the log, each advanced by
@@ -529,9 +541,7 @@ class ScoringService:
         outcome means the log is caught up."""
         if self.partitioned:
             with self.db.read() as uow:
-                lasts = uow.events.last_positions()
-                cursors = uow.scoring.cursors(partition_cursor(p) for p in lasts)
-                behind = [p for p, last in lasts.items() if cursors[partition_cursor(p)] < last]
+                behind = partitions_behind(uow)
             return self.score_partitions(behind, only_tenant)
         outcome = BatchOutcome()
         # Look before taking the write lock: an idle or rule-less log costs ingestion nothing.

@@ -33,7 +33,7 @@ import anyio.to_thread
 import psycopg
 
 from plaudit.domain.partitions import PARTITIONS
-from plaudit.services.scoring import ScoringService, partition_cursor
+from plaudit.services.scoring import ScoringService, partitions_behind
 from plaudit.store.ports import Database
 from plaudit.stream.nats import EventStream
 
@@ -309,17 +309,8 @@ class ScaleOutWorker:
         return behind
 
     def _behind(self) -> dict[int, int]:
-        """Partitions whose log is ahead of their cursor, with the cursor (two statements:
-        under load every partition is behind at any moment, and each sweep saw them all)."""
         with self.db.read() as uow:
-            lasts = uow.events.last_positions()
-            cursors = uow.scoring.cursors(partition_cursor(p) for p in lasts)
-        found: dict[int, int] = {}
-        for partition, last in lasts.items():
-            cursor = cursors[partition_cursor(partition)]
-            if cursor < last:
-                found[partition] = cursor
-        return found
+            return partitions_behind(uow)
 
     def _next_tenants(self, stuck: dict[int, int]) -> dict[int, str]:
         """The tenant of each stuck partition's next event (what its announcement names)."""

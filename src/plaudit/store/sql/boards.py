@@ -11,14 +11,16 @@ from sqlalchemy import Connection, and_, delete, func, or_, select, true, tuple_
 from plaudit.store.ports import BoardEntryRow, BoardScoreRow
 from plaudit.store.sql import tables as t
 from plaudit.store.sql.postgres import copy_insert
-from plaudit.store.sql.repositories import TAIL_LOCK, _chunks, _insert, delete_rows, serialize
+from plaudit.store.sql.repositories import (
+    TAIL_LOCK,
+    _chunks,
+    _insert,
+    bump,
+    delete_rows,
+    serialize,
+)
 
 SEQ = "board-seq"
-_PG_NEXT_SEQ = (
-    f"WITH locked AS (SELECT pg_advisory_xact_lock({TAIL_LOCK})) "  # noqa: S608 - constants
-    f"INSERT INTO cursors (name, position) SELECT '{SEQ}', 1 FROM locked "
-    "ON CONFLICT (name) DO UPDATE SET position = cursors.position + 1 RETURNING position"
-)
 
 _ADD_SQLITE = (
     "INSERT INTO board_scores (tenant_id, board_id, window, subject, units, reached_us, entries, "
@@ -88,23 +90,9 @@ class SqlBoards:
 
     def _next_seq(self) -> int:
         """One sequence number per transaction (writers are serialized)."""
-        if self._seq is None and self.conn.dialect.name == "postgresql":
-            # One round trip for the lock and the number (a scoring step's every round trip
-            # waits for a busy server). ON CONFLICT DO UPDATE adds to the latest committed
-            # number even though the statement's snapshot predates the lock.
-            self._seq = int(self.conn.exec_driver_sql(_PG_NEXT_SEQ).scalar_one())
         if self._seq is None:
             serialize(self.conn, TAIL_LOCK)
-            current = self.conn.execute(
-                select(t.cursors.c.position).where(t.cursors.c.name == SEQ)
-            ).scalar()
-            self._seq = int(current or 0) + 1
-            stmt = _insert(self.conn, t.cursors).values(name=SEQ, position=self._seq)
-            self.conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[t.cursors.c.name], set_={"position": self._seq}
-                )
-            )
+            self._seq = bump(self.conn, SEQ)
         return self._seq
 
     def add_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:

@@ -145,6 +145,26 @@ _EVENT_COLUMNS = (
 )
 
 
+def stored_event(r: Sequence[Any], occurred_at: datetime, received_at: datetime) -> StoredEvent:
+    """A log row read as ``position, EVENT_COLUMNS`` (properties as JSON text) by either
+    store's hand-written read; its two times as that store's driver gives them, made aware."""
+    return StoredEvent(
+        position=r[0],
+        id=r[1],
+        tenant_id=r[2],
+        source=r[3],
+        key=r[4],
+        type=r[5],
+        player_id=r[6],
+        actor=r[7],
+        occurred_at=occurred_at,
+        received_at=received_at,
+        properties=orjson.loads(r[10]),
+        sequence=r[11],
+        partition=r[12],
+    )
+
+
 def events_in_partitions(
     conn: Connection, cursors: Mapping[int, int], limit: int
 ) -> list[StoredEvent]:
@@ -158,22 +178,4 @@ def events_in_partitions(
     with raw.cursor() as cur:
         cur.execute(sql, [*params, limit])
         rows = cur.fetchall()
-    loads = orjson.loads
-    return [
-        StoredEvent(
-            position=r[0],
-            id=r[1],
-            tenant_id=r[2],
-            source=r[3],
-            key=r[4],
-            type=r[5],
-            player_id=r[6],
-            actor=r[7],
-            occurred_at=r[8].astimezone(UTC),
-            received_at=r[9].astimezone(UTC),
-            properties=loads(r[10]),
-            sequence=r[11],
-            partition=r[12],
-        )
-        for r in rows
-    ]
+    return [stored_event(r, r[8].astimezone(UTC), r[9].astimezone(UTC)) for r in rows]

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     ARRAY,
     Connection,
@@ -46,6 +45,7 @@ from plaudit.store.sql.postgres import (
     event_values,
     events_in_partitions,
     stage_batches,
+    stored_event,
 )
 
 PLAYER_INDEX = "player-index"  # cursor: how far player_events covers the log
@@ -119,12 +119,15 @@ def serialize(conn: Connection, lock: int) -> None:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({int(lock)})")
 
 
-def bump(conn: Connection, name: str) -> None:
+def bump(conn: Connection, name: str) -> int:
+    """Add 1 to a counter (1 if it was never set); its new value."""
     stmt = _insert(conn, t.cursors).values(name=name, position=1)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[t.cursors.c.name], set_={"position": t.cursors.c.position + 1}
-        )
+    return int(
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[t.cursors.c.name], set_={"position": t.cursors.c.position + 1}
+            ).returning(t.cursors.c.position)
+        ).scalar_one()
     )
 
 
@@ -441,21 +444,8 @@ _INDEX_PLAYERS_SQL = (
 
 def _sqlite_event(r: Sequence[Any]) -> StoredEvent:
     """A log row as ``_AFTER_SQL`` selects it; times as ``_sqlite_datetime`` wrote them."""
-    return StoredEvent(
-        position=r[0],
-        id=r[1],
-        tenant_id=r[2],
-        source=r[3],
-        key=r[4],
-        type=r[5],
-        player_id=r[6],
-        actor=r[7],
-        occurred_at=datetime.fromisoformat(r[8]).replace(tzinfo=UTC),
-        received_at=datetime.fromisoformat(r[9]).replace(tzinfo=UTC),
-        properties=orjson.loads(r[10]),
-        sequence=r[11],
-        partition=r[12],
-    )
+    occurred_at = datetime.fromisoformat(r[8]).replace(tzinfo=UTC)
+    return stored_event(r, occurred_at, datetime.fromisoformat(r[9]).replace(tzinfo=UTC))
 
 
 def _event(row: RowMapping) -> StoredEvent:
