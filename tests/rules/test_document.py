@@ -54,6 +54,12 @@ def test_unknown_variables_fail_at_compile_time() -> None:
     assert "undeclared reference to 'points'" in problem
 
 
+def test_an_amount_that_is_not_a_finite_number_is_refused() -> None:
+    for amount in (".inf", "-.inf", ".nan"):
+        (problem,) = _problems(GOOD.replace("award: {xp: 10}", f"award: {{xp: {amount}}}"))
+        assert "award.xp" in problem, problem
+
+
 def test_every_problem_is_reported_at_once_with_its_line() -> None:
     text = """\
 currencies: [xp]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from plaudit.rules.evaluate import EventFacts, PlayerFacts
@@ -193,6 +193,33 @@ def test_each_operator_on_each_pair_of_values(op: str, a: Any, b: Any, missing: 
     properties = {"a": a, "b": b}
     properties.pop(missing, None)
     _check(source, properties)
+
+
+_LITERAL = st.one_of(
+    st.integers(min_value=0, max_value=2**63 - 1).map(str),
+    st.sampled_from(["9223372036854775807", "0", "1", "20"]),
+    st.floats(min_value=0, allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(["9.223372036854776e+18", "0.0", "1.0", "20.0", "0.5"]),
+    st.text("abz", max_size=3).map(lambda t: f'"{t}"'),
+    st.sampled_from(["true", "false", "null"]),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(op=st.sampled_from(_OPERATORS), a=_VALUE, literal=_LITERAL, missing=st.booleans())
+# int and double compared as doubles: 2^63 - 1 and 2.0^63 are equal there
+@example(op="<=", a=2.0**63, literal="9223372036854775807", missing=False)
+@example(op=">", a=2**63 - 1, literal="9.223372036854776e+18", missing=False)
+def test_each_operator_with_a_literal_on_the_right(
+    op: str, a: Any, literal: str, missing: bool
+) -> None:
+    """``event.properties.a < 20``: a comparison with a literal has closures of its own."""
+    source = f"event.properties.a {op} {literal}"
+    try:
+        compile_expression(source)
+    except CompileError:
+        assume(False)  # e.g. ``+ true``: the library refuses it before anything runs
+    _check(source, {} if missing else {"a": a})
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from plaudit.rules.model import (
     Streak,
     Sum,
 )
+
+# Amounts and balances keep 4 decimals: sums are then exact whatever the order of events.
+DECIMALS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,10 +285,15 @@ def _points_rule(
             compiled = c.expression(rule.id, where, amount)
             if compiled is not None:
                 amounts[currency] = compiled
+        elif not math.isfinite(amount):
+            c.problems.append(
+                Problem(rule.id, where, f"the amount is {amount}, not a finite number")
+            )
         else:
             if amount < 0 and not rule.allow_negative:
                 c.problems.append(Problem(rule.id, where, "negative amount (set allow_negative)"))
-            amounts[currency] = float(amount)
+            # As evaluation rounds an expression's amount: a constant is then used as is.
+            amounts[currency] = round(float(amount), DECIMALS)
     if rule.cap is not None:
         for currency in rule.cap.max:
             if currency not in rule.award:

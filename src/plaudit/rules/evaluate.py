@@ -20,6 +20,7 @@ from plaudit.domain.events import StoredEvent
 from plaudit.domain.players import Player
 from plaudit.rules.calendar import local_date, period_key, week_number
 from plaudit.rules.compiler import (
+    DECIMALS,
     CompiledBadge,
     CompiledBoard,
     CompiledPointsRule,
@@ -51,8 +52,6 @@ from plaudit.rules.model import (
 )
 from plaudit.rules.state import BadgeHolding, PlayerState
 
-# Amounts and balances keep 4 decimals: sums are then exact whatever the order of events.
-DECIMALS = 4
 # Calendar-period buckets kept per measure. Rolling buckets are kept for the window plus a
 # grace of the same length (at least 30 days): an event later than that behind the newest
 # one no longer counts toward a rolling window (the documented late-event policy).
@@ -312,8 +311,11 @@ def _apply_points_rule(
 
 
 def _amount(ctx: _Context, amount: float | Compiled, allow_negative: bool) -> float:
-    value = amount if isinstance(amount, float) else ctx.eval(amount)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(amount, float):
+        return amount  # a constant, checked and rounded when the rule set was compiled
+    value = ctx.eval(amount)
+    t = type(value)
+    if t is not float and t is not int:  # a bool is not an amount either
         raise EvaluationError(f"the amount is {value!r}, not a number")
     if not math.isfinite(value):
         raise EvaluationError(f"the amount is {value!r}")

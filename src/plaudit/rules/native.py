@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -427,8 +428,16 @@ class _Parser:
 # --- closures --------------------------------------------------------------------------
 
 
+# The value of each literal's closure: a comparison with a literal does not call it.
+_CONSTANTS: weakref.WeakKeyDictionary[Native, Any] = weakref.WeakKeyDictionary()
+
+
 def _constant(value: Any) -> Native:
-    return lambda e, p: value
+    def constant(e: Any, p: Any) -> Any:
+        return value
+
+    _CONSTANTS[constant] = value
+    return constant
 
 
 def _list(items: list[Native]) -> Native:
@@ -436,7 +445,10 @@ def _list(items: list[Native]) -> Native:
 
 
 def _build(root: str | Native, fields: list[str]) -> Native:
-    if isinstance(root, str):
+    if root == "event" and fields[0] == "properties" and len(fields) > 1:
+        node = _property(fields[1])  # the most common read, in one closure
+        fields = fields[2:]
+    elif isinstance(root, str):
         node = _root_field(root, fields[0])
         fields = fields[1:]
     else:
@@ -463,6 +475,21 @@ def _root_field(root: str, field: str) -> Native:
     if field == "time_zone":
         return lambda e, p: p.time_zone or ""
     return lambda e, p: getattr(p, field)
+
+
+def _property(field: str) -> Native:
+    """``event.properties.<field>``: as ``_select`` on ``event.properties`` (a map)."""
+
+    def read(e: Any, p: Any) -> Any:
+        found = e.properties.get(field, _MISSING)
+        t = type(found)
+        if t is str or t is float or t is bool or (t is int and _INT_MIN <= found <= _INT_MAX):
+            return found
+        if found is _MISSING:
+            raise NativeError(f'key not found in map : "{field}"')
+        return _checked(found)
+
+    return read
 
 
 def _select(node: Native, field: str) -> Native:
@@ -560,6 +587,8 @@ def _relation(op: str, left: Native, right: Native) -> Native:
         return within
     name = f"_{op}_"
     fast = _ORDERINGS[op]
+    if right in _CONSTANTS and type(_CONSTANTS[right]) in (int, float, str):
+        return _compare_constant(name, fast, left, _CONSTANTS[right])
 
     def compare(e: Any, p: Any) -> bool:
         a, b = left(e, p), right(e, p)
@@ -571,6 +600,24 @@ def _relation(op: str, left: Native, right: Native) -> Native:
         raise _no_overload(name, a, b)
 
     return compare
+
+
+def _compare_constant(name: str, fast: Callable[[Any, Any], Any], left: Native, b: Any) -> Native:
+    """``compare`` with a literal int, double or string on the right (most conditions)."""
+    tb = type(b)
+    numeric = tb is int or tb is float
+    as_double = float(b) if numeric else 0.0
+
+    def compare_constant(e: Any, p: Any) -> bool:
+        a = left(e, p)
+        ta = type(a)
+        if ta is tb:
+            return bool(fast(a, b))
+        if numeric and (ta is int or ta is float):
+            return bool(fast(float(a), as_double))
+        raise _no_overload(name, a, b)
+
+    return compare_constant
 
 
 _ORDERINGS: dict[str, Callable[[Any, Any], Any]] = {
