@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from plaudit.domain.events import StoredEvent
@@ -60,6 +60,24 @@ _MIN_GRACE_DAYS = 30
 _CAP_PERIODS_KEPT = 4
 
 
+class EventLike(Protocol):
+    """What the rules may read of an event: an ``EventFacts``, or a logged ``StoredEvent`` as
+    it is (scoring does not copy each event it reads from the log)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def properties(self) -> Mapping[str, Any]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class EventFacts:
     id: str
@@ -93,7 +111,7 @@ class PlayerFacts:
 class _Context:
     """Per-event values computed at most once: local day, CEL activation."""
 
-    def __init__(self, rules: CompiledRuleSet, event: EventFacts, player: PlayerFacts) -> None:
+    def __init__(self, rules: CompiledRuleSet, event: EventLike, player: PlayerFacts) -> None:
         self.rules = rules
         self.event = event
         self.player = player
@@ -147,7 +165,7 @@ def zone_for(name: str | None, default: ZoneInfo) -> ZoneInfo:
 
 
 def evaluate(
-    rules: CompiledRuleSet, state: PlayerState, event: EventFacts, player: PlayerFacts
+    rules: CompiledRuleSet, state: PlayerState, event: EventLike, player: PlayerFacts
 ) -> list[Effect]:
     ctx = _Context(rules, event, player)
     effects: list[Effect] = []

@@ -16,7 +16,7 @@ from plaudit.domain.ids import new_id
 from plaudit.errors import Conflict, NotFound
 from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.effects import BadgeAwarded, PointsAwarded
-from plaudit.rules.evaluate import EventFacts, PlayerFacts, evaluate
+from plaudit.rules.evaluate import PlayerFacts, evaluate
 from plaudit.rules.state import PlayerState
 from plaudit.services import audit
 from plaudit.services.outbox import Outbox, revocation_message
@@ -198,7 +198,7 @@ class BackfillService:
                 if e.id in retracted:
                     continue
                 effects = evaluate(
-                    rules, state, EventFacts.of(e), facts.get(e.player_id, PlayerFacts(e.player_id))
+                    rules, state, e, facts.get(e.player_id, PlayerFacts(e.player_id))
                 )
                 if rules.boards:
                     entries.extend(

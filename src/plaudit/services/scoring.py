@@ -25,7 +25,7 @@ from plaudit.errors import Conflict, NotFound
 from plaudit.leaderboards.entries import board_entries
 from plaudit.rules.compiler import CompiledRuleSet
 from plaudit.rules.effects import BadgeAwarded, Effect, LevelReached, PointsAwarded, RuleFailed
-from plaudit.rules.evaluate import EventFacts, PlayerFacts, adjust, evaluate
+from plaudit.rules.evaluate import PlayerFacts, adjust, evaluate
 from plaudit.rules.holds import hold_reason, note_awards, previous_day
 from plaudit.rules.state import PlayerState
 from plaudit.runtime import collect_rarely
@@ -497,7 +497,7 @@ class ScoringService:
                 scored_by = epochs.for_position(e.position)
                 if e.id not in retracted and scored_by is not None:
                     try:
-                        evaluate(scored_by[1], state, EventFacts.of(e), facts)
+                        evaluate(scored_by[1], state, e, facts)
                     except Exception:  # the same defect the scorer skipped
                         log.exception("re-evaluating event %s failed", e.id)
                 state.advance(e.position, self._part(e))
@@ -813,7 +813,7 @@ class ScoringService:
         if event.position in self._poison:
             return [RuleFailed("engine", self._poison[event.position])]
         try:
-            return evaluate(rules, state, EventFacts.of(event), facts)
+            return evaluate(rules, state, event, facts)
         except Exception as exc:
             # A defect must cost one event, not stop scoring: remember it, abandon the batch
             # (the state may be half-updated), and skip the event on the retry.

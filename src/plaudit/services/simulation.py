@@ -14,7 +14,7 @@ from plaudit.errors import FieldError, InvalidInput
 from plaudit.rules.compiler import CompiledRuleSet
 from plaudit.rules.document import DocumentInvalid, load
 from plaudit.rules.effects import BadgeAwarded, PointsAwarded
-from plaudit.rules.evaluate import EventFacts, PlayerFacts, evaluate
+from plaudit.rules.evaluate import EventLike, PlayerFacts, evaluate
 from plaudit.rules.state import PlayerState
 from plaudit.services.rulesets import RuleBook, RuleSetService, invalid_ruleset
 from plaudit.store.ports import Database, EventQuery
@@ -105,7 +105,7 @@ class SimulationService:
             if not events:
                 break
             for event in events:
-                run.feed(event.player_id, EventFacts.of(event))
+                run.feed(event.player_id, event)
             after = events[-1].position
         return run.report(live[0].version if live else None)
 
@@ -123,7 +123,7 @@ class _Run:
         self.events = 0
         self.errors = 0
 
-    def feed(self, player_id: str, event: EventFacts) -> None:
+    def feed(self, player_id: str, event: EventLike) -> None:
         self.events += 1
         facts = self.players.get(player_id, PlayerFacts(player_id))
         live_state, draft_state = self.states.setdefault(player_id, (PlayerState(), PlayerState()))

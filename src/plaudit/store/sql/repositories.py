@@ -442,10 +442,19 @@ _INDEX_PLAYERS_SQL = (
 )
 
 
-def _sqlite_event(r: Sequence[Any]) -> StoredEvent:
-    """A log row as ``_AFTER_SQL`` selects it; times as ``_sqlite_datetime`` wrote them."""
-    occurred_at = datetime.fromisoformat(r[8]).replace(tzinfo=UTC)
-    return stored_event(r, occurred_at, datetime.fromisoformat(r[9]).replace(tzinfo=UTC))
+def _sqlite_events(rows: Iterable[Sequence[Any]]) -> list[StoredEvent]:
+    """Log rows as ``_AFTER_SQL`` selects them; times as ``_sqlite_datetime`` wrote them (the
+    events of one append share their time of receipt: parsed once)."""
+    events = []
+    received_text, received_at = None, None
+    for r in rows:
+        if r[9] != received_text:
+            received_text = r[9]
+            received_at = datetime.fromisoformat(received_text).replace(tzinfo=UTC)
+        assert received_at is not None
+        occurred_at = datetime.fromisoformat(r[8]).replace(tzinfo=UTC)
+        events.append(stored_event(r, occurred_at, received_at))
+    return events
 
 
 def _event(row: RowMapping) -> StoredEvent:
@@ -533,8 +542,11 @@ class SqlEvents:
 
     def after(self, position: int, limit: int) -> list[StoredEvent]:
         if self.conn.dialect.name == "sqlite":
-            rows = self.conn.exec_driver_sql(_AFTER_SQL, (position, _MAX_POSITION, limit))
-            return [_sqlite_event(r) for r in rows]
+            # On the driver's cursor: SQLAlchemy's row by row fetching cost ~3 µs an event.
+            raw: Any = self.conn.connection.driver_connection
+            return _sqlite_events(
+                raw.execute(_AFTER_SQL, (position, _MAX_POSITION, limit)).fetchall()
+            )
         c = t.events.c
         stmt = select(t.events).where(c.position > position).order_by(c.position).limit(limit)
         return [_event(r) for r in self.conn.execute(stmt).mappings()]
@@ -544,11 +556,11 @@ class SqlEvents:
     ) -> tuple[list[StoredEvent], int]:
         kept, last = [], position
         if self.conn.dialect.name == "sqlite":
-            for r in self.conn.exec_driver_sql(_AFTER_SQL, (position, end, limit)):
-                last = r[0]
-                if keep(r[2], r[6]):
-                    kept.append(_sqlite_event(r))
-            return kept, last
+            raw: Any = self.conn.connection.driver_connection
+            rows = raw.execute(_AFTER_SQL, (position, end, limit)).fetchall()
+            if rows:
+                last = rows[-1][0]
+            return _sqlite_events(r for r in rows if keep(r[2], r[6])), last
         c = t.events.c
         stmt = (
             select(t.events)
