@@ -57,7 +57,8 @@ def test_unknown_variables_fail_at_compile_time() -> None:
 def test_an_amount_that_is_not_a_finite_number_is_refused() -> None:
     for amount in (".inf", "-.inf", ".nan"):
         (problem,) = _problems(GOOD.replace("award: {xp: 10}", f"award: {{xp: {amount}}}"))
-        assert "award.xp" in problem, problem
+        assert "award.xp: the amount is" in problem, problem
+        assert problem.endswith("not a finite number"), problem
 
 
 def test_every_problem_is_reported_at_once_with_its_line() -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import operator
 import re
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -274,6 +273,8 @@ class _Parser:
     def __init__(self, tokens: list[tuple[str, Any]]) -> None:
         self.tokens = tokens
         self.pos = 0
+        # The value of each literal's closure: a comparison with one does not call it.
+        self.literals: dict[Native, Any] = {}
 
     def peek(self) -> tuple[str, Any] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -321,7 +322,8 @@ class _Parser:
     def relation(self) -> Native:
         node = self.addition()
         while (op := self.take_any(_RELATIONS)) is not None:
-            node = _relation(op, node, self.addition())
+            right = self.addition()
+            node = _relation(op, node, right, self.literals.get(right, _MISSING))
         return node
 
     def addition(self) -> Native:
@@ -393,7 +395,9 @@ class _Parser:
         self.pos += 1
         kind, value = token
         if kind == "lit":
-            return _constant(value)
+            node = _constant(value)
+            self.literals[node] = value
+            return node
         if kind == "name":
             if value in ("has", "size") and self.take("("):
                 argument = self.has_argument() if value == "has" else self.expr()
@@ -428,16 +432,8 @@ class _Parser:
 # --- closures --------------------------------------------------------------------------
 
 
-# The value of each literal's closure: a comparison with a literal does not call it.
-_CONSTANTS: weakref.WeakKeyDictionary[Native, Any] = weakref.WeakKeyDictionary()
-
-
 def _constant(value: Any) -> Native:
-    def constant(e: Any, p: Any) -> Any:
-        return value
-
-    _CONSTANTS[constant] = value
-    return constant
+    return lambda e, p: value
 
 
 def _list(items: list[Native]) -> Native:
@@ -478,18 +474,24 @@ def _root_field(root: str, field: str) -> Native:
 
 
 def _property(field: str) -> Native:
-    """``event.properties.<field>``: as ``_select`` on ``event.properties`` (a map)."""
+    """``event.properties.<field>``: ``_select`` on ``event.properties`` (a map) in one
+    closure. Both read a plain value inline (the usual case), the rest in ``_unusual``."""
 
     def read(e: Any, p: Any) -> Any:
         found = e.properties.get(field, _MISSING)
         t = type(found)
         if t is str or t is float or t is bool or (t is int and _INT_MIN <= found <= _INT_MAX):
             return found
-        if found is _MISSING:
-            raise NativeError(f'key not found in map : "{field}"')
-        return _checked(found)
+        return _unusual(found, field)
 
     return read
+
+
+def _unusual(found: Any, field: str) -> Any:
+    """A map's value at ``field`` that is not a plain scalar: missing, or to be checked."""
+    if found is _MISSING:
+        raise NativeError(f'key not found in map : "{field}"')
+    return _checked(found)
 
 
 def _select(node: Native, field: str) -> Native:
@@ -500,9 +502,7 @@ def _select(node: Native, field: str) -> Native:
             t = type(found)
             if t is str or t is float or t is bool or (t is int and _INT_MIN <= found <= _INT_MAX):
                 return found
-            if found is _MISSING:
-                raise NativeError(f'key not found in map : "{field}"')
-            return _checked(found)
+            return _unusual(found, field)
         raise NativeError("applying SELECT to non-message type")
 
     return select
@@ -567,7 +567,8 @@ def _logical(left: Native, right: Native, decides: bool) -> Native:
     return logical
 
 
-def _relation(op: str, left: Native, right: Native) -> Native:
+def _relation(op: str, left: Native, right: Native, literal: Any = _MISSING) -> Native:
+    """``literal``: the right side's value when it is a literal."""
     if op == "==":
         return lambda e, p: _equal(left(e, p), right(e, p))
     if op == "!=":
@@ -587,8 +588,8 @@ def _relation(op: str, left: Native, right: Native) -> Native:
         return within
     name = f"_{op}_"
     fast = _ORDERINGS[op]
-    if right in _CONSTANTS and type(_CONSTANTS[right]) in (int, float, str):
-        return _compare_constant(name, fast, left, _CONSTANTS[right])
+    if type(literal) in (int, float, str):
+        return _compare_constant(name, fast, left, literal)
 
     def compare(e: Any, p: Any) -> bool:
         a, b = left(e, p), right(e, p)
