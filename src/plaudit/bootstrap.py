@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -101,6 +102,7 @@ class Container:
         return checks
 
     def close(self) -> None:
+        self.scoring.close()
         self.db.close()
         if self.redis is not None:
             self.redis.close()
@@ -112,7 +114,12 @@ def build(settings: Settings, clock: Clock = utc_now) -> Container:
     book = RuleBook()
     rulesets = RuleSetService(db, clock, book)
     scoring = ScoringService(
-        db, clock, book, batch_size=settings.worker.batch, partitioned=settings.scale_out
+        db,
+        clock,
+        book,
+        batch_size=settings.worker.batch,
+        partitioned=settings.scale_out,
+        ahead=settings.worker.ahead and (os.cpu_count() or 1) >= 2,
     )
     redis = None
     projection: Projection = MemoryProjection()

@@ -161,6 +161,9 @@ class WorkerSettings(BaseModel):
     batch: int = Field(default=2000, ge=1, le=20_000)
     # Without a stream (PLAUDIT_STREAM_URL unset), how often workers look at the log.
     poll: timedelta = timedelta(milliseconds=200)
+    # The embedded mode, on a machine of 2 CPUs or more: while the log is behind by two
+    # batches or more, a helper process evaluates the next batch while one is written.
+    ahead: bool = True
 
 
 class Settings(BaseSettings):

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from plaudit.errors import FieldError
 
@@ -26,8 +26,7 @@ class IncomingEvent:
     sequence: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
     """An event in the log. ``position`` orders the log; ``id`` is the public, opaque id."""
 
     position: int

@@ -205,7 +205,7 @@ class BadgeService:
                 ],
             )
             uow.commit()
-        return replace(award, revoked_at=now, revoked_reason=reason)
+        return award._replace(revoked_at=now, revoked_reason=reason)
 
     def player_awards(self, tenant_id: str, player_ref: str) -> list[AwardRow]:
         with self.db.read() as uow:

@@ -9,13 +9,17 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import resource
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing.connection import Connection
 from typing import Any
+
+import orjson
 
 from plaudit.domain.clock import Clock, utc_now
 from plaudit.domain.events import StoredEvent
@@ -30,6 +34,7 @@ from plaudit.rules.holds import hold_reason, note_awards, previous_day
 from plaudit.rules.state import PlayerState
 from plaudit.runtime import collect_rarely
 from plaudit.services import audit
+from plaudit.services.ahead import Ahead, BatchAhead, TenantAhead
 from plaudit.services.outbox import (
     Outbox,
     award_message,
@@ -120,7 +125,11 @@ class ScoringService:
         book: RuleBook,
         batch_size: int = 2000,
         partitioned: bool = False,
+        ahead: bool = False,
     ) -> None:
+        """``ahead``: when the log is behind by ``ahead_backlog`` events or more, a helper
+        process evaluates the next batch while this one is written (not when partitioned:
+        the scale-out mode has worker processes for that)."""
         self.db = db
         self.clock = clock
         self.book = book
@@ -138,6 +147,18 @@ class ScoringService:
         self._quiet = False  # a replay rebuilds what was told already: no outbox messages
         # The largest peak memory (bytes) of the processes of the last parallel replay.
         self.replay_peak_rss = 0
+        opener = db.opener() if ahead and not partitioned else None
+        self.ahead = Ahead(opener, batch_size, helper_main) if opener is not None else None
+        self.ahead_backlog = 2 * batch_size
+        # In the helper process: the players of the batch it evaluated last, which is being
+        # written meanwhile (their cached states are trusted), with the token they will carry.
+        self._pending: dict[tuple[str, str], int] = {}
+        self._pending_end = -1
+
+    def close(self) -> None:
+        """Stop the helper process, if one was started."""
+        if self.ahead is not None:
+            self.ahead.close()
 
     def replay(self, tenant_id: str | None = None, processes: int = 1) -> int:
         """Rebuild everything scoring derived, from the log, with the version that scored
@@ -152,7 +173,7 @@ class ScoringService:
         players are shared out among that many processes, each evaluating its players'
         events on its own core (a player's events stay in order, in one process) and writing
         what they caused; the database serializes their writes."""
-        self._forget_caches()
+        self.forget_caches()
         started = time.monotonic()
         with self.db.write(foreign_keys=False) as uow:  # deletes only
             uow.scoring.forget_derived(tenant_id)
@@ -288,7 +309,7 @@ class ScoringService:
             uow.commit()
         return done
 
-    def _write_replayed(self, evaluated: list[tuple[str, _Produced]], now: datetime) -> None:
+    def _write_replayed(self, evaluated: list[tuple[str, Produced]], now: datetime) -> None:
         with self.db.write() as uow:
             for tenant, produced in evaluated:
                 produced.write(uow, tenant, now, quiet=True)
@@ -320,7 +341,7 @@ class ScoringService:
         return lambda e: e.position <= cursors[e.partition]
 
     def _replay_in_batches(self, tenant_id: str | None) -> int:
-        self._forget_caches()
+        self.forget_caches()
         with self.db.write() as uow:
             uow.scoring.forget_derived(tenant_id)
             uow.boards.forget(tenant_id)
@@ -378,8 +399,7 @@ class ScoringService:
             if not uow.scoring.retract(tenant_id, event_id, reason, actor, now):
                 raise Conflict(f"event {event_id!r} was already retracted")
             reversals = [
-                replace(
-                    entry,
+                entry._replace(
                     amount=-entry.amount,
                     kind="retraction",
                     rule_id=f"retract:{entry.rule_id}",
@@ -558,6 +578,13 @@ class ScoringService:
                     uow.commit()
             outcome.events = last - position
             return outcome
+        if self.ahead is not None and only_tenant is None and last - position >= self.ahead_backlog:
+            batch = self.ahead.take(position, self.clock())
+            if batch is not None:
+                written = self.write_ahead(batch)
+                if written is not None:
+                    return written
+                self.ahead.dropped()
         with self.db.write() as uow:
             position = uow.scoring.cursor(CURSOR)
             events = uow.events.after(position, self.batch_size)
@@ -565,6 +592,101 @@ class ScoringService:
                 return outcome
             self._score_batch(uow, events, outcome, only_tenant, {CURSOR: events[-1].position})
         outcome.events = len(events)
+        return outcome
+
+    def evaluate_ahead(self, start: int, continuing: bool, now: datetime) -> BatchAhead | None:
+        """(In the helper process.) Evaluate the batch of the log after ``start`` in a read
+        transaction, on the cached states; ``continuing``: the batch evaluated last is being
+        written meanwhile, so its players' cached states are its result. None: declined (a
+        rule set holds events for review)."""
+        pending = self._pending if continuing and start == self._pending_end else {}
+        for _ in range(self.batch_size + 1):  # each retry sets one more failing event aside
+            poisoned = len(self._poison)
+            try:
+                batch = self._evaluate_ahead(start, pending, now)
+            except _Declined:
+                self.forget_caches()
+                return None
+            except Exception:
+                self.forget_caches()  # states may be half-updated
+                pending = {}
+                if len(self._poison) == poisoned:
+                    raise
+                continue
+            self._pending = {(t.tenant_id, pid): t.token for t in batch.tenants for pid in t.states}
+            self._pending_end = batch.end
+            return batch
+        raise AssertionError("unreachable: a batch has at most batch_size events")
+
+    def _evaluate_ahead(
+        self, start: int, pending: dict[tuple[str, str], int], now: datetime
+    ) -> BatchAhead:
+        if len(self._states) > _CACHE_MAX:
+            self._states.clear()
+            self._tokens.clear()
+        with self.db.read() as uow:
+            events = uow.events.after(start, self.batch_size)
+            self._check_facts(uow)
+            batch = BatchAhead(
+                start,
+                events[-1].position if events else start,
+                len(events),
+                self._players_generation,
+            )
+            by_tenant: dict[str, list[StoredEvent]] = defaultdict(list)
+            for event in events:
+                by_tenant[event.tenant_id].append(event)
+            for tenant_id, tenant_events in by_tenant.items():
+                epochs = self.book.epochs(uow, tenant_id)
+                ahead = TenantAhead(tenant_id, epochs.epochs, [e.id for e in tenant_events])
+                batch.tenants.append(ahead)
+                evaluated = self._evaluate_tenant(
+                    uow, tenant_id, tenant_events, now, ahead=ahead, pending=pending
+                )
+                if evaluated is None:
+                    continue
+                ahead.produced, states = evaluated
+                ahead.token = secrets.randbits(63)
+                for pid, state in states.items():
+                    ahead.states[pid] = orjson.dumps(state.to_json()).decode("utf-8")
+                    self._tokens[(tenant_id, pid)] = ahead.token
+        return batch
+
+    def write_ahead(self, batch: BatchAhead) -> BatchOutcome | None:
+        """Write a batch evaluated ahead, in one transaction with the cursor, when nothing
+        its evaluation read has changed since: the cursor is where it started, the players'
+        write counter where it was, each tenant's rule set versions, retractions of its
+        events and its players' state tokens as they were. None (nothing written) when
+        something changed."""
+        now = self.clock()
+        outcome = BatchOutcome(events=batch.events)
+        with self.db.write() as uow:
+            if uow.scoring.cursor(CURSOR) != batch.start:
+                return None
+            if uow.scoring.players_generation() != batch.players_generation:
+                return None
+            for ahead in batch.tenants:
+                if uow.rulesets.epochs(ahead.tenant_id) != ahead.epochs:
+                    return None
+                if ahead.produced is None:
+                    continue
+                if uow.scoring.retracted(ahead.tenant_id, ahead.event_ids) != ahead.retracted:
+                    return None
+                versions = uow.scoring.state_versions(ahead.tenant_id, ahead.bases)
+                if any(versions.get(pid) != base for pid, base in ahead.bases.items()):
+                    return None
+            for ahead in batch.tenants:
+                produced = ahead.produced
+                if produced is None:
+                    continue
+                uow.scoring.save_encoded_states(ahead.tenant_id, ahead.states, now, ahead.token)
+                produced.write(uow, ahead.tenant_id, now, quiet=self._quiet)
+                outcome.points += len(produced.ledger)
+                outcome.badges += len(produced.awards)
+                outcome.errors += len(produced.failures)
+                outcome.by_tenant[ahead.tenant_id] = len(ahead.event_ids)
+            uow.scoring.set_cursors({CURSOR: batch.end})
+            uow.commit()
         return outcome
 
     def score_partition(self, partition: int, only_tenant: str | None = None) -> BatchOutcome:
@@ -613,7 +735,7 @@ class ScoringService:
             uow.scoring.set_cursors(cursors)
             uow.commit()
         except BaseException:
-            self._forget_caches()  # states in it may hold the abandoned batch's changes
+            self.forget_caches()  # states in it may hold the abandoned batch's changes
             raise
 
     def _check_facts(self, uow: UnitOfWork) -> None:
@@ -623,31 +745,46 @@ class ScoringService:
             self._facts.clear()
             self._players_generation = generation
 
-    def _forget_caches(self) -> None:
+    def forget_caches(self) -> None:
         self._states.clear()
         self._tokens.clear()
         self._facts.clear()
         self._players_generation = -1
+        self._pending = {}
+        self._pending_end = -1
 
     def _load(
-        self, uow: UnitOfWork, tenant_id: str, player_ids: set[str]
+        self,
+        uow: UnitOfWork,
+        tenant_id: str,
+        player_ids: set[str],
+        pending: dict[tuple[str, str], int] | None = None,
+        bases: dict[str, int | None] | None = None,
     ) -> tuple[dict[str, PlayerState], dict[str, PlayerFacts]]:
         """The batch's players' states and facts: from the caches, the rest from the store.
         The players' state rows are locked for the transaction, then a cached state is used
-        when its row still carries the token of this worker's last write."""
+        when its row still carries the token of this worker's last write, or when the player
+        is ``pending`` (evaluating ahead: in the batch being written meanwhile). ``bases``
+        receives the token each state was built on (None: no stored state)."""
         states: dict[str, PlayerState] = {}
         missing_states: list[str] = []
         versions = uow.scoring.state_versions(tenant_id, player_ids)
+        found: dict[str, int | None] = {}
         for pid in player_ids:
             key = (tenant_id, pid)
             state = self._states.get(key)
-            version = versions.get(pid)
-            if state is not None and version is not None and self._tokens.get(key) == version:
+            version = found[pid] = versions.get(pid)
+            if pending and state is not None and key in pending:
+                states[pid] = state
+                found[pid] = pending[key]
+            elif state is not None and version is not None and self._tokens.get(key) == version:
                 states[pid] = state
             elif version is not None:
                 missing_states.append(pid)
             else:  # no stored state: a new player (or one whose derived state was dropped)
                 states[pid] = self._states[key] = PlayerState()
+        if bases is not None:
+            bases.update(found)
         facts = self._facts_of(uow, tenant_id, player_ids)
         if missing_states:
             raw = uow.scoring.states(tenant_id, missing_states)
@@ -721,20 +858,26 @@ class ScoringService:
         events: list[StoredEvent],
         now: datetime,
         memory: dict[tuple[str, str], PlayerState] | None = None,
-    ) -> tuple[_Produced, dict[str, PlayerState]] | None:
+        ahead: TenantAhead | None = None,
+        pending: dict[tuple[str, str], int] | None = None,
+    ) -> tuple[Produced, dict[str, PlayerState]] | None:
         """Evaluate a tenant's events on its players' states (reading only): the rows to
-        write, and the states; None when the tenant has no rule set yet."""
+        write, and the states; None when the tenant has no rule set yet. ``ahead``: outside
+        the write transaction, what was read is noted there (see ``write_ahead``)."""
         epochs = self.book.epochs(uow, tenant_id)
         if not epochs.epochs:
             return None
         retracted = uow.scoring.retracted(tenant_id, [e.id for e in events])
         player_ids = {e.player_id for e in events}
-        if memory is None:
+        if ahead is not None:
+            ahead.retracted = retracted
+            states, facts_of = self._load(uow, tenant_id, player_ids, pending, ahead.bases)
+        elif memory is None:
             states, facts_of = self._load(uow, tenant_id, player_ids)
         else:
             facts_of = self._facts_of(uow, tenant_id, player_ids)
             states = {pid: memory.setdefault((tenant_id, pid), PlayerState()) for pid in player_ids}
-        produced = _Produced()
+        produced = Produced()
         reviews = _Reviews(uow, tenant_id, events)
         for event in events:
             facts = facts_of.get(event.player_id) or PlayerFacts(event.player_id)
@@ -748,6 +891,8 @@ class ScoringService:
                     state.advance(event.position, part)
                 continue  # logged before the first rule set went live
             version, rules = scored_by
+            if ahead is not None and rules.doc.holds is not None:
+                raise _Declined  # a hold reads, and records, a day's activity as it scores
             if _set_aside(rules, state, event, retracted, reviews, produced, now):
                 state.advance(event.position, part)
                 continue
@@ -766,7 +911,7 @@ class ScoringService:
         raw = uow.scoring.states(tenant_id, [player_id]).get(player_id)
         state = PlayerState.from_json(raw)
         retracted = uow.scoring.retracted(tenant_id, event_ids)
-        produced = _Produced()
+        produced = Produced()
         scored = 0
         for event_id in event_ids:
             event = uow.events.get(tenant_id, event_id)
@@ -790,7 +935,7 @@ class ScoringService:
 
     def _score(
         self,
-        produced: _Produced,
+        produced: Produced,
         version: RuleSetVersion,
         rules: CompiledRuleSet,
         state: PlayerState,
@@ -820,6 +965,10 @@ class ScoringService:
             log.exception("evaluating event %s failed", event.id)
             self._poison[event.position] = f"{type(exc).__name__}: {exc}"
             raise
+
+
+class _Declined(Exception):
+    """Evaluating ahead is not for this batch."""
 
 
 class _Reviews:
@@ -853,7 +1002,7 @@ def _set_aside(
     event: StoredEvent,
     retracted: set[str],
     reviews: _Reviews,
-    produced: _Produced,
+    produced: Produced,
     now: datetime,
 ) -> bool:
     """Whether the event is not to be scored: retracted, or held for review (anti-cheat).
@@ -879,7 +1028,7 @@ def _set_aside(
 
 
 @dataclass
-class _Produced:
+class Produced:
     """Rows to write for a batch's effects."""
 
     ledger: list[LedgerRow] = field(default_factory=list)
@@ -1018,6 +1167,43 @@ def replay_share(
         db.close()
     done.peak_rss = _peak_rss()
     return done
+
+
+def helper_main(
+    conn: Connection, open_database: Callable[[str], Database], url: str, batch_size: int
+) -> None:
+    """The scoring-ahead helper process (``plaudit.services.ahead``): evaluates the batches
+    asked for until told to stop or until the pipe closes (its parent is gone)."""
+    collect_rarely()
+    db = open_database(url)
+    service = ScoringService(db, utc_now, RuleBook(), batch_size=batch_size)
+    try:
+        conn.send(("ready", None))
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                return
+            if message[0] == "evaluate":
+                _, start, continuing, now = message
+                try:
+                    reply: tuple[str, Any] = (
+                        "evaluated",
+                        service.evaluate_ahead(start, continuing, now),
+                    )
+                except Exception as exc:
+                    log.exception("evaluating ahead from position %d failed", start)
+                    service.forget_caches()
+                    reply = ("failed", f"{type(exc).__name__}: {exc}")
+                conn.send(reply)
+            elif message[0] == "reset":
+                service.forget_caches()
+            else:
+                return
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the parent stopped listening (it is stopping)
+    finally:
+        db.close()
 
 
 def _peak_rss() -> int:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from plaudit.domain.auth import Scope
 from plaudit.domain.events import StoredEvent
@@ -236,8 +236,10 @@ class LiveRuleSet:
     since: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerRow:
+# The rows scoring writes by the thousand are named tuples: a frozen dataclass's __init__
+# costs ~2.8 µs for ten fields (a call to object.__setattr__ each), a named tuple's ~0.6,
+# and they cross between processes (scoring ahead) at a third of the cost.
+class LedgerRow(NamedTuple):
     player_id: str
     currency: str
     amount: float
@@ -258,8 +260,7 @@ class LedgerEntry:
     recorded_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class AwardRow:
+class AwardRow(NamedTuple):
     id: str
     player_id: str
     badge_id: str
@@ -277,8 +278,7 @@ class AwardRow:
     revoked_reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LevelUpRow:
+class LevelUpRow(NamedTuple):
     player_id: str
     currency: str
     level_index: int
@@ -287,8 +287,7 @@ class LevelUpRow:
     reached_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class RuleErrorRow:
+class RuleErrorRow(NamedTuple):
     event_id: str
     player_id: str
     rule_id: str
@@ -391,6 +390,12 @@ class ScoringRepository(Protocol):
         """Write states; returns the write token they now carry."""
         ...
 
+    def save_encoded_states(
+        self, tenant_id: str, states: Mapping[str, str], at: datetime, token: int
+    ) -> None:
+        """Write states already encoded as JSON text, carrying the given write token."""
+        ...
+
     def append_ledger(self, tenant_id: str, rows: Sequence[LedgerRow], at: datetime) -> int: ...
     def ledger(
         self, tenant_id: str, player_id: str, after_id: int, limit: int
@@ -432,8 +437,7 @@ class ScoringRepository(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class BoardEntryRow:
+class BoardEntryRow(NamedTuple):
     """What one event (``ref``) or adjustment put on one board."""
 
     ref: str
@@ -716,8 +720,7 @@ class AuditRepository(Protocol):
     def query(self, tenant_id: str, query: AuditQuery) -> list[tuple[int, AuditRow]]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class HeldEvent:
+class HeldEvent(NamedTuple):
     event_id: str
     player_id: str
     position: int

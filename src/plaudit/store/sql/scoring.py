@@ -341,32 +341,32 @@ class SqlScoring:
         self, tenant_id: str, states: Mapping[str, Mapping[str, Any]], at: datetime
     ) -> int:
         token = secrets.randbits(63)
+        encoded = {pid: orjson.dumps(state).decode("utf-8") for pid, state in states.items()}
+        self.save_encoded_states(tenant_id, encoded, at, token)
+        return token
+
+    def save_encoded_states(
+        self, tenant_id: str, states: Mapping[str, str], at: datetime, token: int
+    ) -> None:
         if not states:
-            return token
+            return
         if self.conn.dialect.name == "sqlite":
             # By hand: SQLAlchemy's per-row JSON processing cost more than SQLite's write
             # (scoring saves the state of every player of a batch).
             at_text = _sqlite_datetime(at)
             self.conn.exec_driver_sql(
                 _STATES_SQL,
-                [
-                    (tenant_id, pid, orjson.dumps(state).decode("utf-8"), at_text, token)
-                    for pid, state in states.items()
-                ],
+                [(tenant_id, pid, state, at_text, token) for pid, state in states.items()],
             )
-            return token
+            return
         copy_insert(
             self.conn,
             "player_states",
             ("tenant_id", "player_id", "state", "updated_at", "version"),
-            (
-                (tenant_id, pid, orjson.dumps(state).decode("utf-8"), at, token)
-                for pid, state in sorted(states.items())
-            ),
+            ((tenant_id, pid, state, at, token) for pid, state in sorted(states.items())),
             "ON CONFLICT (tenant_id, player_id) DO UPDATE SET state = excluded.state, "
             "updated_at = excluded.updated_at, version = excluded.version",
         )
-        return token
 
     def append_ledger(self, tenant_id: str, rows: Sequence[LedgerRow], at: datetime) -> int:
         if not rows:

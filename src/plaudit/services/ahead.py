@@ -1,0 +1,192 @@
+"""Scoring ahead: a helper process evaluates the log's next batch while this process writes
+the current one (the embedded mode, when the log is behind by a few batches).
+
+Evaluating and writing a batch each take about half of scoring's time, and both are Python
+work that one interpreter cannot run at once (a thread would wait for the interpreter lock
+at each row SQLite writes). The helper reads the log and the player states through its own
+read connection and sends back the rows to write and the encoded states; nothing is written
+outside this process's write transaction, so the helper may die or be wrong at any moment
+and lose nothing.
+
+What the helper read may have changed before its batch is written: another batch, a
+retraction, an adjustment, a merge, a published rule set, a player's new attributes. The
+write checks, in its transaction, that nothing it relied on did (see
+``ScoringService.write_ahead``); when something did, the batch is dropped and scored here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plaudit.services.scoring import Produced
+    from plaudit.store.ports import Database
+
+log = logging.getLogger("plaudit.scoring")
+
+# After the helper declined a batch (a rule set holds events for review, which reads and
+# records a day's activity as it scores), how long to score without it.
+DECLINED_PAUSE = 30.0
+# How long to wait for the helper to stop before it is killed.
+STOP_TIMEOUT = 5.0
+
+
+@dataclass
+class TenantAhead:
+    """One tenant's part of a batch evaluated ahead, with what the evaluation read."""
+
+    tenant_id: str
+    epochs: list[tuple[int, str, int]]  # the rule set versions live and from where
+    event_ids: list[str]
+    retracted: set[str] = field(default_factory=set)
+    # The write token each player's state was built on (None: no stored state).
+    bases: dict[str, int | None] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)  # the new states, as JSON
+    token: int = 0  # the write token the new states are to carry
+    produced: Produced | None = None  # None: the tenant has no rule set yet
+
+
+@dataclass
+class BatchAhead:
+    """A batch of the log evaluated ahead: the events after ``start`` up to ``end``."""
+
+    start: int
+    end: int
+    events: int
+    players_generation: int
+    tenants: list[TenantAhead] = field(default_factory=list)
+
+
+class HelperFailed(Exception):
+    """The helper process reported an error or answered out of turn."""
+
+
+class Ahead:
+    """This process's side of the helper: starts it, asks for batches, takes them.
+
+    At most one request is outstanding. Each batch taken asks at once for the batch after
+    it, so the helper evaluates that one while this process writes the one it took."""
+
+    def __init__(
+        self,
+        opener: tuple[Callable[[str], Database], str],
+        batch_size: int,
+        helper: Callable[[Connection, Callable[[str], Database], str, int], None],
+    ) -> None:
+        """``helper``: the helper process's function (its pipe end, the database opener and
+        URL, the batch size)."""
+        self.opener = opener
+        self.batch_size = batch_size
+        self.helper = helper
+        self._process: Any = None
+        self._conn: Connection | None = None
+        self._ready = False
+        self._requested: int | None = None  # the start of the batch asked for
+        self._paused_until = 0.0
+        self.broken = False  # the helper failed: scoring goes on without it
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None
+
+    def take(self, position: int, now: datetime) -> BatchAhead | None:
+        """The batch after ``position``, evaluated; None while the helper starts, when it
+        declined, or when it failed (then scoring goes on without it, logged)."""
+        if self.broken or time.monotonic() < self._paused_until:
+            return None
+        try:
+            return self._exchange(position, now) if self._started() else None
+        except (OSError, EOFError, HelperFailed) as exc:
+            log.warning("scoring ahead stopped, scoring goes on without it: %s", exc)
+            self.broken = True
+            self.close()
+            return None
+
+    def _started(self) -> bool:
+        """Whether the helper is up; started when it is not (meanwhile, batches are scored
+        in this process)."""
+        if self._conn is None:
+            self._start()
+            return False
+        if not self._ready:
+            if not self._conn.poll():
+                return False
+            self._receive("ready")
+            self._ready = True
+        return True
+
+    def _exchange(self, position: int, now: datetime) -> BatchAhead | None:
+        if self._requested is not None and self._requested != position:
+            self._receive("evaluated")  # a batch the log's cursor has moved past
+            self._requested = None
+        if self._requested is None:
+            self._ask(position, now, continuing=False)
+        batch: BatchAhead | None = self._receive("evaluated")
+        self._requested = None
+        if batch is None:
+            self._paused_until = time.monotonic() + DECLINED_PAUSE
+            return None
+        if not batch.events:
+            return None
+        self._ask(batch.end, now, continuing=True)
+        return batch
+
+    def dropped(self) -> None:
+        """The batch taken last was not written: the helper forgets what it built on it."""
+        if self._conn is not None:
+            try:
+                self._conn.send(("reset",))
+            except OSError:
+                self.broken = True
+                self.close()
+
+    def close(self) -> None:
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        self._ready, self._requested = False, None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.send(("stop",))
+            conn.close()
+        if process is not None:
+            process.join(STOP_TIMEOUT)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")  # nothing of this process inherited
+        mine, theirs = context.Pipe()
+        open_database, url = self.opener
+        self._process = context.Process(
+            target=self.helper,
+            args=(theirs, open_database, url, self.batch_size),
+            name="plaudit-scoring-ahead",
+            daemon=True,
+        )
+        self._process.start()
+        theirs.close()
+        self._conn = mine
+        log.info("scoring ahead: helper process %d started", self._process.pid)
+
+    def _ask(self, start: int, now: datetime, continuing: bool) -> None:
+        assert self._conn is not None
+        self._conn.send(("evaluate", start, continuing, now))
+        self._requested = start
+
+    def _receive(self, kind: str) -> Any:
+        assert self._conn is not None
+        message = self._conn.recv()
+        if message[0] == "failed":
+            raise HelperFailed(message[1])
+        if message[0] != kind:
+            raise HelperFailed(f"expected {kind!r}, got {message[0]!r}")
+        return message[1]
