@@ -70,26 +70,30 @@ class HelperFailed(Exception):
 
 
 class Ahead:
-    """This process's side of the helper: starts it, asks for batches, takes them.
+    """This process's side of the helper: starts it, starts its runs, takes its batches.
 
-    At most one request is outstanding. Each batch taken asks at once for the batch after
-    it, so the helper evaluates that one while this process writes the one it took."""
+    The helper evaluates batch after batch from where a run starts (at most two batches
+    ahead of what was taken); each batch taken is written here while it evaluates the next.
+    When a batch is not written (something it read changed) or the log's cursor moved
+    otherwise, a new run starts from the cursor and what the old one sent is dropped."""
 
     def __init__(
         self,
         opener: tuple[Callable[[str], Database], str],
         batch_size: int,
-        helper: Callable[[Connection, Callable[[str], Database], str, int], None],
+        helper: Callable[[Connection, Connection, Callable[[str], Database], str, int], None],
     ) -> None:
-        """``helper``: the helper process's function (its pipe end, the database opener and
-        URL, the batch size)."""
+        """``helper``: the helper process's function (the pipe it reads, the pipe it
+        writes, the database opener and URL, the batch size)."""
         self.opener = opener
         self.batch_size = batch_size
         self.helper = helper
         self._process: Any = None
-        self._conn: Connection | None = None
+        self._requests: Connection | None = None
+        self._results: Connection | None = None
         self._ready = False
-        self._requested: int | None = None  # the start of the batch asked for
+        self._run = 0  # the number of the current run
+        self._next: int | None = None  # where the current run's next batch starts
         self._paused_until = 0.0
         self.broken = False  # the helper failed: scoring goes on without it
 
@@ -99,11 +103,12 @@ class Ahead:
 
     def take(self, position: int, now: datetime) -> BatchAhead | None:
         """The batch after ``position``, evaluated; None while the helper starts, when it
-        declined, or when it failed (then scoring goes on without it, logged)."""
+        declined or is caught up, or when it failed (then scoring goes on without it,
+        logged)."""
         if self.broken or time.monotonic() < self._paused_until:
             return None
         try:
-            return self._exchange(position, now) if self._started() else None
+            return self._take(position, now) if self._started() else None
         except (OSError, EOFError, HelperFailed) as exc:
             log.warning("scoring ahead stopped, scoring goes on without it: %s", exc)
             self.broken = True
@@ -113,49 +118,46 @@ class Ahead:
     def _started(self) -> bool:
         """Whether the helper is up; started when it is not (meanwhile, batches are scored
         in this process)."""
-        if self._conn is None:
+        if self._results is None:
             self._start()
             return False
         if not self._ready:
-            if not self._conn.poll():
+            if not self._results.poll():
                 return False
-            self._receive("ready")
+            self._receive()
             self._ready = True
         return True
 
-    def _exchange(self, position: int, now: datetime) -> BatchAhead | None:
-        if self._requested is not None and self._requested != position:
-            self._receive("evaluated")  # a batch the log's cursor has moved past
-            self._requested = None
-        if self._requested is None:
-            self._ask(position, now, continuing=False)
-        batch: BatchAhead | None = self._receive("evaluated")
-        self._requested = None
+    def _take(self, position: int, now: datetime) -> BatchAhead | None:
+        assert self._requests is not None
+        if self._next != position:
+            self._run += 1
+            self._requests.send(("start", self._run, position, now))
+            self._next = position
+        batch: BatchAhead | None = self._receive()
         if batch is None:
             self._paused_until = time.monotonic() + DECLINED_PAUSE
+            self._next = None
             return None
-        if not batch.events:
-            return None
-        self._ask(batch.end, now, continuing=True)
-        return batch
+        if batch.start != position:
+            raise HelperFailed(f"a batch from position {batch.start}, not {position}")
+        self._next = batch.end if batch.events else None
+        return batch if batch.events else None
 
     def dropped(self) -> None:
-        """The batch taken last was not written: the helper forgets what it built on it."""
-        if self._conn is not None:
-            try:
-                self._conn.send(("reset",))
-            except OSError:
-                self.broken = True
-                self.close()
+        """The batch taken last was not written: the next one starts a new run."""
+        self._next = None
 
     def close(self) -> None:
-        process, conn = self._process, self._conn
-        self._process = self._conn = None
-        self._ready, self._requested = False, None
-        if conn is not None:
+        process, requests, results = self._process, self._requests, self._results
+        self._process = self._requests = self._results = None
+        self._ready, self._next = False, None
+        if requests is not None:
             with contextlib.suppress(OSError):
-                conn.send(("stop",))
-            conn.close()
+                requests.send(("stop",))
+            requests.close()
+        if results is not None:
+            results.close()
         if process is not None:
             process.join(STOP_TIMEOUT)
             if process.is_alive():
@@ -164,29 +166,26 @@ class Ahead:
 
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")  # nothing of this process inherited
-        mine, theirs = context.Pipe()
+        requests_read, self._requests = context.Pipe(duplex=False)
+        self._results, results_write = context.Pipe(duplex=False)
         open_database, url = self.opener
         self._process = context.Process(
             target=self.helper,
-            args=(theirs, open_database, url, self.batch_size),
+            args=(requests_read, results_write, open_database, url, self.batch_size),
             name="plaudit-scoring-ahead",
             daemon=True,
         )
         self._process.start()
-        theirs.close()
-        self._conn = mine
+        requests_read.close()
+        results_write.close()
         log.info("scoring ahead: helper process %d started", self._process.pid)
 
-    def _ask(self, start: int, now: datetime, continuing: bool) -> None:
-        assert self._conn is not None
-        self._conn.send(("evaluate", start, continuing, now))
-        self._requested = start
-
-    def _receive(self, kind: str) -> Any:
-        assert self._conn is not None
-        message = self._conn.recv()
-        if message[0] == "failed":
-            raise HelperFailed(message[1])
-        if message[0] != kind:
-            raise HelperFailed(f"expected {kind!r}, got {message[0]!r}")
-        return message[1]
+    def _receive(self) -> Any:
+        """The next reply of the current run (those of earlier runs are dropped)."""
+        assert self._results is not None
+        while True:
+            kind, run, value = self._results.recv()
+            if kind == "failed":
+                raise HelperFailed(value)
+            if run == self._run:
+                return value

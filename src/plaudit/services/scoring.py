@@ -6,10 +6,14 @@ so an event is applied exactly once: either all of that is committed or none of 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import pickle
+import queue
 import resource
 import secrets
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -150,10 +154,10 @@ class ScoringService:
         opener = db.opener() if ahead and not partitioned else None
         self.ahead = Ahead(opener, batch_size, helper_main) if opener is not None else None
         self.ahead_backlog = 2 * batch_size
-        # In the helper process: the players of the batch it evaluated last, which is being
-        # written meanwhile (their cached states are trusted), with the token they will carry.
+        # In the helper process: the players evaluated since the current run started, with
+        # the token their state will carry once written (their cached states are trusted:
+        # the write checks that token is still there).
         self._pending: dict[tuple[str, str], int] = {}
-        self._pending_end = -1
 
     def close(self) -> None:
         """Stop the helper process, if one was started."""
@@ -596,34 +600,35 @@ class ScoringService:
 
     def evaluate_ahead(self, start: int, continuing: bool, now: datetime) -> BatchAhead | None:
         """(In the helper process.) Evaluate the batch of the log after ``start`` in a read
-        transaction, on the cached states; ``continuing``: the batch evaluated last is being
-        written meanwhile, so its players' cached states are its result. None: declined (a
+        transaction, on the cached states. ``continuing``: the batches evaluated since the
+        run started are being written meanwhile, so their players' cached states are their
+        result; else the cached states are checked against the store. None: declined (a
         rule set holds events for review)."""
-        pending = self._pending if continuing and start == self._pending_end else {}
+        if not continuing:
+            self._pending = {}
         for _ in range(self.batch_size + 1):  # each retry sets one more failing event aside
             poisoned = len(self._poison)
             try:
-                batch = self._evaluate_ahead(start, pending, now)
+                batch = self._evaluate_ahead(start, now)
             except _Declined:
                 self.forget_caches()
                 return None
             except Exception:
                 self.forget_caches()  # states may be half-updated
-                pending = {}
                 if len(self._poison) == poisoned:
                     raise
                 continue
-            self._pending = {(t.tenant_id, pid): t.token for t in batch.tenants for pid in t.states}
-            self._pending_end = batch.end
+            for ahead in batch.tenants:
+                for pid in ahead.states:
+                    self._pending[(ahead.tenant_id, pid)] = ahead.token
             return batch
         raise AssertionError("unreachable: a batch has at most batch_size events")
 
-    def _evaluate_ahead(
-        self, start: int, pending: dict[tuple[str, str], int], now: datetime
-    ) -> BatchAhead:
+    def _evaluate_ahead(self, start: int, now: datetime) -> BatchAhead:
         if len(self._states) > _CACHE_MAX:
             self._states.clear()
             self._tokens.clear()
+            self._pending = {}
         with self.db.read() as uow:
             events = uow.events.after(start, self.batch_size)
             self._check_facts(uow)
@@ -640,9 +645,7 @@ class ScoringService:
                 epochs = self.book.epochs(uow, tenant_id)
                 ahead = TenantAhead(tenant_id, epochs.epochs, [e.id for e in tenant_events])
                 batch.tenants.append(ahead)
-                evaluated = self._evaluate_tenant(
-                    uow, tenant_id, tenant_events, now, ahead=ahead, pending=pending
-                )
+                evaluated = self._evaluate_tenant(uow, tenant_id, tenant_events, now, ahead=ahead)
                 if evaluated is None:
                     continue
                 ahead.produced, states = evaluated
@@ -680,6 +683,7 @@ class ScoringService:
                 if produced is None:
                     continue
                 uow.scoring.save_encoded_states(ahead.tenant_id, ahead.states, now, ahead.token)
+                produced.failures = [f._replace(at=now) for f in produced.failures]
                 produced.write(uow, ahead.tenant_id, now, quiet=self._quiet)
                 outcome.points += len(produced.ledger)
                 outcome.badges += len(produced.awards)
@@ -751,7 +755,6 @@ class ScoringService:
         self._facts.clear()
         self._players_generation = -1
         self._pending = {}
-        self._pending_end = -1
 
     def _load(
         self,
@@ -768,16 +771,21 @@ class ScoringService:
         receives the token each state was built on (None: no stored state)."""
         states: dict[str, PlayerState] = {}
         missing_states: list[str] = []
-        versions = uow.scoring.state_versions(tenant_id, player_ids)
         found: dict[str, int | None] = {}
-        for pid in player_ids:
+        if pending:
+            for pid in player_ids:
+                key = (tenant_id, pid)
+                state = self._states.get(key)
+                if state is not None and key in pending:
+                    states[pid] = state
+                    found[pid] = pending[key]
+        unsure = [pid for pid in player_ids if pid not in states] if states else player_ids
+        versions = uow.scoring.state_versions(tenant_id, unsure) if unsure else {}
+        for pid in unsure:
             key = (tenant_id, pid)
             state = self._states.get(key)
             version = found[pid] = versions.get(pid)
-            if pending and state is not None and key in pending:
-                states[pid] = state
-                found[pid] = pending[key]
-            elif state is not None and version is not None and self._tokens.get(key) == version:
+            if state is not None and version is not None and self._tokens.get(key) == version:
                 states[pid] = state
             elif version is not None:
                 missing_states.append(pid)
@@ -859,7 +867,6 @@ class ScoringService:
         now: datetime,
         memory: dict[tuple[str, str], PlayerState] | None = None,
         ahead: TenantAhead | None = None,
-        pending: dict[tuple[str, str], int] | None = None,
     ) -> tuple[Produced, dict[str, PlayerState]] | None:
         """Evaluate a tenant's events on its players' states (reading only): the rows to
         write, and the states; None when the tenant has no rule set yet. ``ahead``: outside
@@ -871,7 +878,7 @@ class ScoringService:
         player_ids = {e.player_id for e in events}
         if ahead is not None:
             ahead.retracted = retracted
-            states, facts_of = self._load(uow, tenant_id, player_ids, pending, ahead.bases)
+            states, facts_of = self._load(uow, tenant_id, player_ids, self._pending, ahead.bases)
         elif memory is None:
             states, facts_of = self._load(uow, tenant_id, player_ids)
         else:
@@ -1170,40 +1177,71 @@ def replay_share(
 
 
 def helper_main(
-    conn: Connection, open_database: Callable[[str], Database], url: str, batch_size: int
+    requests: Connection,
+    results: Connection,
+    open_database: Callable[[str], Database],
+    url: str,
+    batch_size: int,
 ) -> None:
-    """The scoring-ahead helper process (``plaudit.services.ahead``): evaluates the batches
-    asked for until told to stop or until the pipe closes (its parent is gone)."""
+    """The scoring-ahead helper process (``plaudit.services.ahead``). Told to start a run at
+    a position, it evaluates batch after batch from there, each on the states the ones
+    before it left, until the log is caught up or it is told otherwise; a thread hands the
+    results over, so the next batch is evaluated while the last one is being received.
+    Stops when told to, or when the pipe closes (its parent is gone)."""
     collect_rarely()
     db = open_database(url)
     service = ScoringService(db, utc_now, RuleBook(), batch_size=batch_size)
+    # One result waiting here and one being sent: the helper runs at most two batches ahead.
+    replies: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
+    sender = threading.Thread(target=_send_replies, args=(results, replies), daemon=True)
+    sender.start()
+    run: tuple[int, int, datetime] | None = None  # (run number, next start, time)
+    continuing = False
     try:
-        conn.send(("ready", None))
+        replies.put(_pickled(("ready", 0, None)))
         while True:
+            if run is None or requests.poll():
+                message = requests.recv()
+                if message[0] != "start":
+                    return
+                _, number, start, now = message
+                run, continuing = (number, start, now), False
+                continue
+            number, start, now = run
+            batch: BatchAhead | None = None
             try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                return
-            if message[0] == "evaluate":
-                _, start, continuing, now = message
-                try:
-                    reply: tuple[str, Any] = (
-                        "evaluated",
-                        service.evaluate_ahead(start, continuing, now),
-                    )
-                except Exception as exc:
-                    log.exception("evaluating ahead from position %d failed", start)
-                    service.forget_caches()
-                    reply = ("failed", f"{type(exc).__name__}: {exc}")
-                conn.send(reply)
-            elif message[0] == "reset":
+                batch = service.evaluate_ahead(start, continuing, now)
+                replies.put(_pickled(("evaluated", number, batch)))
+            except Exception as exc:
+                log.exception("evaluating ahead from position %d failed", start)
                 service.forget_caches()
+                replies.put(_pickled(("failed", number, f"{type(exc).__name__}: {exc}")))
+            if batch is None or not batch.events:
+                run = None  # declined, failed or caught up: wait to be told where to start
             else:
-                return
-    except (BrokenPipeError, ConnectionResetError):
-        return  # the parent stopped listening (it is stopping)
+                run, continuing = (number, batch.end, now), True
+    except (EOFError, OSError):
+        return  # the parent is gone
     finally:
+        with contextlib.suppress(queue.Full):
+            replies.put_nowait(None)
         db.close()
+
+
+def _pickled(reply: tuple[str, int, Any]) -> bytes:
+    return pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _send_replies(results: Connection, replies: queue.Queue[bytes | None]) -> None:
+    """The helper's sending thread: writing a batch to the pipe (which holds far less than
+    a batch: the write waits for the reader) runs here, beside the evaluation of the next
+    one. Pickling stays in the evaluating thread: this one holds the interpreter lock only
+    between writes."""
+    while (reply := replies.get()) is not None:
+        try:
+            results.send_bytes(reply)
+        except OSError:
+            return  # the parent stopped listening (it is stopping)
 
 
 def _peak_rss() -> int:

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, RowMapping, select, update
 
 from plaudit.store.ports import AwardRow, BadgeClass, IssuanceRow
 from plaudit.store.sql import tables as t
+from plaudit.store.sql.repositories import _sqlite_datetime, sqlite_insert
 from plaudit.store.sql.scoring import award_row
 
 
@@ -108,6 +109,35 @@ class SqlBadges:
 
     def log(self, tenant_id: str, rows: Sequence[IssuanceRow]) -> None:
         if not rows:
+            return
+        if self.conn.dialect.name == "sqlite":
+            sqlite_insert(
+                self.conn,
+                "issuance_log",
+                (
+                    "tenant_id",
+                    "award_id",
+                    "player_id",
+                    "badge_id",
+                    "action",
+                    "actor",
+                    "reason",
+                    "at",
+                ),
+                [
+                    (
+                        tenant_id,
+                        r.award_id,
+                        r.player_id,
+                        r.badge_id,
+                        r.action,
+                        r.actor,
+                        r.reason[:1000],
+                        _sqlite_datetime(r.at),
+                    )
+                    for r in rows
+                ],
+            )
             return
         self.conn.execute(
             t.issuance_log.insert(),

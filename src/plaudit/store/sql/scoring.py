@@ -29,6 +29,7 @@ from plaudit.store.sql.repositories import (
     _sqlite_datetime,
     delete_rows,
     players_generation,
+    sqlite_insert,
 )
 
 _LEDGER_COLUMNS = (
@@ -220,6 +221,10 @@ def award_row(r: RowMapping) -> AwardRow:
     )
 
 
+def _sqlite_time(value: datetime | None) -> str | None:
+    return None if value is None else _sqlite_datetime(value)
+
+
 def _ledger_values(
     tenant_id: str, r: LedgerRow, occurred_at: object, recorded_at: object
 ) -> tuple[object, ...]:
@@ -244,6 +249,28 @@ def _ledger_values(
 _VERSIONS_SQL = (
     "SELECT player_id, version FROM player_states "
     "WHERE tenant_id = ? AND player_id IN (SELECT value FROM json_each(?))"
+)
+_RETRACTED_SQL = (
+    "SELECT event_id FROM event_retractions "
+    "WHERE tenant_id = ? AND event_id IN (SELECT value FROM json_each(?))"
+)
+_AWARD_COLUMNS = (
+    "id",
+    "tenant_id",
+    "player_id",
+    "badge_id",
+    "tier",
+    "occurrence",
+    "source",
+    "event_id",
+    "ruleset_id",
+    "ruleset_version",
+    "evidence",
+    "awarded_by",
+    "awarded_at",
+    "expires_at",
+    "revoked_at",
+    "revoked_reason",
 )
 _STATES_SQL = (
     "INSERT INTO player_states (tenant_id, player_id, state, updated_at, version) "
@@ -416,6 +443,34 @@ class SqlScoring:
     def add_awards(self, tenant_id: str, rows: Sequence[AwardRow]) -> int:
         if not rows:
             return 0
+        if self.conn.dialect.name == "sqlite":
+            return sqlite_insert(
+                self.conn,
+                "badge_awards",
+                _AWARD_COLUMNS,
+                [
+                    (
+                        r.id,
+                        tenant_id,
+                        r.player_id,
+                        r.badge_id,
+                        r.tier or "",
+                        r.occurrence,
+                        r.source,
+                        r.event_id,
+                        r.ruleset_id,
+                        r.ruleset_version,
+                        None if r.evidence is None else orjson.dumps(r.evidence).decode(),
+                        r.awarded_by,
+                        _sqlite_datetime(r.awarded_at),
+                        _sqlite_time(r.expires_at),
+                        _sqlite_time(r.revoked_at),
+                        r.revoked_reason,
+                    )
+                    for r in rows
+                ],
+                "ON CONFLICT (tenant_id, event_id, badge_id, tier, occurrence) DO NOTHING",
+            )
         c = t.badge_awards.c
         stmt = _insert(self.conn, t.badge_awards).on_conflict_do_nothing(
             index_elements=[c.tenant_id, c.event_id, c.badge_id, c.tier, c.occurrence]
@@ -460,6 +515,34 @@ class SqlScoring:
 
     def add_level_ups(self, tenant_id: str, rows: Sequence[LevelUpRow]) -> None:
         if not rows:
+            return
+        if self.conn.dialect.name == "sqlite":
+            sqlite_insert(
+                self.conn,
+                "level_ups",
+                (
+                    "tenant_id",
+                    "player_id",
+                    "currency",
+                    "level_index",
+                    "level",
+                    "event_id",
+                    "reached_at",
+                ),
+                [
+                    (
+                        tenant_id,
+                        r.player_id,
+                        r.currency,
+                        r.level_index,
+                        r.level,
+                        r.event_id,
+                        _sqlite_datetime(r.reached_at),
+                    )
+                    for r in rows
+                ],
+                "ON CONFLICT (tenant_id, player_id, currency, level_index) DO NOTHING",
+            )
             return
         c = t.level_ups.c
         stmt = _insert(self.conn, t.level_ups).on_conflict_do_nothing(
@@ -531,6 +614,10 @@ class SqlScoring:
         return result.rowcount == 1
 
     def retracted(self, tenant_id: str, event_ids: Iterable[str]) -> set[str]:
+        if self.conn.dialect.name == "sqlite":  # as state_versions: one JSON parameter
+            raw: Any = self.conn.connection.driver_connection
+            rows = raw.execute(_RETRACTED_SQL, (tenant_id, orjson.dumps(list(set(event_ids)))))
+            return {event_id for (event_id,) in rows}
         c = t.event_retractions.c
         found: set[str] = set()
         for chunk in _pieces(self.conn, sorted(set(event_ids))):
