@@ -98,8 +98,22 @@ class Ahead:
         self.broken = False  # the helper failed: scoring goes on without it
 
     @property
-    def running(self) -> bool:
-        return self._process is not None
+    def pid(self) -> int | None:
+        """The helper's process id, while it runs."""
+        return None if self._process is None else int(self._process.pid)
+
+    def ready(self, timeout: float) -> bool:
+        """Start the helper if it is not running; whether it is up within ``timeout`` s."""
+        if self.broken:
+            return False
+        if self._results is None:
+            self._start()
+        assert self._results is not None
+        return self._ready or (self._results.poll(timeout) and self._started())
+
+    def waiting(self, timeout: float) -> bool:
+        """Whether a batch evaluated ahead waits to be taken (within ``timeout`` s)."""
+        return self._results is not None and self._results.poll(timeout)
 
     def take(self, position: int, now: datetime) -> BatchAhead | None:
         """The batch after ``position``, evaluated; None while the helper starts, when it

@@ -154,6 +154,8 @@ class ScoringService:
         opener = db.opener() if ahead and not partitioned else None
         self.ahead = Ahead(opener, batch_size, helper_main) if opener is not None else None
         self.ahead_backlog = 2 * batch_size
+        self.ahead_written = 0  # batches evaluated ahead and written
+        self.ahead_dropped = 0  # batches evaluated ahead, dropped (something they read changed)
         # In the helper process: the players evaluated since the current run started, with
         # the token their state will carry once written (their cached states are trusted:
         # the write checks that token is still there).
@@ -587,7 +589,9 @@ class ScoringService:
             if batch is not None:
                 written = self.write_ahead(batch)
                 if written is not None:
+                    self.ahead_written += 1
                     return written
+                self.ahead_dropped += 1
                 self.ahead.dropped()
         with self.db.write() as uow:
             position = uow.scoring.cursor(CURSOR)

@@ -1,0 +1,190 @@
+"""Scoring ahead: a helper process evaluates the next batches while this one writes. What it
+writes equals what scoring in this process would have; a batch whose reads changed before
+its write (a retraction, an adjustment, new attributes, a new rule set version) is dropped
+and scored here; a dead helper costs nothing but speed."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from plaudit.bootstrap import Container
+from plaudit.domain.events import IncomingEvent
+from plaudit.services.players import PlayerPatch
+from plaudit.services.rulesets import RuleBook
+from plaudit.services.scoring import ScoringService
+from tests.conftest import FakeClock
+
+RULES = """
+program: {time_zone: Europe/Paris}
+currencies: [xp, coins]
+rules:
+  - {id: small, on: task.done, when: 'event.properties.score < 50', award: {xp: 2}}
+  - id: big
+    on: task.done
+    when: 'event.properties.score >= 50'
+    award: {xp: 5, coins: "event.properties.score / 10"}
+    cap: {per: day, max: {xp: 40}}
+  - {id: emea, on: task.done, when: 'player.attributes.region == "EMEA"', award: {coins: 1}}
+levels: {currency: xp, thresholds: [{name: new, at: 0}, {name: pro, at: 30}]}
+badges:
+  - id: grinder
+    name: Grinder
+    criteria: {count: {on: task.done, at_least: 8}}
+    tiers: [{name: bronze, at_least: 3}, {name: silver, at_least: 8}]
+"""
+BATCH = 20
+PLAYERS = 12
+
+
+@pytest.fixture
+def ahead(container: Container, clock: FakeClock) -> Iterator[ScoringService]:
+    """A scorer with small batches that scores ahead, its helper up."""
+    view = container.rulesets.create("default", "p", RULES)
+    container.rulesets.publish("default", view.record.id, "test")
+    service = ScoringService(container.db, clock, RuleBook(), batch_size=BATCH, ahead=True)
+    assert service.ahead is not None
+    assert service.ahead.ready(60), "the helper process did not start"
+    yield service
+    service.close()
+
+
+def _ingest(c: Container, count: int, start: int = 0) -> None:
+    events = [
+        IncomingEvent(
+            f"k{n}",
+            "lms",
+            "task.done",
+            f"p{n % PLAYERS}",
+            c.clock() - timedelta(hours=2) + timedelta(seconds=n),
+            {"score": (n * 37) % 100},
+        )
+        for n in range(start, start + count)
+    ]
+    c.ingest.ingest("default", events)
+
+
+def _drain(service: ScoringService) -> None:
+    while service.score_pending().events:
+        pass
+
+
+def _derived(c: Container) -> dict[str, Any]:
+    """Everything scoring derived, comparable across runs (no generated ids, no times)."""
+    with c.db.read() as uow:
+        players = {p.id: p for p in uow.players.page("default", None, 1000)}
+        return {
+            "balances": {pid: uow.scoring.balances("default", pid) for pid in sorted(players)},
+            "awards": sorted(
+                (a.player_id, a.badge_id, a.tier or "", a.event_id or "")
+                for a in uow.scoring.awards("default")
+                if a.revoked_at is None
+            ),
+            "states": uow.scoring.states("default", sorted(players)),
+        }
+
+
+def _replayed(c: Container) -> dict[str, Any]:
+    """What scoring in this process derives from the same log."""
+    c.scoring.replay()
+    return _derived(c)
+
+
+def _position(c: Container, n: int) -> str:
+    with c.db.read() as uow:
+        return uow.events.after(n - 1, 1)[0].id
+
+
+def test_scoring_ahead_derives_what_scoring_here_does(
+    container: Container, ahead: ScoringService
+) -> None:
+    _ingest(container, 300)
+    _drain(ahead)
+    assert ahead.ahead_written >= 10  # the helper evaluated most batches
+    assert ahead.ahead_dropped == 0
+    derived = _derived(container)
+    assert derived["balances"][_player_id(container, "p0")]["xp"] > 0
+    assert derived["awards"]
+    assert derived == _replayed(container)
+
+
+def test_a_retraction_of_an_event_evaluated_ahead_drops_that_batch(
+    container: Container, ahead: ScoringService
+) -> None:
+    _ingest(container, 200)
+    ahead.score_pending()  # the first batch: the helper evaluates the next ones meanwhile
+    assert ahead.ahead is not None
+    assert ahead.ahead.waiting(30)
+    retracted = _position(container, BATCH + 5)  # in the batch evaluated ahead
+    container.scoring.retract("default", retracted, "mistake", "admin")
+    _drain(ahead)
+    assert ahead.ahead_dropped >= 1
+    with container.db.read() as uow:
+        assert uow.scoring.event_ledger("default", retracted) == []
+    assert _derived(container) == _replayed(container)
+
+
+def test_an_adjustment_of_a_player_evaluated_ahead_drops_that_batch(
+    container: Container, ahead: ScoringService
+) -> None:
+    _ingest(container, 200)
+    ahead.score_pending()
+    assert ahead.ahead is not None
+    assert ahead.ahead.waiting(30)
+    container.progress.adjust("default", "lms:p3", "xp", 1000, "bonus", "admin")
+    _drain(ahead)
+    assert ahead.ahead_dropped >= 1
+    derived = _derived(container)
+    assert derived == _replayed(container)
+
+
+def test_new_attributes_of_a_player_drop_the_batch_evaluated_ahead(
+    container: Container, ahead: ScoringService
+) -> None:
+    _ingest(container, 200)
+    ahead.score_pending()
+    assert ahead.ahead is not None
+    assert ahead.ahead.waiting(30)
+    container.players.update("default", "lms:p1", PlayerPatch(attributes={"region": "EMEA"}))
+    _drain(ahead)
+    assert ahead.ahead_dropped >= 1
+    with container.db.read() as uow:
+        entries = uow.scoring.ledger("default", _player_id(container, "p1"), 0, 1000)
+    assert any(e.row.rule_id == "emea" for e in entries)  # the next events saw the attribute
+
+
+def test_a_new_version_published_meanwhile_drops_the_batch_evaluated_ahead(
+    container: Container, ahead: ScoringService
+) -> None:
+    _ingest(container, 200)
+    ahead.score_pending()
+    assert ahead.ahead is not None
+    assert ahead.ahead.waiting(30)
+    view = container.rulesets.create("default", "q", RULES.replace("xp: 2}", "xp: 3}"))
+    container.rulesets.publish("default", view.record.id, "test")
+    _ingest(container, 100, start=200)  # scored by the new version
+    _drain(ahead)
+    assert ahead.ahead_dropped >= 1
+    assert _derived(container) == _replayed(container)
+
+
+def test_a_killed_helper_costs_only_speed(container: Container, ahead: ScoringService) -> None:
+    _ingest(container, 200)
+    ahead.score_pending()
+    assert ahead.ahead is not None
+    assert ahead.ahead.pid is not None
+    os.kill(ahead.ahead.pid, signal.SIGKILL)
+    _drain(ahead)
+    assert ahead.ahead.broken
+    with container.db.read() as uow:
+        assert uow.scoring.cursor("scoring") == uow.events.last_position()
+    assert _derived(container) == _replayed(container)
+
+
+def _player_id(c: Container, external: str) -> str:
+    return c.players.get("default", f"lms:{external}").player.id
