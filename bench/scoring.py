@@ -104,6 +104,11 @@ def main() -> None:
         help="processes sharing out the replay (as `plaudit replay`; default: one per CPU)",
     )
     parser.add_argument(
+        "--no-ahead",
+        action="store_true",
+        help="score in this process only (no helper process evaluating the next batch)",
+    )
+    parser.add_argument(
         "--default-gc",
         action="store_true",
         help="keep Python's default collector thresholds (the product's processes raise them)",
@@ -113,7 +118,9 @@ def main() -> None:
         collect_rarely()  # as plaudit serve and plaudit worker do
     root = Path(tempfile.mkdtemp(prefix="plaudit-bench-scoring-"))
     try:
-        container = build(Settings(data_dir=root, _env_file=None))
+        settings = Settings(data_dir=root, _env_file=None)
+        settings.worker.ahead = not args.no_ahead
+        container = build(settings)
         prepare_embedded(container)
         source = ruleset()
         view = container.rulesets.create("default", "bench", source)
@@ -131,6 +138,7 @@ def main() -> None:
         while (outcome := container.scoring.score_pending()).events:
             points += outcome.points
         score_s = time.perf_counter() - t0
+        ahead = (container.scoring.ahead_written, container.scoring.ahead_dropped)
 
         t0 = time.perf_counter()
         replayed = container.scoring.replay(processes=args.replay_processes)
@@ -152,6 +160,10 @@ def main() -> None:
     print(
         f"scoring (read log, evaluate, write, commit): {args.events / score_s:,.0f} events/s "
         f"({points:,} ledger entries)"
+    )
+    print(
+        f"scoring ahead: {'off' if args.no_ahead else 'on'}, {ahead[0]} batches of "
+        f"{container.settings.worker.batch:,} evaluated by the helper process, {ahead[1]} dropped"
     )
     print(
         f"replay of {replayed:,} events in {args.replay_processes} process(es): {replay_s:.1f} s "

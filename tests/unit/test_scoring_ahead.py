@@ -152,10 +152,13 @@ def test_new_attributes_of_a_player_drop_the_batch_evaluated_ahead(
     assert ahead.ahead.waiting(30)
     container.players.update("default", "lms:p1", PlayerPatch(attributes={"region": "EMEA"}))
     _drain(ahead)
-    assert ahead.ahead_dropped >= 1
+    p1 = _player_id(container, "p1")
     with container.db.read() as uow:
-        entries = uow.scoring.ledger("default", _player_id(container, "p1"), 0, 1000)
-    assert any(e.row.rule_id == "emea" for e in entries)  # the next events saw the attribute
+        later = {e.id for e in uow.events.after(BATCH, 1000) if e.player_id == p1}
+        entries = uow.scoring.ledger("default", p1, 0, 1000)
+    # Every event scored after the change saw it, those evaluated ahead before it too.
+    assert later == {e.row.event_id for e in entries if e.row.rule_id == "emea"}
+    assert ahead.ahead_dropped >= 1
 
 
 def test_a_new_version_published_meanwhile_drops_the_batch_evaluated_ahead(
@@ -188,3 +191,22 @@ def test_a_killed_helper_costs_only_speed(container: Container, ahead: ScoringSe
 
 def _player_id(c: Container, external: str) -> str:
     return c.players.get("default", f"lms:{external}").player.id
+
+
+def test_the_helper_declines_when_events_may_be_held(
+    container: Container, clock: FakeClock
+) -> None:
+    view = container.rulesets.create("default", "p", RULES + "holds: {events_per_day: 1000}\n")
+    container.rulesets.publish("default", view.record.id, "test")
+    service = ScoringService(container.db, clock, RuleBook(), batch_size=BATCH, ahead=True)
+    assert service.ahead is not None
+    try:
+        assert service.ahead.ready(60)
+        _ingest(container, 200)
+        _drain(service)
+        assert service.ahead_written == 0  # a hold reads and records a day's activity
+        with container.db.read() as uow:
+            assert uow.scoring.cursor("scoring") == uow.events.last_position()
+    finally:
+        service.close()
+    assert _derived(container) == _replayed(container)
