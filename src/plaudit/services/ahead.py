@@ -35,7 +35,8 @@ log = logging.getLogger("plaudit.scoring")
 # After the helper declined a batch (a rule set holds events for review, which reads and
 # records a day's activity as it scores), how long to score without it.
 DECLINED_PAUSE = 30.0
-# How long to wait for the helper to stop before it is killed.
+# How long to wait for the helper to stop (it finishes the batch at hand) before it is
+# killed.
 STOP_TIMEOUT = 5.0
 
 
@@ -166,15 +167,15 @@ class Ahead:
         process, requests, results = self._process, self._requests, self._results
         self._process = self._requests = self._results = None
         self._ready, self._next = False, None
+        if results is not None:
+            results.close()  # a reply being sent fails: the helper stops sending
         if requests is not None:
             with contextlib.suppress(OSError):
                 requests.send(("stop",))
             requests.close()
-        if results is not None:
-            results.close()
         if process is not None:
             process.join(STOP_TIMEOUT)
-            if process.is_alive():
+            if process.is_alive():  # it only reads: nothing is lost
                 process.kill()
                 process.join()
 

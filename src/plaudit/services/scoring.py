@@ -13,6 +13,7 @@ import pickle
 import queue
 import resource
 import secrets
+import signal
 import threading
 import time
 from collections import defaultdict
@@ -1192,6 +1193,8 @@ def helper_main(
     before it left, until the log is caught up or it is told otherwise; a thread hands the
     results over, so the next batch is evaluated while the last one is being received.
     Stops when told to, or when the pipe closes (its parent is gone)."""
+    # An interrupt at the terminal reaches the whole process group: the parent decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     collect_rarely()
     db = open_database(url)
     service = ScoringService(db, utc_now, RuleBook(), batch_size=batch_size)
@@ -1201,8 +1204,19 @@ def helper_main(
     sender.start()
     run: tuple[int, int, datetime] | None = None  # (run number, next start, time)
     continuing = False
+
+    def hand_over(reply: tuple[str, int, Any]) -> None:
+        data = _pickled(reply)
+        while True:
+            try:
+                replies.put(data, timeout=0.2)
+                return
+            except queue.Full:
+                if not sender.is_alive():  # the parent closed its end
+                    raise EOFError from None
+
     try:
-        replies.put(_pickled(("ready", 0, None)))
+        hand_over(("ready", 0, None))
         while True:
             if run is None or requests.poll():
                 message = requests.recv()
@@ -1215,11 +1229,11 @@ def helper_main(
             batch: BatchAhead | None = None
             try:
                 batch = service.evaluate_ahead(start, continuing, now)
-                replies.put(_pickled(("evaluated", number, batch)))
+                hand_over(("evaluated", number, batch))
             except Exception as exc:
                 log.exception("evaluating ahead from position %d failed", start)
                 service.forget_caches()
-                replies.put(_pickled(("failed", number, f"{type(exc).__name__}: {exc}")))
+                hand_over(("failed", number, f"{type(exc).__name__}: {exc}"))
             if batch is None or not batch.events:
                 run = None  # declined, failed or caught up: wait to be told where to start
             else:
