@@ -884,6 +884,10 @@ class ScoringService:
         if ahead is not None:
             ahead.retracted = retracted
             states, facts_of = self._load(uow, tenant_id, player_ids, self._pending, ahead.bases)
+            for event in events:
+                epochs.for_position(event.position)  # the versions read (and compiled) now
+            # Evaluating needs no more reads: the writer's log may start over meanwhile.
+            uow.end_snapshot()
         elif memory is None:
             states, facts_of = self._load(uow, tenant_id, player_ids)
         else:

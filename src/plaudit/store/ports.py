@@ -766,6 +766,11 @@ class UnitOfWork(Protocol):
     idempotency: IdempotencyRepository
 
     def commit(self) -> None: ...
+    def end_snapshot(self) -> None:
+        """(A read.) Let go of the snapshot read so far: a later read takes a new one. A long
+        read keeps SQLite's write-ahead log from starting over, and every write slows as
+        that log grows."""
+        ...
 
 
 class Database(Protocol):

@@ -83,6 +83,10 @@ class SqlUnitOfWork:
         self.conn.commit()
         self.committed = True
 
+    def end_snapshot(self) -> None:
+        if self.conn.in_transaction():
+            self.conn.rollback()
+
 
 class SqlDatabase:
     def __init__(self, engine: Engine) -> None:
