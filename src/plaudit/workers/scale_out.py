@@ -217,29 +217,30 @@ class ScaleOutWorker:
         stream = self.stream
         if stream is None:
             return  # no stream: the scorer polls
-        sub = None
+
+        def deliver(message: Msg) -> None:
+            self._fetched.setdefault(partition, []).append(message)
+            self._wake.set()
+
+        feed = None
         try:
             while True:
                 try:
-                    if sub is None:
-                        sub = await stream.subscribe(partition)
-                    messages = await stream.fetch(sub, wait=1.0)
+                    if feed is None:
+                        feed = await stream.feed(partition, deliver)
+                    await feed.watch()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("fetching partition %d failed; retrying", partition)
-                    sub = None
+                    log.exception("following partition %d failed; retrying", partition)
+                    if feed is not None:
+                        await feed.stop()
+                    feed = None
                     await asyncio.sleep(1.0)
-                    continue
-                if messages:
-                    self._fetched.setdefault(partition, []).extend(messages)
-                    self._wake.set()
         finally:
-            if sub is not None:
-                # Messages the server sends to this subscription after this (a pull request
-                # still open) are not acknowledged: they come back to the next holder.
+            if feed is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(sub.unsubscribe(), _STOP_WAIT / 2)
+                    await asyncio.wait_for(feed.stop(), _STOP_WAIT / 2)
 
     async def _score_forever(self) -> None:
         """One scoring step at a time for all the partitions held, each step one
