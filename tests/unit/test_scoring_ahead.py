@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from plaudit.bootstrap import Container
-from plaudit.domain.events import IncomingEvent
+from plaudit.domain.events import IncomingEvent, StoredEvent
 from plaudit.services.players import PlayerPatch
 from plaudit.services.rulesets import RuleBook
 from plaudit.services.scoring import ScoringService
@@ -104,6 +104,14 @@ def test_scoring_ahead_derives_what_scoring_here_does(
     container: Container, ahead: ScoringService
 ) -> None:
     _ingest(container, 300)
+    # Players in both shares: the helper's, and the writer's (partitions 0 and 1).
+    extra = 0
+    while not {e.partition for e in _events(container)} & {0, 1}:
+        extra += 1
+        event = IncomingEvent(f"x{extra}", "lms", "task.done", f"x{extra}", container.clock())
+        container.ingest.ingest("default", [event])
+    _ingest(container, 100, start=300)
+    assert {e.partition for e in _events(container)} - {0, 1}
     _drain(ahead)
     assert ahead.ahead_written >= 10  # the helper evaluated most batches
     assert ahead.ahead_dropped == 0
@@ -187,6 +195,11 @@ def test_a_killed_helper_costs_only_speed(container: Container, ahead: ScoringSe
     with container.db.read() as uow:
         assert uow.scoring.cursor("scoring") == uow.events.last_position()
     assert _derived(container) == _replayed(container)
+
+
+def _events(c: Container) -> list[StoredEvent]:
+    with c.db.read() as uow:
+        return uow.events.after(0, 100_000)
 
 
 def _player_id(c: Container, external: str) -> str:
