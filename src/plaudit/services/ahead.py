@@ -8,6 +8,10 @@ read connection and sends back the rows to write and the encoded states; nothing
 outside this process's write transaction, so the helper may die or be wrong at any moment
 and lose nothing.
 
+The players are shared: the helper evaluates most of them, the writing process the few of
+its own share (a fixed set of partitions) in its write transaction, so that neither waits
+for the other.
+
 What the helper read may have changed before its batch is written: another batch, a
 retraction, an adjustment, a merge, a published rule set, a player's new attributes. The
 write checks, in its transaction, that nothing it relied on did (see
@@ -57,7 +61,8 @@ class TenantAhead:
 
 @dataclass
 class BatchAhead:
-    """A batch of the log evaluated ahead: the events after ``start`` up to ``end``."""
+    """A batch of the log evaluated ahead: the ``events`` after ``start`` up to ``end``,
+    those of the helper's share of the players evaluated."""
 
     start: int
     end: int

@@ -700,12 +700,9 @@ class ScoringService:
                 outcome.badges += len(produced.awards)
                 outcome.errors += len(produced.failures)
                 outcome.by_tenant[ahead.tenant_id] = len(ahead.event_ids)
-            # The writer's share of the batch, as scoring in this process does.
-            mine = [
-                e
-                for e in uow.events.after(batch.start, self.batch_size)
-                if e.position <= batch.end and e.partition < _WRITER_PARTITIONS
-            ]
+            # The writer's share of the batch, as scoring in this process does (the other
+            # players' events are not even decoded).
+            mine, _ = uow.events.after_kept(batch.start, self.batch_size, batch.end, _writers_share)
             self._score_batch(uow, mine, outcome, None, {CURSOR: batch.end})
         return outcome
 
@@ -992,6 +989,10 @@ class ScoringService:
             log.exception("evaluating event %s failed", event.id)
             self._poison[event.position] = f"{type(exc).__name__}: {exc}"
             raise
+
+
+def _writers_share(tenant_id: str, player_id: str) -> bool:
+    return partition_of(tenant_id, player_id) < _WRITER_PARTITIONS
 
 
 class _Declined(Exception):
