@@ -39,6 +39,12 @@ log = logging.getLogger("plaudit.scoring")
 # After the helper declined a batch (a rule set holds events for review, which reads and
 # records a day's activity as it scores), how long to score without it.
 DECLINED_PAUSE = 30.0
+# After the helper failed (it died, reported an error, or did not answer), how long to
+# score without it before a new one is started.
+FAILED_PAUSE = 60.0
+# How long a batch may take the helper before it counts as failed (a batch takes it a
+# fraction of a second).
+ANSWER_TIMEOUT = 60.0
 # How long to wait for the helper to stop (it finishes the batch at hand) before it is
 # killed.
 STOP_TIMEOUT = 5.0
@@ -101,7 +107,8 @@ class Ahead:
         self._run = 0  # the number of the current run
         self._next: int | None = None  # where the current run's next batch starts
         self._paused_until = 0.0
-        self.broken = False  # the helper failed: scoring goes on without it
+        self.answer_timeout = ANSWER_TIMEOUT
+        self.failures = 0  # times the helper failed (each time stopped, started again later)
 
     @property
     def pid(self) -> int | None:
@@ -110,8 +117,6 @@ class Ahead:
 
     def ready(self, timeout: float) -> bool:
         """Start the helper if it is not running; whether it is up within ``timeout`` s."""
-        if self.broken:
-            return False
         if self._results is None:
             self._start()
         assert self._results is not None
@@ -123,16 +128,21 @@ class Ahead:
 
     def take(self, position: int, now: datetime) -> BatchAhead | None:
         """The batch after ``position``, evaluated; None while the helper starts, when it
-        declined or is caught up, or when it failed (then scoring goes on without it,
-        logged)."""
-        if self.broken or time.monotonic() < self._paused_until:
+        declined or is caught up, or when it failed (logged; scoring goes on without it for
+        ``FAILED_PAUSE`` seconds, then a new helper is started)."""
+        if time.monotonic() < self._paused_until:
             return None
         try:
             return self._take(position, now) if self._started() else None
         except (OSError, EOFError, HelperFailed) as exc:
-            log.warning("scoring ahead stopped, scoring goes on without it: %s", exc)
-            self.broken = True
+            log.warning(
+                "scoring ahead stopped (%s); scoring goes on without it for %.0f s",
+                exc or type(exc).__name__,
+                FAILED_PAUSE,
+            )
+            self.failures += 1
             self.close()
+            self._paused_until = time.monotonic() + FAILED_PAUSE
             return None
 
     def _started(self) -> bool:
@@ -204,6 +214,8 @@ class Ahead:
         """The next reply of the current run (those of earlier runs are dropped)."""
         assert self._results is not None
         while True:
+            if not self._results.poll(self.answer_timeout):
+                raise HelperFailed(f"no answer in {self.answer_timeout:.0f} s")
             kind, run, value = self._results.recv()
             if kind == "failed":
                 raise HelperFailed(value)
