@@ -84,8 +84,8 @@ class HelperFailed(Exception):
 class Ahead:
     """This process's side of the helper: starts it, starts its runs, takes its batches.
 
-    The helper evaluates batch after batch from where a run starts (at most two batches
-    ahead of what was taken); each batch taken is written here while it evaluates the next.
+    The helper evaluates batch after batch from where a run starts (a few batches ahead of
+    what was taken at most); each batch taken is written here while it evaluates the next.
     When a batch is not written (something it read changed) or the log's cursor moved
     otherwise, a new run starts from the cursor and what the old one sent is dropped."""
 

@@ -1214,7 +1214,8 @@ def helper_main(
     collect_rarely()
     db = open_database(url)
     service = ScoringService(db, utc_now, RuleBook(), batch_size=batch_size)
-    # One result waiting here and one being sent: the helper runs at most two batches ahead.
+    # One result waiting here, one being sent, and what the pipe holds: the helper runs a
+    # few batches ahead at most.
     replies: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
     sender = threading.Thread(target=_send_replies, args=(results, replies), daemon=True)
     sender.start()
@@ -1245,11 +1246,12 @@ def helper_main(
             batch: BatchAhead | None = None
             try:
                 batch = service.evaluate_ahead(start, continuing, now)
-                hand_over(("evaluated", number, batch))
+                reply: tuple[str, int, Any] = ("evaluated", number, batch)
             except Exception as exc:
                 log.exception("evaluating ahead from position %d failed", start)
                 service.forget_caches()
-                hand_over(("failed", number, f"{type(exc).__name__}: {exc}"))
+                reply = ("failed", number, f"{type(exc).__name__}: {exc}")
+            hand_over(reply)
             if batch is None or not batch.events:
                 run = None  # declined, failed or caught up: wait to be told where to start
             else:
