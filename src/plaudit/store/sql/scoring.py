@@ -47,11 +47,7 @@ _LEDGER_COLUMNS = (
     "occurred_at",
     "recorded_at",
 )
-_LEDGER_SQL = (
-    f"INSERT INTO ledger ({', '.join(_LEDGER_COLUMNS)}) "  # noqa: S608 - constants only
-    f"VALUES ({','.join('?' * len(_LEDGER_COLUMNS))}) "
-    "ON CONFLICT (tenant_id, event_id, rule_id, currency) DO NOTHING"
-)
+_LEDGER_CONFLICT = "ON CONFLICT (tenant_id, event_id, rule_id, currency) DO NOTHING"
 
 
 class SqlRuleSets:
@@ -272,9 +268,8 @@ _AWARD_COLUMNS = (
     "revoked_at",
     "revoked_reason",
 )
-_STATES_SQL = (
-    "INSERT INTO player_states (tenant_id, player_id, state, updated_at, version) "
-    "VALUES (?, ?, ?, ?, ?) "
+_STATE_COLUMNS = ("tenant_id", "player_id", "state", "updated_at", "version")
+_STATE_CONFLICT = (
     "ON CONFLICT (tenant_id, player_id) DO UPDATE SET state = excluded.state, "
     "updated_at = excluded.updated_at, version = excluded.version"
 )
@@ -381,18 +376,20 @@ class SqlScoring:
             # By hand: SQLAlchemy's per-row JSON processing cost more than SQLite's write
             # (scoring saves the state of every player of a batch).
             at_text = _sqlite_datetime(at)
-            self.conn.exec_driver_sql(
-                _STATES_SQL,
+            sqlite_insert(
+                self.conn,
+                "player_states",
+                _STATE_COLUMNS,
                 [(tenant_id, pid, state, at_text, token) for pid, state in states.items()],
+                _STATE_CONFLICT,
             )
             return
         copy_insert(
             self.conn,
             "player_states",
-            ("tenant_id", "player_id", "state", "updated_at", "version"),
+            _STATE_COLUMNS,
             ((tenant_id, pid, state, at, token) for pid, state in sorted(states.items())),
-            "ON CONFLICT (tenant_id, player_id) DO UPDATE SET state = excluded.state, "
-            "updated_at = excluded.updated_at, version = excluded.version",
+            _STATE_CONFLICT,
         )
 
     def append_ledger(self, tenant_id: str, rows: Sequence[LedgerRow], at: datetime) -> int:
@@ -408,14 +405,13 @@ class SqlScoring:
                 if r.occurred_at is not last[0]:  # an event's entries follow each other
                     last = (r.occurred_at, _sqlite_datetime(r.occurred_at))
                 values.append(_ledger_values(tenant_id, r, last[1], recorded))
-            result = self.conn.exec_driver_sql(_LEDGER_SQL, values)
-            return int(result.rowcount)
+            return sqlite_insert(self.conn, "ledger", _LEDGER_COLUMNS, values, _LEDGER_CONFLICT)
         return copy_insert(
             self.conn,
             "ledger",
             _LEDGER_COLUMNS,
             (_ledger_values(tenant_id, r, r.occurred_at, at) for r in rows),
-            "ON CONFLICT (tenant_id, event_id, rule_id, currency) DO NOTHING",
+            _LEDGER_CONFLICT,
         )
 
     def ledger(
