@@ -162,10 +162,10 @@ class ScoringService:
         self.ahead_backlog = 2 * batch_size
         self.ahead_written = 0  # batches evaluated ahead and written
         self.ahead_dropped = 0  # batches evaluated ahead, dropped (something they read changed)
-        # In the helper process: the players evaluated since the current run started, with
-        # the token their state will carry once written (their cached states are trusted:
-        # the write checks that token is still there).
-        self._pending: dict[tuple[str, str], int] = {}
+        # In the helper process: the players evaluated since the current run started. Their
+        # cached states are trusted, built on the token they will carry once written (in
+        # ``_tokens``): the write checks that token is still there.
+        self._pending: set[tuple[str, str]] = set()
 
     def close(self) -> None:
         """Stop the helper process, if one was started."""
@@ -615,7 +615,7 @@ class ScoringService:
         result; else the cached states are checked against the store. None: declined (a
         rule set holds events for review)."""
         if not continuing:
-            self._pending = {}
+            self._pending = set()
         for _ in range(self.batch_size + 1):  # each retry sets one more failing event aside
             poisoned = len(self._poison)
             try:
@@ -628,9 +628,7 @@ class ScoringService:
                 if len(self._poison) == poisoned:
                     raise
                 continue
-            for ahead in batch.tenants:
-                for pid in ahead.states:
-                    self._pending[(ahead.tenant_id, pid)] = ahead.token
+            self._pending.update((a.tenant_id, pid) for a in batch.tenants for pid in a.states)
             return batch
         raise AssertionError("unreachable: a batch has at most batch_size events")
 
@@ -638,7 +636,7 @@ class ScoringService:
         if len(self._states) > _CACHE_MAX:
             self._states.clear()
             self._tokens.clear()
-            self._pending = {}
+            self._pending = set()
         with self.db.read() as uow:
             events = uow.events.after(start, self.batch_size)
             self._check_facts(uow)
@@ -767,21 +765,22 @@ class ScoringService:
         self._tokens.clear()
         self._facts.clear()
         self._players_generation = -1
-        self._pending = {}
+        self._pending = set()
 
     def _load(
         self,
         uow: UnitOfWork,
         tenant_id: str,
         player_ids: set[str],
-        pending: dict[tuple[str, str], int] | None = None,
+        pending: set[tuple[str, str]] | None = None,
         bases: dict[str, int | None] | None = None,
     ) -> tuple[dict[str, PlayerState], dict[str, PlayerFacts]]:
         """The batch's players' states and facts: from the caches, the rest from the store.
         The players' state rows are locked for the transaction, then a cached state is used
         when its row still carries the token of this worker's last write, or when the player
-        is ``pending`` (evaluating ahead: in the batch being written meanwhile). ``bases``
-        receives the token each state was built on (None: no stored state)."""
+        is ``pending`` (evaluating ahead: in a batch being written meanwhile, its state built
+        on the token that write sets). ``bases`` receives the token each state was built on
+        (None: no stored state)."""
         states: dict[str, PlayerState] = {}
         missing_states: list[str] = []
         found: dict[str, int | None] = {}
@@ -791,7 +790,7 @@ class ScoringService:
                 state = self._states.get(key)
                 if state is not None and key in pending:
                     states[pid] = state
-                    found[pid] = pending[key]
+                    found[pid] = self._tokens[key]
         unsure = [pid for pid in player_ids if pid not in states] if states else player_ids
         versions = uow.scoring.state_versions(tenant_id, unsure) if unsure else {}
         for pid in unsure:
