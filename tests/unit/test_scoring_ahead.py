@@ -70,6 +70,15 @@ def _ingest(c: Container, count: int, start: int = 0) -> None:
     c.ingest.ingest("default", events)
 
 
+def _first_batch_written(c: Container, service: ScoringService) -> None:
+    """200 events logged, the first batch written, and the helper's evaluation of the next
+    one waiting to be taken: what is changed now was read before the change."""
+    _ingest(c, 200)
+    service.score_pending()
+    assert service.ahead is not None
+    assert service.ahead.waiting(30)
+
+
 def _drain(service: ScoringService) -> None:
     while service.score_pending().events:
         pass
@@ -135,10 +144,7 @@ def test_scoring_ahead_derives_what_scoring_here_does(
 def test_a_retraction_of_an_event_evaluated_ahead_drops_that_batch(
     container: Container, ahead: ScoringService
 ) -> None:
-    _ingest(container, 200)
-    ahead.score_pending()  # the first batch: the helper evaluates the next ones meanwhile
-    assert ahead.ahead is not None
-    assert ahead.ahead.waiting(30)
+    _first_batch_written(container, ahead)
     retracted = _helpers_event(container)  # in a batch evaluated ahead
     container.scoring.retract("default", retracted, "mistake", "admin")
     _drain(ahead)
@@ -151,10 +157,7 @@ def test_a_retraction_of_an_event_evaluated_ahead_drops_that_batch(
 def test_an_adjustment_of_a_player_evaluated_ahead_drops_that_batch(
     container: Container, ahead: ScoringService
 ) -> None:
-    _ingest(container, 200)
-    ahead.score_pending()
-    assert ahead.ahead is not None
-    assert ahead.ahead.waiting(30)
+    _first_batch_written(container, ahead)
     container.progress.adjust("default", _helpers_player(container), "xp", 1000, "bonus", "admin")
     _drain(ahead)
     assert ahead.ahead_dropped >= 1
@@ -165,10 +168,7 @@ def test_an_adjustment_of_a_player_evaluated_ahead_drops_that_batch(
 def test_new_attributes_of_a_player_drop_the_batch_evaluated_ahead(
     container: Container, ahead: ScoringService
 ) -> None:
-    _ingest(container, 200)
-    ahead.score_pending()
-    assert ahead.ahead is not None
-    assert ahead.ahead.waiting(30)
+    _first_batch_written(container, ahead)
     container.players.update("default", "lms:p1", PlayerPatch(attributes={"region": "EMEA"}))
     _drain(ahead)
     p1 = _player_id(container, "p1")
@@ -183,10 +183,7 @@ def test_new_attributes_of_a_player_drop_the_batch_evaluated_ahead(
 def test_a_new_version_published_meanwhile_drops_the_batch_evaluated_ahead(
     container: Container, ahead: ScoringService
 ) -> None:
-    _ingest(container, 200)
-    ahead.score_pending()
-    assert ahead.ahead is not None
-    assert ahead.ahead.waiting(30)
+    _first_batch_written(container, ahead)
     view = container.rulesets.create("default", "q", RULES.replace("xp: 2}", "xp: 3}"))
     container.rulesets.publish("default", view.record.id, "test")
     _ingest(container, 100, start=200)  # scored by the new version
