@@ -161,8 +161,7 @@ def test_an_adjustment_of_a_player_evaluated_ahead_drops_that_batch(
     container.progress.adjust("default", _helpers_player(container), "xp", 1000, "bonus", "admin")
     _drain(ahead)
     assert ahead.ahead_dropped >= 1
-    derived = _derived(container)
-    assert derived == _replayed(container)
+    assert _derived(container) == _replayed(container)
 
 
 def test_new_attributes_of_a_player_drop_the_batch_evaluated_ahead(
