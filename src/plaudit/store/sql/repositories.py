@@ -24,6 +24,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from plaudit.domain.auth import Scope
 from plaudit.domain.events import StoredEvent
@@ -638,42 +640,31 @@ class SqlEvents:
 
     def query(self, tenant_id: str, query: EventQuery) -> list[StoredEvent]:
         c = t.events.c
-        conditions = [c.tenant_id == tenant_id, c.position > query.after_position]
-        if query.source is not None:
-            conditions.append(c.source == query.source)
-        if query.type is not None:
-            conditions.append(c.type == query.type)
-        if query.occurred_from is not None:
-            conditions.append(c.occurred_at >= query.occurred_from)
-        if query.occurred_until is not None:
-            conditions.append(c.occurred_at < query.occurred_until)
-        if not query.player_ids:
-            plain = select(t.events).where(and_(*conditions)).order_by(c.position)
-            return [_event(r) for r in self.conn.execute(plain.limit(query.limit)).mappings()]
-        # By player: through player_events up to where it is kept, then the short tail of
-        # the log after it (so a query sees every committed event, indexed or not yet).
-        players = list(query.player_ids)
-        upto = self._indexed_upto()
-        pe = t.player_events.c
-        indexed = (
-            select(t.events)
-            .join(t.player_events, pe.position == c.position)
-            .where(pe.tenant_id == tenant_id, pe.player_id.in_(players), pe.position <= upto)
-            .where(*conditions)
-        )
-        tail = select(t.events).where(c.position > upto, c.player_id.in_(players), *conditions)
-        both = union_all(indexed, tail).order_by("position").limit(query.limit)
-        return [_event(r) for r in self.conn.execute(both).mappings()]
+        by_player = bool(query.player_ids)
 
-    def _indexed_upto(self) -> int:
-        value = self.conn.execute(
-            select(t.cursors.c.position).where(t.cursors.c.name == PLAYER_INDEX)
-        ).scalar()
-        return int(value or 0)
+        def term(column: Any) -> Any:  # by player, the log's tail is read by position
+            return plain(self.conn, column) if by_player else column
+
+        conditions = [c.position > query.after_position]
+        if query.source is not None:
+            conditions.append(term(c.source) == query.source)
+        if query.type is not None:
+            conditions.append(term(c.type) == query.type)
+        if query.occurred_from is not None:
+            conditions.append(term(c.occurred_at) >= query.occurred_from)
+        if query.occurred_until is not None:
+            conditions.append(term(c.occurred_at) < query.occurred_until)
+        if not by_player:
+            found = select(t.events).where(c.tenant_id == tenant_id, *conditions)
+            rows = self.conn.execute(found.order_by(c.position).limit(query.limit)).mappings()
+            return [_event(r) for r in rows]
+        both = players_events(self.conn, tenant_id, query.player_ids, t.events, *conditions)
+        rows = self.conn.execute(both.order_by("position").limit(query.limit)).mappings()
+        return [_event(r) for r in rows]
 
     def index_players(self, limit: int) -> int:
         """Extend player_events over the next ``limit`` events of the log; how many."""
-        upto = self._indexed_upto()
+        upto = _indexed_upto(self.conn)
         c = t.events.c
         rows = self.conn.execute(
             select(c.tenant_id, c.player_id, c.position)
@@ -701,18 +692,19 @@ class SqlEvents:
     def reassign_player(self, tenant_id: str, from_player: str, to_player: str) -> int:
         c = t.events.c
         pe = t.player_events.c
-        upto = self._indexed_upto()
+        upto = _indexed_upto(self.conn)
         positions = select(pe.position).where(
             pe.tenant_id == tenant_id, pe.player_id == from_player
         )
         moved = self.conn.execute(
             update(t.events)
-            .where(c.tenant_id == tenant_id, c.position.in_(positions))
+            .where(plain(self.conn, c.tenant_id) == tenant_id, c.position.in_(positions))
             .values(player_id=to_player)
         ).rowcount
         moved += self.conn.execute(
             update(t.events)
-            .where(c.tenant_id == tenant_id, c.position > upto, c.player_id == from_player)
+            .where(c.position > upto, plain(self.conn, c.tenant_id) == tenant_id)
+            .where(plain(self.conn, c.player_id) == from_player)
             .values(player_id=to_player)
         ).rowcount
         self.conn.execute(
@@ -731,6 +723,47 @@ class SqlEvents:
             .order_by(c.source)
         )
         return [(source, int(count)) for source, count in rows]
+
+
+def _indexed_upto(conn: Connection) -> int:
+    """How far player_events covers the log."""
+    value = conn.execute(select(t.cursors.c.position).where(t.cursors.c.name == PLAYER_INDEX))
+    return int(value.scalar() or 0)
+
+
+def players_events(
+    conn: Connection, tenant_id: str, player_ids: Iterable[str], columns: Any, *conditions: Any
+) -> Any:
+    """The players' events (``columns`` of them, where ``conditions`` hold), unordered:
+    through player_events up to where it is kept, then the short tail of the log after it,
+    so a read sees every committed event, indexed or not yet."""
+    players = list(player_ids)
+    upto = _indexed_upto(conn)
+    c = t.events.c
+    pe = t.player_events.c
+    indexed = (
+        select(columns)
+        .join(t.player_events, pe.position == c.position)
+        .where(pe.tenant_id == tenant_id, pe.player_id.in_(players), pe.position <= upto)
+        .where(*conditions)
+    )
+    tail = select(columns).where(
+        c.position > upto,
+        plain(conn, c.tenant_id) == tenant_id,
+        plain(conn, c.player_id).in_(players),
+        *conditions,
+    )
+    return union_all(indexed, tail)
+
+
+def plain(conn: Connection, column: Any) -> Any:
+    """``column`` as a term SQLite's planner looks up by no index (``+column``). Beside a range
+    of positions (the log's short tail), a term on the tenant would otherwise win: without
+    statistics SQLite deems an equality on an index more selective than a range, and would
+    read every event of the tenant."""
+    if conn.dialect.name != "sqlite":
+        return column
+    return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
 
 
 class SqlSequences:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, RowMapping, delete, func, select, true, update
+from sqlalchemy import Connection, RowMapping, delete, func, select, true, union_all, update
 
 from plaudit.store.ports import (
     AwardRow,
@@ -28,6 +28,7 @@ from plaudit.store.sql.repositories import (
     _pieces,
     _sqlite_datetime,
     delete_rows,
+    players_events,
     players_generation,
     sqlite_insert,
 )
@@ -417,24 +418,32 @@ class SqlScoring:
     def ledger(
         self, tenant_id: str, player_id: str, after_id: int, limit: int
     ) -> list[LedgerEntry]:
-        c = t.ledger.c
-        rows = self.conn.execute(
-            select(t.ledger)
-            .where(c.tenant_id == tenant_id, c.player_id == player_id, c.id > after_id)
-            .order_by(c.id)
-            .limit(limit)
-        ).mappings()
+        both = self._players_entries(tenant_id, player_id, after_id)
+        rows = self.conn.execute(both.order_by("id").limit(limit)).mappings()
         return [LedgerEntry(r["id"], ledger_row(r), r["recorded_at"]) for r in rows]
 
     def balances(self, tenant_id: str, player_id: str) -> dict[str, float]:
-        c = t.ledger.c
+        entries = self._players_entries(tenant_id, player_id, 0).subquery()
         rows = self.conn.execute(
-            select(c.currency, func.sum(c.amount))
-            .where(c.tenant_id == tenant_id, c.player_id == player_id)
-            .group_by(c.currency)
-            .order_by(c.currency)  # SQLite's GROUP BY sorts; PostgreSQL's may hash
+            select(entries.c.currency, func.sum(entries.c.amount))
+            .group_by(entries.c.currency)
+            .order_by(entries.c.currency)  # SQLite's GROUP BY sorts; PostgreSQL's may hash
         )
         return {currency: round(float(total), 4) for currency, total in rows}
+
+    def _players_entries(self, tenant_id: str, player_id: str, after_id: int) -> Any:
+        """The player's ledger entries after ``after_id``, unordered. On SQLite those of the
+        player's events by way of their events (the ledger has no index by player there),
+        and the few without an event through their partial index."""
+        c = t.ledger.c
+        mine = (c.tenant_id == tenant_id, c.player_id == player_id, c.id > after_id)
+        if self.conn.dialect.name != "sqlite":
+            return select(t.ledger).where(*mine)
+        events = players_events(self.conn, tenant_id, [player_id], t.events.c.id)
+        return union_all(
+            select(t.ledger).where(*mine, c.event_id.in_(events)),
+            select(t.ledger).where(*mine, c.event_id.is_(None)),
+        )
 
     def add_awards(self, tenant_id: str, rows: Sequence[AwardRow]) -> int:
         if not rows:
@@ -636,7 +645,20 @@ class SqlScoring:
         return [ledger_row(r) for r in rows]
 
     def move_player(self, tenant_id: str, from_player: str, to_player: str) -> None:
-        for table in (t.ledger, t.badge_awards, t.rule_errors, t.issuance_log):
+        if self.conn.dialect.name == "sqlite":
+            # The ledger by way of the events (of either player: the events may have moved
+            # already), and the entries without an event.
+            c = t.ledger.c
+            theirs = (c.tenant_id == tenant_id, c.player_id == from_player)
+            events = players_events(self.conn, tenant_id, [from_player, to_player], t.events.c.id)
+            for which in (c.event_id.in_(events), c.event_id.is_(None)):
+                self.conn.execute(
+                    update(t.ledger).where(*theirs, which).values(player_id=to_player)
+                )
+            moved: tuple[Any, ...] = (t.badge_awards, t.rule_errors, t.issuance_log)
+        else:
+            moved = (t.ledger, t.badge_awards, t.rule_errors, t.issuance_log)
+        for table in moved:
             self.conn.execute(
                 update(table)
                 .where(table.c.tenant_id == tenant_id, table.c.player_id == from_player)
