@@ -243,6 +243,56 @@ def _ledger_values(
     )
 
 
+def _sqlite_ledger(
+    conn: Connection, tenant_id: str, rows: Sequence[LedgerRow], at: datetime
+) -> int:
+    """Ledger entries into SQLite, by hand as the event append: SQLAlchemy's per-row parameter
+    processing cost more than SQLite's insert (scoring writes several entries per event).
+    What all of them share (the tenant, the time recorded; for the entries of rules, their
+    kind and no reason nor actor) is written into the statement instead of bound to each
+    entry: SQLite's driver spends ~0.2 µs binding a value, a fifth of an entry's insert."""
+    times: dict[datetime, str] = {}  # an event's entries share its time
+    ruled: list[tuple[object, ...]] = []
+    others: list[tuple[object, ...]] = []
+    recorded = _sqlite_datetime(at)
+    for r in rows:
+        when = times.get(r.occurred_at)
+        if when is None:
+            when = times[r.occurred_at] = _sqlite_datetime(r.occurred_at)
+        if r.kind == "rule" and r.reason is None and r.actor is None:
+            ruled.append(
+                (
+                    r.player_id,
+                    r.currency,
+                    r.amount,
+                    r.rule_id,
+                    r.ruleset_id,
+                    r.ruleset_version,
+                    r.event_id,
+                    when,
+                )
+            )
+        else:
+            others.append(_ledger_values(tenant_id, r, when, recorded))
+    added = 0
+    if ruled:
+        literal = _sqlite_text(tenant_id), _sqlite_text(recorded)
+        sql = _RULE_ENTRIES_SQL.format(tenant=literal[0], recorded=literal[1])
+        added += int(conn.exec_driver_sql(sql, ruled).rowcount)
+    if others:
+        added += sqlite_insert(conn, "ledger", _LEDGER_COLUMNS, others, _LEDGER_CONFLICT)
+    return added
+
+
+def _sqlite_text(value: str) -> str:
+    """A string as an SQL literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+_RULE_ENTRIES_SQL = (
+    f"INSERT INTO ledger ({', '.join(_LEDGER_COLUMNS)}) "  # noqa: S608 - constants only
+    "VALUES ({tenant}, ?, ?, ?, 'rule', ?, ?, ?, ?, NULL, NULL, ?, {recorded}) " + _LEDGER_CONFLICT
+)
 _VERSIONS_SQL = (
     "SELECT player_id, version FROM player_states "
     "WHERE tenant_id = ? AND player_id IN (SELECT value FROM json_each(?))"
@@ -397,16 +447,7 @@ class SqlScoring:
         if not rows:
             return 0
         if self.conn.dialect.name == "sqlite":
-            # By hand, as the event append: SQLAlchemy's per-row parameter processing cost
-            # more than SQLite's insert (scoring writes several entries per event).
-            recorded = _sqlite_datetime(at)
-            values = []
-            last: tuple[datetime | None, str] = (None, "")
-            for r in rows:
-                if r.occurred_at is not last[0]:  # an event's entries follow each other
-                    last = (r.occurred_at, _sqlite_datetime(r.occurred_at))
-                values.append(_ledger_values(tenant_id, r, last[1], recorded))
-            return sqlite_insert(self.conn, "ledger", _LEDGER_COLUMNS, values, _LEDGER_CONFLICT)
+            return _sqlite_ledger(self.conn, tenant_id, rows, at)
         return copy_insert(
             self.conn,
             "ledger",
