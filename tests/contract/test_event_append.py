@@ -4,6 +4,9 @@ several requests) each write only their own rows, numbered one after another."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
+
+import pytest
 
 from plaudit.bootstrap import Container
 from plaudit.domain.events import IncomingEvent, Outcome
@@ -149,3 +152,51 @@ def test_appends_work_after_a_transaction_that_first_staged_rows_rolled_back(
         uow.commit()
     with container.db.read() as uow:
         assert [e.key for e in uow.events.after(0, 100)] == ["b"]
+
+
+def _players_of_the_log(container: Container) -> tuple[dict[str, str], set[str]]:
+    """Each logged event's player (by key), and which of those players exist."""
+    with container.db.read() as uow:
+        logged = uow.events.after(0, 100)
+        found = uow.players.get_many(container.default_tenant, {e.player_id for e in logged})
+    return {e.key: e.player_id for e in logged}, set(found)
+
+
+def test_a_transaction_that_rolls_back_leaves_no_remembered_identity(
+    container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second request shares "y" with the first: appended after it in the same
+    transaction, it reads back the link the first made for actor-y. That transaction fails;
+    the requests, tried again one by one, must not use the player it made."""
+    writes = group(container, ["x", "y"], ["y", "z"])
+    real = container.ingest._track_sequences
+    calls: list[int] = []
+
+    def failing_once(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the disk is full")
+        return real(*args)
+
+    monkeypatch.setattr(container.ingest, "_track_sequences", failing_once)
+    container.ingest._commit(writes)
+
+    players, existing = _players_of_the_log(container)
+    assert sorted(players) == ["x", "y", "z"]
+    assert set(players.values()) == existing
+
+
+def test_after_a_merge_an_identity_s_events_go_to_the_survivor(container: Container) -> None:
+    tenant = container.default_tenant
+    at = container.clock() - timedelta(hours=1)
+
+    def send(key: str, actor: str) -> None:
+        container.ingest.ingest(tenant, [IncomingEvent(key, "lms", "t", actor, at)])
+
+    send("1", "ann")
+    send("2", "ann2")
+    send("3", "ann2")  # ann2 was read back: remembered with its player
+    survivor = container.players.merge(tenant, "lms:ann", "lms:ann2").player.id
+    send("4", "ann2")
+    players, _ = _players_of_the_log(container)
+    assert players == {"1": survivor, "2": survivor, "3": survivor, "4": survivor}

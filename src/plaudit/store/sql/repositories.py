@@ -299,6 +299,9 @@ class SqlPlayers:
             found.update((r["id"], _player(r)) for r in rows)
         return found
 
+    def generation(self) -> int:
+        return players_generation(self.conn)
+
     def resolve(self, tenant_id: str, wanted: Iterable[Identity]) -> dict[Identity, str]:
         by_source: dict[str, list[str]] = defaultdict(list)
         for ident in wanted:
