@@ -124,6 +124,7 @@ class SqlBoards:
                 (tenant_id, e.ref, e.board_id, e.window, e.subject, e.units, e.reached_us)
                 for e in entries
             ),
+            rarely_conflict=True,
         )
 
     def _upsert(self, tenant_id: str, totals: dict[_Key, _Total], seq: int, *, add: bool) -> None:

@@ -684,7 +684,13 @@ class SqlEvents:
         if self.conn.dialect.name == "sqlite":
             self.conn.exec_driver_sql(_INDEX_PLAYERS_SQL, entries)
         else:
-            copy_insert(self.conn, "player_events", ("tenant_id", "player_id", "position"), entries)
+            copy_insert(
+                self.conn,
+                "player_events",
+                ("tenant_id", "player_id", "position"),
+                entries,
+                rarely_conflict=True,
+            )
         last = rows[-1][2]
         stmt = _insert(self.conn, t.cursors).values(name=PLAYER_INDEX, position=last)
         self.conn.execute(

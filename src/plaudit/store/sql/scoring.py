@@ -454,6 +454,7 @@ class SqlScoring:
             _LEDGER_COLUMNS,
             (_ledger_values(tenant_id, r, r.occurred_at, at) for r in rows),
             _LEDGER_CONFLICT,
+            rarely_conflict=True,
         )
 
     def ledger(
