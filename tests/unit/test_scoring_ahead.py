@@ -243,3 +243,35 @@ def test_the_helper_declines_when_events_may_be_held(
     finally:
         service.close()
     assert _derived(container) == _replayed(container)
+
+
+def test_rows_of_a_batch_come_back_from_pickling_as_they_were(
+    container: Container, ahead: ScoringService, clock: FakeClock
+) -> None:
+    """The helper's batches are pickled with their rows as plain tuples: they come back as
+    the same rows, of their types, in the same order of effects."""
+    import pickle
+
+    from plaudit.services.scoring import Produced
+
+    _ingest(container, BATCH)
+    batch = ahead.evaluate_ahead(0, False, clock())
+    assert batch is not None
+    produced = batch.tenants[0].produced
+    assert produced is not None
+    assert produced.ledger
+    assert produced.level_ups
+    back = pickle.loads(pickle.dumps(produced))
+    assert isinstance(back, Produced)
+    for name in ("ledger", "awards", "level_ups", "failures", "entries", "held"):
+        rows, again = getattr(produced, name), getattr(back, name)
+        assert again == rows
+        assert [type(r) for r in again] == [type(r) for r in rows]
+
+    def effects(p: Produced) -> list[tuple[str, int]]:
+        """The order of effects, naming the list each refers to."""
+        names = {id(getattr(p, name)): name for name in ("ledger", "awards", "level_ups")}
+        return [(names[id(rows)], i) for rows, i in p.order]
+
+    assert effects(back) == effects(produced)
+    assert len(effects(back)) >= len(produced.ledger)

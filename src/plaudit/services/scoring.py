@@ -1067,6 +1067,27 @@ class Produced:
     # The order effects happened in, as (list, index): what others are told follows it.
     order: list[tuple[list[Any], int]] = field(default_factory=list)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to and from the helper processes) with its rows as plain tuples: a
+        NamedTuple is pickled as a call of its class, which took 3 times as long to dump and
+        4 times as long to load (measured: a ledger row 1.55 / 2.25 µs, as a tuple made a
+        LedgerRow again 0.52 / 0.63 µs)."""
+        lists = [getattr(self, name) for name, _ in _ROW_LISTS]
+        which = {id(rows): k for k, rows in enumerate(lists)}
+        return {
+            "rows": [[tuple(row) for row in rows] for rows in lists],
+            "order": [(which[id(rows)], i) for rows, i in self.order],
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        lists = [
+            [kind._make(row) for row in rows]
+            for (_, kind), rows in zip(_ROW_LISTS, state["rows"], strict=True)
+        ]
+        for (name, _), rows in zip(_ROW_LISTS, lists, strict=True):
+            setattr(self, name, rows)
+        self.order = [(lists[k], i) for k, i in state["order"]]
+
     def write(self, uow: UnitOfWork, tenant_id: str, now: datetime, quiet: bool) -> None:
         """Everything in one transaction: effects, audit trail, and what others are told."""
         awards = self.awards
@@ -1173,6 +1194,17 @@ class Produced:
                         now,
                     )
                 )
+
+
+# Produced's lists of rows, each with its row's type (how it is pickled).
+_ROW_LISTS: tuple[tuple[str, Any], ...] = (
+    ("ledger", LedgerRow),
+    ("awards", AwardRow),
+    ("level_ups", LevelUpRow),
+    ("failures", RuleErrorRow),
+    ("entries", BoardEntryRow),
+    ("held", HeldEvent),
+)
 
 
 def replay_share(
