@@ -15,10 +15,10 @@ import pytest
 
 from plaudit.bootstrap import Container
 from plaudit.domain.events import IncomingEvent, StoredEvent
-from plaudit.domain.partitions import partition_of
 from plaudit.services.players import PlayerPatch
 from plaudit.services.rulesets import RuleBook
 from plaudit.services.scoring import ScoringService
+from plaudit.services.scoring import _writers_share as _writers
 from tests.conftest import FakeClock
 
 RULES = """
@@ -106,9 +106,9 @@ def _replayed(c: Container) -> dict[str, Any]:
 
 
 def _helpers_event(c: Container) -> str:
-    """An event after the first batch, of a player of the helper's share (partitions from 2
-    on: the writer evaluates its own share in its transaction, where nothing is stale)."""
-    return next(e.id for e in _events(c)[BATCH:] if e.partition >= 2)
+    """An event after the first batch, of a player of the helper's share (the writer
+    evaluates its own share in its transaction, where nothing is stale)."""
+    return next(e.id for e in _events(c)[BATCH:] if not _writers(e.tenant_id, e.player_id))
 
 
 def _helpers_player(c: Container) -> str:
@@ -116,7 +116,7 @@ def _helpers_player(c: Container) -> str:
     return next(
         ref
         for ref in (f"lms:p{n}" for n in range(PLAYERS))
-        if partition_of("default", c.players.get("default", ref).player.id) >= 2
+        if not _writers("default", c.players.get("default", ref).player.id)
     )
 
 
@@ -124,20 +124,61 @@ def test_scoring_ahead_derives_what_scoring_here_does(
     container: Container, ahead: ScoringService
 ) -> None:
     _ingest(container, 300)
-    # Players in both shares: the helper's, and the writer's (partitions 0 and 1).
+    # Players in both shares: the helper's, and the writer's.
     extra = 0
-    while not {e.partition for e in _events(container)} & {0, 1}:
+    while all(not _writers(e.tenant_id, e.player_id) for e in _events(container)):
         extra += 1
         event = IncomingEvent(f"x{extra}", "lms", "task.done", f"x{extra}", container.clock())
         container.ingest.ingest("default", [event])
     _ingest(container, 100, start=300)
-    assert {e.partition for e in _events(container)} - {0, 1}
+    assert not all(_writers(e.tenant_id, e.player_id) for e in _events(container))
     _drain(ahead)
     assert ahead.ahead_written >= 10  # the helper evaluated most batches
     assert ahead.ahead_dropped == 0
     derived = _derived(container)
     assert derived["balances"][_player_id(container, "p0")]["xp"] > 0
     assert derived["awards"]
+    assert derived == _replayed(container)
+
+
+def test_events_a_merge_moved_to_the_other_share_are_scored_once(
+    container: Container, ahead: ScoringService
+) -> None:
+    """A merge moves the absorbed player's events to the survivor, in whatever partition the
+    log recorded for them: the helper and the writer share the players by the player an event
+    is of now, so the survivor's events are all evaluated by one of them, each once."""
+    by_share: dict[bool, list[str]] = {True: [], False: []}
+    n = 0
+    while len(by_share[True]) < 2 or len(by_share[False]) < 2:
+        n += 1
+        container.ingest.ingest(
+            "default", [IncomingEvent(f"m{n}", "lms", "task.done", f"m{n}", container.clock())]
+        )
+        view = container.players.get("default", f"lms:m{n}")
+        by_share[_writers("default", view.player.id)].append(f"lms:m{n}")
+    (writers_a, writers_b), (helpers_a, helpers_b) = by_share[True][:2], by_share[False][:2]
+    for ref in (writers_a, writers_b, helpers_a, helpers_b):
+        actor = ref.removeprefix("lms:")
+        container.ingest.ingest(
+            "default",
+            [
+                IncomingEvent(
+                    f"{actor}-{i}", "lms", "task.done", actor, container.clock(), {"score": 60}
+                )
+                for i in range(BATCH)
+            ],
+        )
+    container.players.merge("default", writers_a, helpers_a)  # the helper's events to the writer
+    container.players.merge("default", helpers_b, writers_b)  # and the other way
+    _ingest(container, 200)  # a backlog: the helper takes part
+    _drain(ahead)
+    assert ahead.ahead_written >= 3
+    derived = _derived(container)
+    xp = {
+        ref: container.progress.standing("default", ref).balances["xp"]
+        for ref in (writers_a, helpers_b)
+    }
+    assert xp[writers_a] == xp[helpers_b] > 0  # the same events, scored once each
     assert derived == _replayed(container)
 
 
