@@ -299,7 +299,7 @@ class ScoringService:
             now = self.clock()
             started = time.monotonic()
             with self.db.read() as uow:
-                events, last = uow.events.after_kept(position, REPLAY_BATCH, end, mine)
+                events, last, _ = uow.events.after_kept(position, REPLAY_BATCH, end, mine)
                 if last == position:
                     break  # nothing left up to the end
                 position = last
@@ -639,21 +639,17 @@ class ScoringService:
             self._tokens.clear()
             self._pending = set()
         with self.db.read() as uow:
-            events = uow.events.after(start, self.batch_size)
-            self._check_facts(uow)
-            batch = BatchAhead(
-                start,
-                events[-1].position if events else start,
-                len(events),
-                self._players_generation,
+            # The writer's share is left out (not even decoded). By the player an event is
+            # of now, as the writer chooses its share: a merge moves events to a player of
+            # another partition than the one the log recorded.
+            events, end, read = uow.events.after_kept(
+                start, self.batch_size, _LOG_END, _helpers_share
             )
+            self._check_facts(uow)
+            batch = BatchAhead(start, end, read, self._players_generation)
             by_tenant: dict[str, list[StoredEvent]] = defaultdict(list)
             for event in events:
-                # The rest are the writer's share. By the player an event is of now, as the
-                # writer chooses its share: a merge moves events to a player of another
-                # partition than the one the log recorded.
-                if not _writers_share(event.tenant_id, event.player_id):
-                    by_tenant[event.tenant_id].append(event)
+                by_tenant[event.tenant_id].append(event)
             for tenant_id, tenant_events in by_tenant.items():
                 epochs = self.book.epochs(uow, tenant_id)
                 ahead = TenantAhead(tenant_id, epochs.epochs, [e.id for e in tenant_events])
@@ -704,7 +700,9 @@ class ScoringService:
                 outcome.by_tenant[ahead.tenant_id] = len(ahead.event_ids)
             # The writer's share of the batch, as scoring in this process does (the other
             # players' events are not even decoded).
-            mine, _ = uow.events.after_kept(batch.start, self.batch_size, batch.end, _writers_share)
+            mine, _, _ = uow.events.after_kept(
+                batch.start, self.batch_size, batch.end, _writers_share
+            )
             self._score_batch(uow, mine, outcome, None, {CURSOR: batch.end})
         return outcome
 
@@ -996,6 +994,13 @@ class ScoringService:
 
 def _writers_share(tenant_id: str, player_id: str) -> bool:
     return partition_of(tenant_id, player_id) < _WRITER_PARTITIONS
+
+
+def _helpers_share(tenant_id: str, player_id: str) -> bool:
+    return partition_of(tenant_id, player_id) >= _WRITER_PARTITIONS
+
+
+_LOG_END = 2**63 - 1  # a read to the end of the log
 
 
 class _Declined(Exception):

@@ -149,10 +149,10 @@ class EventRepository(Protocol):
 
     def after_kept(
         self, position: int, limit: int, end: int, keep: Callable[[str, str], bool]
-    ) -> tuple[list[StoredEvent], int]:
+    ) -> tuple[list[StoredEvent], int, int]:
         """Up to ``limit`` events of the log after ``position`` and up to ``end``, of which
-        those whose (tenant, player) ``keep`` accepts (the others are not decoded); and the
-        position of the last one read (``position`` when none was)."""
+        those whose (tenant, player) ``keep`` accepts (the others are not decoded); the
+        position of the last one read (``position`` when none was); and how many were read."""
         ...
 
     def types(self, tenant_id: str) -> set[str]: ...

@@ -573,14 +573,14 @@ class SqlEvents:
 
     def after_kept(
         self, position: int, limit: int, end: int, keep: Callable[[str, str], bool]
-    ) -> tuple[list[StoredEvent], int]:
-        kept, last = [], position
+    ) -> tuple[list[StoredEvent], int, int]:
+        kept, last, read = [], position, 0
         if self.conn.dialect.name == "sqlite":
             raw: Any = self.conn.connection.driver_connection
             rows = raw.execute(_AFTER_SQL, (position, end, limit)).fetchall()
             if rows:
                 last = rows[-1][0]
-            return _sqlite_events(r for r in rows if keep(r[2], r[6])), last
+            return _sqlite_events(r for r in rows if keep(r[2], r[6])), last, len(rows)
         c = t.events.c
         stmt = (
             select(t.events)
@@ -590,9 +590,10 @@ class SqlEvents:
         )
         for row in self.conn.execute(stmt).mappings():
             last = row["position"]
+            read += 1
             if keep(row["tenant_id"], row["player_id"]):
                 kept.append(_event(row))
-        return kept, last
+        return kept, last, read
 
     def last_position(self) -> int:
         return int(self.conn.execute(select(func.max(t.events.c.position))).scalar() or 0)
