@@ -474,9 +474,9 @@ class SqlScoring:
         return {currency: round(float(total), 4) for currency, total in rows}
 
     def _players_entries(self, tenant_id: str, player_id: str, after_id: int) -> Any:
-        """The player's ledger entries after ``after_id``, unordered. On SQLite those of the
-        player's events by way of their events (the ledger has no index by player there),
-        and the few without an event through their partial index."""
+        """The player's ledger entries after ``after_id``, unordered. On SQLite, where the
+        ledger has no index by player, found by way of the player's events, and the few
+        without an event through their partial index."""
         c = t.ledger.c
         mine = (c.tenant_id == tenant_id, c.player_id == player_id, c.id > after_id)
         if self.conn.dialect.name != "sqlite":
