@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from plaudit.domain.clock import Clock
 from plaudit.domain.pagination import Page, decode_cursor, page_of
@@ -21,6 +21,47 @@ from plaudit.store.ports import Database, UnitOfWork
 
 _MAX_MERGE_HOPS = 32
 UNSET: Any = object()
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class PlayersCache(Generic[K, V]):
+    """What a process read of players (their facts, an identity's player), per tenant. It
+    holds while the players' write counter (``PlayerRepository.generation``) is where it
+    was: every update of a player bumps it, a merge included (the only change of an
+    identity's player). Checked against the counter in each transaction that uses it; all
+    forgotten when the counter moved or more than ``limit`` entries are held."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.generation = -1  # the counter the entries were read at (-1: none yet)
+        self._entries: dict[tuple[str, K], V] = {}
+
+    def check(self, generation: int) -> None:
+        """Forget everything if the players were written since it was read (or it is full)."""
+        if generation != self.generation or len(self._entries) > self.limit:
+            self._entries.clear()
+            self.generation = generation
+
+    def split(self, tenant_id: str, keys: Iterable[K]) -> tuple[dict[K, V], list[K]]:
+        """What is held of ``keys``, and the keys it does not hold."""
+        held: dict[K, V] = {}
+        missing: list[K] = []
+        for key in keys:
+            value = self._entries.get((tenant_id, key))
+            if value is None:
+                missing.append(key)
+            else:
+                held[key] = value
+        return held, missing
+
+    def put(self, tenant_id: str, values: Mapping[K, V]) -> None:
+        self._entries.update(((tenant_id, key), value) for key, value in values.items())
+
+    def forget(self) -> None:
+        self._entries.clear()
+        self.generation = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ from plaudit.services.outbox import (
     revocation_message,
     starting_level,
 )
+from plaudit.services.players import PlayersCache
 from plaudit.services.rulesets import RuleBook
 from plaudit.store.ports import (
     AwardRow,
@@ -153,8 +154,7 @@ class ScoringService:
         # facts while the players' write counter is where it was.
         self._states: dict[tuple[str, str], PlayerState] = {}
         self._tokens: dict[tuple[str, str], int] = {}
-        self._facts: dict[tuple[str, str], PlayerFacts] = {}
-        self._players_generation = -1
+        self._facts: PlayersCache[str, PlayerFacts] = PlayersCache(_CACHE_MAX)
         self._quiet = False  # a replay rebuilds what was told already: no outbox messages
         # The largest peak memory (bytes) of the processes of the last parallel replay.
         self.replay_peak_rss = 0
@@ -642,11 +642,9 @@ class ScoringService:
             # The writer's share is left out (not even decoded). By the player an event is
             # of now, as the writer chooses its share: a merge moves events to a player of
             # another partition than the one the log recorded.
-            events, end, read = uow.events.after_kept(
-                start, self.batch_size, _LOG_END, _helpers_share
-            )
+            events, end, read = uow.events.after_kept(start, self.batch_size, None, _helpers_share)
             self._check_facts(uow)
-            batch = BatchAhead(start, end, read, self._players_generation)
+            batch = BatchAhead(start, end, read, self._facts.generation)
             by_tenant: dict[str, list[StoredEvent]] = defaultdict(list)
             for event in events:
                 by_tenant[event.tenant_id].append(event)
@@ -675,7 +673,7 @@ class ScoringService:
         with self.db.write() as uow:
             if uow.scoring.cursor(CURSOR) != batch.start:
                 return None
-            if uow.scoring.players_generation() != batch.players_generation:
+            if uow.players.generation() != batch.players_generation:
                 return None
             for ahead in batch.tenants:
                 if uow.rulesets.epochs(ahead.tenant_id) != ahead.epochs:
@@ -757,16 +755,12 @@ class ScoringService:
 
     def _check_facts(self, uow: UnitOfWork) -> None:
         """Drop the cached player facts when a player was written since they were read."""
-        generation = uow.scoring.players_generation()
-        if generation != self._players_generation or len(self._facts) > _CACHE_MAX:
-            self._facts.clear()
-            self._players_generation = generation
+        self._facts.check(uow.players.generation())
 
     def forget_caches(self) -> None:
         self._states.clear()
         self._tokens.clear()
-        self._facts.clear()
-        self._players_generation = -1
+        self._facts.forget()
         self._pending = set()
 
     def _load(
@@ -818,17 +812,14 @@ class ScoringService:
         self, uow: UnitOfWork, tenant_id: str, player_ids: set[str]
     ) -> dict[str, PlayerFacts]:
         """The players' facts, from the cache; the rest from the store (then cached)."""
-        facts: dict[str, PlayerFacts] = {}
-        missing: list[str] = []
-        for pid in player_ids:
-            fact = self._facts.get((tenant_id, pid))
-            if fact is None:
-                missing.append(pid)
-            else:
-                facts[pid] = fact
+        facts, missing = self._facts.split(tenant_id, player_ids)
         if missing:
-            for pid, player in uow.players.get_many(tenant_id, missing).items():
-                facts[pid] = self._facts[(tenant_id, pid)] = PlayerFacts.of(player, pid)
+            found = {
+                pid: PlayerFacts.of(player, pid)
+                for pid, player in uow.players.get_many(tenant_id, missing).items()
+            }
+            self._facts.put(tenant_id, found)
+            facts.update(found)
         return facts
 
     def _score_events(
@@ -998,9 +989,6 @@ def _writers_share(tenant_id: str, player_id: str) -> bool:
 
 def _helpers_share(tenant_id: str, player_id: str) -> bool:
     return partition_of(tenant_id, player_id) >= _WRITER_PARTITIONS
-
-
-_LOG_END = 2**63 - 1  # a read to the end of the log
 
 
 class _Declined(Exception):

@@ -148,9 +148,10 @@ class EventRepository(Protocol):
         ...
 
     def after_kept(
-        self, position: int, limit: int, end: int, keep: Callable[[str, str], bool]
+        self, position: int, limit: int, end: int | None, keep: Callable[[str, str], bool]
     ) -> tuple[list[StoredEvent], int, int]:
-        """Up to ``limit`` events of the log after ``position`` and up to ``end``, of which
+        """Up to ``limit`` events of the log after ``position`` and up to ``end`` (None: to the
+        log's end), of which
         those whose (tenant, player) ``keep`` accepts (the others are not decoded); the
         position of the last one read (``position`` when none was); and how many were read."""
         ...
@@ -242,9 +243,8 @@ class LiveRuleSet:
 
 
 # The rows scoring writes by the thousand are named tuples: a frozen dataclass's __init__
-# costs ~2.8 µs for ten fields (a call to object.__setattr__ each), a named tuple's ~0.6,
-# and they cross between processes (scoring ahead) cheaper: a batch's rows pickled in ~5.8
-# µs an event instead of ~10.6, unpickled in ~3.3 instead of ~10.0.
+# costs ~2.8 µs for ten fields (a call to object.__setattr__ each), a named tuple's ~0.6.
+# Between processes (scoring ahead) they cross as plain tuples (``Produced.__getstate__``).
 class LedgerRow(NamedTuple):
     player_id: str
     currency: str
@@ -376,10 +376,6 @@ class ScoringRepository(Protocol):
     def set_cursors(self, positions: Mapping[str, int]) -> None: ...
     def lock_cursors(self, names: Iterable[str]) -> dict[str, int]:
         """The cursors (created at 0 if need be), locked until the transaction ends."""
-        ...
-
-    def players_generation(self) -> int:
-        """A counter of writes to players: a cache of them is stale when it has moved."""
         ...
 
     def states(self, tenant_id: str, player_ids: Iterable[str]) -> dict[str, dict[str, Any]]:

@@ -572,9 +572,10 @@ class SqlEvents:
         return [_event(r) for r in self.conn.execute(stmt).mappings()]
 
     def after_kept(
-        self, position: int, limit: int, end: int, keep: Callable[[str, str], bool]
+        self, position: int, limit: int, end: int | None, keep: Callable[[str, str], bool]
     ) -> tuple[list[StoredEvent], int, int]:
         kept, last, read = [], position, 0
+        end = _MAX_POSITION if end is None else end
         if self.conn.dialect.name == "sqlite":
             raw: Any = self.conn.connection.driver_connection
             rows = raw.execute(_AFTER_SQL, (position, end, limit)).fetchall()
