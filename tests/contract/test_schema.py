@@ -1,0 +1,95 @@
+"""The schema the migrations build, on each store: exactly the declared one, with the tenant's
+foreign key of the tables written with every event declared for SQLite only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, inspect
+from sqlalchemy.exc import IntegrityError
+
+from plaudit.bootstrap import Container
+from plaudit.store import migrate
+from plaudit.store.ports import LedgerRow
+from plaudit.store.sql.database import SqlDatabase
+from plaudit.store.sql.tables import metadata
+from tests.support.postgres import scratch_database
+
+# Written with every event or effect (tables.tenant_checked_on_sqlite).
+HOT = (
+    "events",
+    "ledger",
+    "player_states",
+    "badge_awards",
+    "level_ups",
+    "issuance_log",
+    "rule_errors",
+    "outbox",
+    "activity_days",
+    "held_events",
+)
+
+
+def _engine(container: Container) -> Engine:
+    assert isinstance(container.db, SqlDatabase)
+    return container.db.engine
+
+
+def _tenant_keyed(engine: Engine) -> set[str]:
+    inspector = inspect(engine)
+    return {
+        table
+        for table in inspector.get_table_names()
+        for key in inspector.get_foreign_keys(table)
+        if key["referred_table"] == "tenants"
+    }
+
+
+def test_the_migrations_build_exactly_the_declared_schema(container: Container) -> None:
+    engine = _engine(container)
+    dialect = engine.dialect.name
+
+    def declared_here(obj: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
+        condition = getattr(obj, "_ddl_if", None)
+        return condition is None or condition.dialect in (None, dialect)
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"include_object": declared_here})
+        assert compare_metadata(context, metadata) == []
+
+
+def test_hot_tables_check_their_tenant_on_sqlite_only(container: Container) -> None:
+    engine = _engine(container)
+    keyed = _tenant_keyed(engine)
+    assert {"players", "identities", "api_keys"} <= keyed  # the others keep theirs
+    if engine.dialect.name == "sqlite":
+        assert set(HOT) <= keyed
+        with pytest.raises(IntegrityError), container.db.write() as uow:
+            entry = LedgerRow("plr_ann", "xp", 1, "rule", "r1", container.clock(), event_id="e")
+            uow.scoring.append_ledger("no-such-tenant", [entry], container.clock())
+            uow.commit()
+    else:
+        assert not set(HOT) & keyed
+
+
+@pytest.mark.postgres
+def test_postgresql_downgrade_puts_the_tenant_keys_back() -> None:
+    with scratch_database("schema") as url:
+        engine = create_engine(url)
+        cfg = migrate._config()
+        try:
+            assert not set(HOT) & _tenant_keyed(engine)
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.downgrade(cfg, "5e1c0a7d2b94")  # the revision before
+            assert set(HOT) <= _tenant_keyed(engine)
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            assert not set(HOT) & _tenant_keyed(engine)
+        finally:
+            engine.dispose()
