@@ -40,11 +40,13 @@ def test_appends_in_one_transaction_number_their_own_rows_only(container: Contai
     with container.db.read() as uow:
         logged = uow.events.after(0, 100)
     assert [e.key for e in logged] == ["a", "b", "c", "d", "e", "f"]
-    # Each append tried its own rows only: 7 rows in all, so at most 7 numbers (a conflicting
-    # row may take one; earlier appends' rows tried again would take more).
+    # Each append tried its own rows only: 7 rows in all, so at most 7 numbers, and on
+    # PostgreSQL 3 more: the second append's COPY straight into the log fails on "b" after
+    # numbering its 3 rows, and the staging way numbers them again (earlier appends' rows
+    # tried again would take more).
     positions = [e.position for e in logged]
     assert positions == sorted(positions)
-    assert positions[-1] - positions[0] <= 6
+    assert positions[-1] - positions[0] <= (6 if container.settings.database_url is None else 9)
 
 
 def test_append_many_appends_requests_in_order_each_with_its_time_received(

@@ -1,12 +1,13 @@
 """PostgreSQL fast paths. The event log's append is the hot path of ingestion: psycopg's
 COPY takes the rows (PostgreSQL's cheapest way in: about 72,000 rows/s here against 45,000
 for executemany, and SQLAlchemy's multi-row INSERT spent most of its time parsing its own
-statement), into a temporary table; one INSERT … SELECT … ON CONFLICT DO NOTHING then
-appends them to the log, so the unique constraint still decides what is a duplicate."""
+statement) straight into the log under a savepoint; when a key is logged already, back to
+the savepoint, into a temporary table, and one INSERT … SELECT … ON CONFLICT DO NOTHING
+appends them, so the unique constraint still decides what is a duplicate."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +43,10 @@ _APPEND = (
     "ON CONFLICT (tenant_id, source, key) DO NOTHING RETURNING source, key"
 )
 _READY = "plaudit_events_staged"
+_PAUSE = "plaudit_log_straight_pause"  # appends left to take the staging way
+# After an append met a logged key, this many of the connection's next appends take the
+# staging way: a client that retries sends its batches' events again, one batch after another.
+_STRAIGHT_PAUSE = 32
 _MADE = "plaudit_staged"  # the copy_insert staging tables made on the connection
 
 
@@ -73,35 +78,77 @@ def event_values(
     )
 
 
-def stage_batches(
+def append_events(
     conn: Connection,
     tenant_id: str,
     batches: Sequence[tuple[Sequence[NewEventRow], datetime]],
-) -> int:
-    """COPY several requests' rows (each with its time received) into this transaction's
-    staging table, in one COPY, numbered in order; how many."""
+    lock: Callable[[], None],
+) -> list[tuple[str, str]]:
+    """Append several requests' rows (each with its time received) to the log, in order;
+    (source, key) of those that got in (the others were logged already: duplicates).
+    ``lock`` takes the log's lock, held to the commit (rows are numbered from there).
+
+    Straight in: COPY into the log under a savepoint. INSERT … ON CONFLICT DO NOTHING costs
+    PostgreSQL a speculative insertion per row, and the rows a trip through a staging table:
+    1,000 events took 5 ms to stage and 33 to 37 ms to move, against 23 ms for the COPY
+    straight in (no other load). When a key is there already the COPY fails whole: back to
+    the savepoint and the staging way, where the unique constraint picks the duplicates."""
+    values = [
+        event_values(tenant_id, r, r.occurred_at, received_at)
+        for rows, received_at in batches
+        for r in rows
+    ]
+    if not values:
+        return []
+    info = conn.connection.info
+    pause = info.get(_PAUSE, 0)
+    if pause:
+        info[_PAUSE] = pause - 1
+    else:
+        lock()
+        if copy_straight(conn, "events", _COLUMNS, values):
+            return [(v[2], v[3]) for v in values]
+        info[_PAUSE] = _STRAIGHT_PAUSE
+    _stage(conn, values)
+    if pause:
+        lock()  # taken after staging: the COPY into the staging table runs unlocked
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute(_APPEND)
+        return [(source, key) for source, key in cur.fetchall()]
+
+
+def _stage(conn: Connection, values: Sequence[tuple[Any, ...]]) -> None:
+    """COPY log rows into this transaction's staging table, numbered in order."""
     raw: Any = conn.connection.driver_connection
     info = conn.connection.info
-    ord_ = 0
     with raw.cursor() as cur:
         if not info.get(_READY):
             cur.execute(_STAGING)
             info[_READY] = True
         with cur.copy(f"COPY events_staged (ord, {_COLUMNS}) FROM STDIN") as copy:
-            for rows, received_at in batches:
-                for r in rows:
-                    copy.write_row((ord_, *event_values(tenant_id, r, r.occurred_at, received_at)))
-                    ord_ += 1
-    return ord_
+            for ord_, row in enumerate(values):
+                copy.write_row((ord_, *row))
 
 
-def append_staged(conn: Connection) -> list[tuple[str, str]]:
-    """Append the staged rows to the log; (source, key) of those that got in (the others
-    were duplicates). The caller holds the log's lock from here to the commit."""
+def copy_straight(conn: Connection, table: str, names: str, rows: Sequence[Sequence[Any]]) -> bool:
+    """COPY rows straight into ``table`` under a savepoint; False, with nothing written and
+    the transaction going on, when a row's key is there already."""
+    # Here, not at the top: the embedded mode imports this module and never needs it.
+    from psycopg.errors import UniqueViolation  # noqa: PLC0415
+
     raw: Any = conn.connection.driver_connection
     with raw.cursor() as cur:
-        cur.execute(_APPEND)
-        return [(source, key) for source, key in cur.fetchall()]
+        cur.execute("SAVEPOINT plaudit_copy")
+        try:
+            with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT plaudit_copy")
+            return False
+        cur.execute("RELEASE SAVEPOINT plaudit_copy")
+        return True
 
 
 def copy_insert(
@@ -127,21 +174,9 @@ def copy_insert(
     raw: Any = conn.connection.driver_connection
     names = ", ".join(f'"{column}"' for column in columns)  # "window" is a keyword
     if rarely_conflict:
-        # Here, not at the top: the embedded mode imports this module and never needs it.
-        from psycopg.errors import UniqueViolation  # noqa: PLC0415
-
         rows = list(rows)  # read again if the straight way fails
-        with raw.cursor() as cur:
-            cur.execute("SAVEPOINT plaudit_copy")
-            try:
-                with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            except UniqueViolation:
-                cur.execute("ROLLBACK TO SAVEPOINT plaudit_copy")
-            else:
-                cur.execute("RELEASE SAVEPOINT plaudit_copy")
-                return len(rows)
+        if copy_straight(conn, table, names, rows):
+            return len(rows)
     made: set[str] = conn.connection.info.setdefault(_MADE, set())
     staged = f"staged_{table}"
     with raw.cursor() as cur:

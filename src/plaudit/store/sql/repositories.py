@@ -42,11 +42,10 @@ from plaudit.store.ports import (
 from plaudit.store.sql import tables as t
 from plaudit.store.sql.postgres import (
     EVENT_COLUMNS,
-    append_staged,
+    append_events,
     copy_insert,
     event_values,
     events_in_partitions,
-    stage_batches,
     stored_event,
 )
 
@@ -513,10 +512,11 @@ class SqlEvents:
                 if rows:
                     inserted |= self._append_sqlite(tenant_id, rows, received_at)
             return inserted
-        if not stage_batches(self.conn, tenant_id, batches):
-            return set()
-        serialize(self.conn, LOG_LOCK)  # numbered in commit order from here
-        return set(append_staged(self.conn))
+        # Numbered in commit order from the log's lock on.
+        return set(append_events(self.conn, tenant_id, batches, self._lock_log))
+
+    def _lock_log(self) -> None:
+        serialize(self.conn, LOG_LOCK)
 
     def _append_sqlite(
         self, tenant_id: str, rows: Sequence[NewEventRow], received_at: datetime
