@@ -33,19 +33,24 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     statements: collections.Counter[str] = collections.Counter()
+    on_cpu: collections.Counter[str] = collections.Counter()
     waits: collections.Counter[tuple[str | None, str | None]] = collections.Counter()
     samples = 0
     with psycopg.connect(args.url, autocommit=True) as conn:
         end = time.monotonic() + args.seconds
         while time.monotonic() < end:
             for query, wait_type, wait in conn.execute(_ACTIVE).fetchall():
-                statements[re.sub(r"\s+", " ", query)[:110]] += 1
+                statement = re.sub(r"\s+", " ", query)[:110]
+                statements[statement] += 1
+                if wait_type is None:
+                    on_cpu[statement] += 1
                 waits[(wait_type, wait)] += 1
             samples += 1
             time.sleep(args.every)
-    print(f"{samples} samples")
+    print(f"{samples} samples; per statement: active, of which on the CPU (not waiting)")
     for statement, count in statements.most_common(args.top):
-        print(f"{count / samples * 100:6.1f}% {statement}")
+        cpu = on_cpu[statement] / samples * 100
+        print(f"{count / samples * 100:6.1f}% {cpu:6.1f}% {statement}")
     print("waits (None: on the CPU):")
     for (wait_type, wait), count in waits.most_common(10):
         print(f"{count / samples * 100:6.1f}% {wait_type} {wait}")
