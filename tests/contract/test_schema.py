@@ -68,10 +68,9 @@ def test_hot_tables_check_their_tenant_on_sqlite_only(container: Container) -> N
     assert {"players", "identities", "api_keys"} <= keyed  # the others keep theirs
     if engine.dialect.name == "sqlite":
         assert set(HOT) <= keyed
-        with pytest.raises(IntegrityError), container.db.write() as uow:
-            entry = LedgerRow("plr_ann", "xp", 1, "rule", "r1", container.clock(), event_id="e")
+        entry = LedgerRow("plr_ann", "xp", 1, "rule", "r1", container.clock(), event_id="e")
+        with container.db.write() as uow, pytest.raises(IntegrityError):
             uow.scoring.append_ledger("no-such-tenant", [entry], container.clock())
-            uow.commit()
     else:
         assert not set(HOT) & keyed
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -15,7 +16,7 @@ from plaudit.domain.auth import (
     scopes_of_roles,
 )
 from plaudit.domain.events import IncomingEvent, check_occurred_at, first_occurrences
-from plaudit.domain.ids import new_id
+from plaudit.domain.ids import new_id, new_ids
 from plaudit.domain.pagination import decode_cursor, encode_cursor
 from plaudit.domain.players import Identity, PlayerRef, apply_merge_patch, merged_attributes
 from plaudit.errors import InvalidInput
@@ -59,6 +60,16 @@ def test_ids_carry_their_prefix_and_sort_by_creation() -> None:
     # millisecond the order is random.
     stamps = [i[4:16] for i in ids]
     assert stamps == sorted(stamps)
+
+
+def test_ids_made_together_are_ids_as_made_alone() -> None:
+    before = new_id("evt")
+    ids = list(new_ids("evt", 500))
+    assert len(ids) == len(set(ids)) == 500
+    assert all(re.fullmatch(r"evt_[0-9a-f]{32}", i) for i in ids)
+    assert {i[4:16] for i in ids} == {ids[0][4:16]}
+    assert ids[0][4:16] >= before[4:16]
+    assert list(new_ids("evt", 0)) == []
 
 
 def test_player_refs_are_ids_or_source_and_external_id() -> None:

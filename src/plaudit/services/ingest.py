@@ -17,7 +17,7 @@ from plaudit.domain.events import (
     check_occurred_at,
     first_occurrences,
 )
-from plaudit.domain.ids import new_id
+from plaudit.domain.ids import new_id, new_ids
 from plaudit.domain.partitions import partition_of
 from plaudit.domain.players import PLAYER_ID_PREFIX, Identity, Player
 from plaudit.domain.sequences import Run, gaps_between, merge_runs, runs_of
@@ -212,11 +212,12 @@ class IngestService:
         that got in)."""
         wanted = {Identity(e.source, e.actor) for write in writes for _, e in write.unique}
         known = self._players(uow, tenant_id, wanted, writes[0].now)
+        ids = new_ids("evt", sum(len(write.unique) for write in writes))
         batches = [
             (
                 [
                     NewEventRow(
-                        id=new_id("evt"),
+                        id=next(ids),
                         source=event.source,
                         key=event.key,
                         type=event.type,

@@ -50,6 +50,24 @@ _STRAIGHT_PAUSE = 32
 _MADE = "plaudit_staged"  # the copy_insert staging tables made on the connection
 
 
+class TimeText:
+    """Times as COPY's text, each formatted once per call. psycopg's text dumper of a datetime
+    took about 4 µs a value here (``isoformat`` 2.8, a cached one 0.06: `python -m timeit`
+    with the machine at half speed), two of them a fifth of a ledger row's COPY; and the rows
+    of one write share few times (the time recorded; an event's time for each effect)."""
+
+    __slots__ = ("_texts",)
+
+    def __init__(self) -> None:
+        self._texts: dict[datetime, str] = {}
+
+    def __call__(self, value: datetime) -> str:
+        text = self._texts.get(value)
+        if text is None:
+            text = self._texts[value] = value.isoformat()
+        return text
+
+
 def forget_staging(info: dict[Any, Any]) -> None:
     """A transaction rolled back: the staging tables it made are gone with it, so the next
     one on the connection makes them again (``info``: the pooled connection's)."""
@@ -93,8 +111,9 @@ def append_events(
     1,000 events took 5 ms to stage and 33 to 37 ms to move, against 23 ms for the COPY
     straight in (no other load). When a key is there already the COPY fails whole: back to
     the savepoint and the staging way, where the unique constraint picks the duplicates."""
+    time = TimeText()
     values = [
-        event_values(tenant_id, r, r.occurred_at, received_at)
+        event_values(tenant_id, r, time(r.occurred_at), time(received_at))
         for rows, received_at in batches
         for r in rows
     ]

@@ -21,7 +21,7 @@ from plaudit.store.ports import (
     RuleSetVersion,
 )
 from plaudit.store.sql import tables as t
-from plaudit.store.sql.postgres import copy_insert
+from plaudit.store.sql.postgres import TimeText, copy_insert
 from plaudit.store.sql.repositories import (
     _among,
     _insert,
@@ -432,11 +432,12 @@ class SqlScoring:
                 _STATE_CONFLICT,
             )
             return
+        at_text = TimeText()(at)
         copy_insert(
             self.conn,
             "player_states",
             _STATE_COLUMNS,
-            ((tenant_id, pid, state, at, token) for pid, state in sorted(states.items())),
+            ((tenant_id, pid, state, at_text, token) for pid, state in sorted(states.items())),
             _STATE_CONFLICT,
         )
 
@@ -445,11 +446,12 @@ class SqlScoring:
             return 0
         if self.conn.dialect.name == "sqlite":
             return _sqlite_ledger(self.conn, tenant_id, rows, at)
+        time = TimeText()
         return copy_insert(
             self.conn,
             "ledger",
             _LEDGER_COLUMNS,
-            (_ledger_values(tenant_id, r, r.occurred_at, at) for r in rows),
+            (_ledger_values(tenant_id, r, time(r.occurred_at), time(at)) for r in rows),
             _LEDGER_CONFLICT,
             rarely_conflict=True,
         )
