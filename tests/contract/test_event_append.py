@@ -202,3 +202,35 @@ def test_after_a_merge_an_identity_s_events_go_to_the_survivor(container: Contai
     send("4", "ann2")
     players, _ = _players_of_the_log(container)
     assert players == {"1": survivor, "2": survivor, "3": survivor, "4": survivor}
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [
+        ["a", "b,c", "d e"],
+        ["x\x1fy", "a"],  # the separator PostgreSQL's lookup joins strings with
+        [""],
+        ["", "a"],
+        [f"k{n}" for n in range(1500)],
+    ],
+)
+def test_lookups_among_many_strings_find_exactly_those(
+    container: Container, wanted: list[str]
+) -> None:
+    from sqlalchemy import select
+
+    from plaudit.store.sql import tables
+    from plaudit.store.sql.database import SqlUnitOfWork
+    from plaudit.store.sql.repositories import _among
+
+    tenant, now = container.default_tenant, container.clock()
+    keys = sorted({*wanted, "a", "other", "x", "y"})
+    with container.db.write() as uow:
+        uow.players.add_many([Player("plr_ann", tenant, None, None, None, {}, now, now)])
+        uow.events.append(tenant, rows(container, "plr_ann", keys), now)
+        uow.commit()
+    with container.db.read() as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        c = tables.events.c
+        found = uow.conn.execute(select(c.key).where(_among(uow.conn, c.key, wanted))).scalars()
+        assert sorted(found) == sorted(set(wanted))

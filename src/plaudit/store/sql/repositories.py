@@ -12,6 +12,7 @@ from sqlalchemy import (
     Connection,
     RowMapping,
     Table,
+    Text,
     and_,
     any_,
     bindparam,
@@ -158,10 +159,26 @@ def players_generation(conn: Connection) -> int:
 def _among(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
     """``column IN values``: on PostgreSQL as ``= ANY(array)``, one parameter however many
     values (psycopg parses a statement's text for each call, and a long IN list made that
-    the larger part of a lookup)."""
+    the larger part of a lookup). Strings go as one text the server splits: psycopg dumps
+    a list element by element in Python (1,000 ids: 3.9 ms as a list, 0.15 joined), and
+    scoring looks up a batch's events and players so; the array is kept for other values
+    and for strings that hold the separator."""
     if conn.dialect.name == "postgresql":
+        try:
+            joined = _SEPARATOR.join(values)
+        except TypeError:
+            joined = None
+        if joined and joined.count(_SEPARATOR) == len(values) - 1:  # "" would split to none
+            return column == any_(
+                func.string_to_array(
+                    bindparam(None, joined, type_=Text), bindparam(None, _SEPARATOR, type_=Text)
+                )
+            )
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(values)
+
+
+_SEPARATOR = "\x1f"  # ASCII's unit separator
 
 
 def _pieces(conn: Connection, items: Sequence[Any]) -> Iterable[Sequence[Any]]:
