@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 PLAYER_ID_PREFIX = "plr"
 SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -15,8 +15,9 @@ _SOURCE_RE = re.compile(SOURCE_PATTERN)
 AttributeValue = str | int | float | bool
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(NamedTuple):
+    """A player as a source knows them (a named tuple: ingestion hashes one per event)."""
+
     source: str
     external_id: str
 

@@ -32,8 +32,7 @@ class ApiKeyRecord:
     revoked_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class NewEventRow:
+class NewEventRow(NamedTuple):
     """An event ready for the log: identity already resolved to a player."""
 
     id: str
