@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 # Scores are held as integers of 1/10,000 (the ledger's four decimals): sums are exact and
 # equal scores are equal, which floating-point sums would not guarantee.
@@ -42,10 +42,9 @@ class Ranked:
     reached_us: int
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """A subject's new standing in a window; ``listed=False`` removes it (below the board's
-    minimum, or no score left)."""
+    minimum, or no score left). A named tuple: the projector makes one per changed score."""
 
     key: BoardKey
     subject: str

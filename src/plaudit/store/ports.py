@@ -449,8 +449,10 @@ class BoardEntryRow(NamedTuple):
     reached_us: int
 
 
-@dataclass(frozen=True, slots=True)
-class BoardScoreRow:
+class BoardScoreRow(NamedTuple):
+    """A window's score as ``board_scores`` holds it (a named tuple: the projector reads
+    every changed one)."""
+
     tenant_id: str
     board_id: str
     window: str
