@@ -106,8 +106,13 @@ async def test_announced_events_are_scored_by_the_partitions_holder(scaled: Cont
     stream = scaled.stream
     assert stream is not None
     publisher = asyncio.create_task(stream.run_publisher())
-    worker = asyncio.create_task(_worker(scaled).run())  # no sweeps: only the stream
+    scaling = _worker(scaled)
+    worker = asyncio.create_task(scaling.run())  # no sweeps: only the stream
     try:
+        # Ingested once the worker holds every partition (and has looked at their empty
+        # backlog): only the announcements can tell it of the events.
+        await _until(lambda: len(scaling.owned) == PARTITIONS, 15, "partitions taken")
+        await asyncio.sleep(0.5)
         await asyncio.to_thread(_ingest, scaled, 300, "a")
         await _until(lambda: _ledger(scaled) == (300, 600.0), 15, f"scored {_ledger(scaled)}")
     finally:

@@ -172,21 +172,23 @@ class EventStream:
     def announce(self, appended: Sequence[Appended]) -> None:
         """From any thread (ingestion commits in worker threads): queue for publishing."""
         loop, queue = self._loop, self._queue
-        if loop is None or queue is None or loop.is_closed():
+        if loop is None or queue is None or loop.is_closed() or not appended:
             return  # not publishing from this process (a CLI command): the sweeper tells
-        for item in appended:
-            try:
-                loop.call_soon_threadsafe(self._offer, item)
-            except RuntimeError:  # the loop closed meanwhile
-                return
+        try:  # one wake-up of the loop for a commit's announcements
+            loop.call_soon_threadsafe(self._offer, appended)
+        except RuntimeError:  # the loop closed meanwhile
+            return
 
-    def _offer(self, item: Appended) -> None:
+    def _offer(self, appended: Sequence[Appended]) -> None:
         assert self._queue is not None
         # A full queue (NATS down for long): dropped; the sweeper finds the events in the log.
         with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(item)
+            for item in appended:
+                self._queue.put_nowait(item)
 
     async def publish(self, tenant_id: str, partition: int, key: str, data: Any) -> None:
+        """Publish and wait for the stream's acknowledgement (the sweeper's way: a failure
+        is raised, not lost)."""
         await self._jetstream().publish(
             self.subject(tenant_id, partition),
             orjson.dumps(data),
@@ -207,31 +209,34 @@ class EventStream:
         await self.run_publisher()
 
     async def run_publisher(self) -> None:
-        """Publish what commits announced, everything queued at once, concurrently (one
-        acknowledged publish costs a round trip; many in flight share it)."""
+        """Publish what commits announced, everything queued at once, without waiting for
+        the stream's acknowledgements. An acknowledgement would tell only that the message
+        was taken: the events are committed to the log before they are announced, and the
+        sweeper republishes for any partition left behind (a message lost on the way, or
+        refused), so a lost announcement delays scoring but loses nothing. Waiting costs
+        the API process a request, a reply inbox and a future per message: 140 to 155 µs
+        of CPU a message against 16 to 24 (a commit of 100 events announces about 16)."""
         assert self._queue is not None
         queue = self._queue
         while True:
             batch = [await queue.get()]
             while not queue.empty() and len(batch) < 1000:
                 batch.append(queue.get_nowait())
-            results = await asyncio.gather(
-                *(
-                    self.publish(
-                        a.tenant_id, a.partition, a.key, {"events": a.count, "first": a.key}
+            try:
+                nc = self._nc
+                if nc is None:
+                    raise RuntimeError("stream not connected")
+                for a in batch:
+                    await nc.publish(
+                        self.subject(a.tenant_id, a.partition),
+                        orjson.dumps({"events": a.count, "first": a.key}),
+                        headers={"Nats-Msg-Id": a.key},
                     )
-                    for a in batch
-                ),
-                return_exceptions=True,
-            )
-            failed = [r for r in results if isinstance(r, BaseException)]
-            if failed:
-                # The events are in the log: the sweeper publishes for them again.
+            except Exception as exc:  # the events are in the log: the sweeper tells
                 log.warning(
-                    "stream: %d of %d announcements not published (%s); the sweeper will",
-                    len(failed),
-                    len(batch),
-                    failed[0] or type(failed[0]).__name__,
+                    "stream: announcements not published (%s: %s); the sweeper will",
+                    type(exc).__name__,
+                    exc,
                 )
 
     # --- consuming ---------------------------------------------------------------------------
