@@ -108,3 +108,44 @@ def test_concurrent_requests_sharing_commits_accept_each_event_once(
             assert len(uow.events.query("default", EventQuery(limit=100_000))) == len(sent)
     finally:
         container.close()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=batches)
+def test_each_commit_announces_its_new_events_once_per_partition(
+    data_root: Path, batches: list[list[IncomingEvent]]
+) -> None:
+    from plaudit.domain.partitions import partition_of
+    from plaudit.stream.ports import Appended
+
+    container = _fresh_container(data_root)
+    told: list[list[Appended]] = []
+    container.ingest.on_appended = told.append
+    try:
+        for batch in batches:
+            container.ingest.ingest(container.default_tenant, batch)
+        tenant = container.default_tenant
+        with container.db.read() as uow:
+            logged = uow.events.after(0, 10_000)
+        for announced in told:
+            places = [(a.tenant_id, a.partition) for a in announced]
+            assert len(places) == len(set(places))  # one per (tenant, partition) a commit
+        # Every new event is counted once, in its partition, after the announced first one.
+        position = {e.id: e.position for e in logged}
+        for announced in told:
+            for a in announced:
+                assert a.tenant_id == tenant
+                first = next(e for e in logged if e.id == a.key)
+                assert partition_of(tenant, first.player_id) == a.partition
+                mine = [
+                    e
+                    for e in logged
+                    if partition_of(tenant, e.player_id) == a.partition
+                    and e.position >= position[a.key]
+                ]
+                assert len(mine) >= a.count
+        assert sum(a.count for announced in told for a in announced) == len(logged)
+    finally:
+        container.close()

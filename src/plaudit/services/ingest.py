@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from plaudit.domain.clock import Clock
@@ -306,14 +306,15 @@ class IngestService:
 
 
 def _announcements(group: list[_Write]) -> list[Appended]:
-    found: dict[tuple[str, int], Appended] = {}
+    """One per (tenant, partition) the group appended to: its first event, and how many."""
+    first: dict[tuple[str, int], str] = {}
+    count: dict[tuple[str, int], int] = {}
     for write in group:
+        tenant_id = write.tenant_id
         for row in write.placed:
-            where = (write.tenant_id, partition_of(write.tenant_id, row.player_id))
-            seen = found.get(where)
-            found[where] = (
-                Appended(where[0], where[1], row.id, 1)
-                if seen is None
-                else replace(seen, count=seen.count + 1)
-            )
-    return list(found.values())
+            where = (tenant_id, partition_of(tenant_id, row.player_id))
+            if where in count:
+                count[where] += 1
+            else:
+                first[where], count[where] = row.id, 1
+    return [Appended(t, p, first[(t, p)], n) for (t, p), n in count.items()]
