@@ -59,9 +59,13 @@ _Total = tuple[int, int, int]  # (units, latest reached_us, entries)
 
 
 def _row(r: Any) -> BoardScoreRow:
-    return BoardScoreRow(
-        r.tenant_id, r.board_id, r.window, r.subject, r.units, r.reached_us, r.entries, r.seq
-    )
+    """A ``board_scores`` row read whole, by position (the projector reads every changed
+    one; by name, SQLAlchemy's row took a lookup per column)."""
+    return BoardScoreRow(*r)
+
+
+if tuple(t.board_scores.c.keys()) != BoardScoreRow._fields:
+    raise RuntimeError("board_scores' columns and BoardScoreRow's fields differ in order")
 
 
 class SqlBoards:
