@@ -234,3 +234,24 @@ def test_lookups_among_many_strings_find_exactly_those(
         c = tables.events.c
         found = uow.conn.execute(select(c.key).where(_among(uow.conn, c.key, wanted))).scalars()
         assert sorted(found) == sorted(set(wanted))
+
+
+def test_logged_times_come_back_in_utc(container: Container) -> None:
+    from datetime import UTC, timezone
+
+    tenant, now = container.default_tenant, container.clock()
+    with container.db.write() as uow:
+        uow.players.add_many([Player("plr_ann", tenant, None, None, None, {}, now, now)])
+        paris = timezone(timedelta(hours=1))
+        row = rows(container, "plr_ann", ["a"])[0]
+        uow.events.append(
+            tenant, [row._replace(occurred_at=row.occurred_at.astimezone(paris))], now
+        )
+        uow.commit()
+    with container.db.read() as uow:
+        (event,) = uow.events.after(0, 10)
+        (scored,) = uow.events.in_partitions({event.partition: 0}, 10)
+    for read in (event, scored):
+        assert read.occurred_at == row.occurred_at
+        assert read.occurred_at.tzinfo is UTC
+        assert read.received_at.tzinfo is UTC

@@ -193,6 +193,7 @@ def create_database(url: str, pool_size: int = 8) -> SqlDatabase:
             execution_options={"preserve_rowcount": True},
             connect_args={"connect_timeout": 5, "application_name": "plaudit"},
         )
+        _configure_postgres(engine)
         return SqlDatabase(engine)
     if backend != "sqlite":
         raise ValueError(f"unsupported database backend {backend!r}")
@@ -207,6 +208,16 @@ def create_database(url: str, pool_size: int = 8) -> SqlDatabase:
     )
     _configure_sqlite(engine)
     return SqlDatabase(engine)
+
+
+def _configure_postgres(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Times come back in UTC whatever the server's zone: psycopg then gives them
+        # datetime.timezone.utc, which the readers' astimezone(UTC) keeps as is (with the
+        # server's Etc/UTC they were converted, twice per event the scorer reads).
+        dbapi_conn.execute("SET TIME ZONE 'UTC'")
+        dbapi_conn.commit()
 
 
 def _configure_sqlite(engine: Engine) -> None:
