@@ -255,3 +255,25 @@ def test_logged_times_come_back_in_utc(container: Container) -> None:
         assert read.occurred_at == row.occurred_at
         assert read.occurred_at.tzinfo is UTC
         assert read.received_at.tzinfo is UTC
+
+
+def test_appends_after_a_duplicate_keep_reporting_exactly_what_got_in(
+    container: Container,
+) -> None:
+    """On PostgreSQL a duplicate sends an append (and the connection's next 32) through the
+    staging table instead of straight in: both ways, each append reports exactly its new
+    rows, in the order sent."""
+    tenant, now = container.default_tenant, container.clock()
+    with container.db.write() as uow:
+        uow.players.add_many([Player("plr_ann", tenant, None, None, None, {}, now, now)])
+        uow.commit()
+    expected: list[str] = []
+    for n in range(45):
+        keys = [f"n{n}-a", f"n{n}-b"] + ([f"n{n - 1}-a"] if n % 10 == 1 else [])
+        with container.db.write() as uow:
+            inserted = uow.events.append(tenant, rows(container, "plr_ann", keys), now)
+            uow.commit()
+        assert inserted == {("lms", f"n{n}-a"), ("lms", f"n{n}-b")}
+        expected += [f"n{n}-a", f"n{n}-b"]
+    with container.db.read() as uow:
+        assert [e.key for e in uow.events.after(0, 1000)] == expected
