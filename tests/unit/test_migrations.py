@@ -7,13 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from plaudit.store import migrate
-from plaudit.store.sql.tables import metadata
-
-
-def _for_sqlite(obj: object, name: str | None, kind: str, reflected: bool, other: object) -> bool:
-    """Leave out what the metadata declares for another dialect only (``ddl_if``)."""
-    condition = getattr(obj, "_ddl_if", None)
-    return condition is None or condition.dialect in (None, "sqlite")
+from tests.support.schema import declared_for
 
 
 def test_the_migrations_build_exactly_the_declared_schema(tmp_path: Path) -> None:
@@ -21,8 +15,8 @@ def test_the_migrations_build_exactly_the_declared_schema(tmp_path: Path) -> Non
     try:
         migrate.upgrade(engine)
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"include_object": _for_sqlite})
-            assert compare_metadata(context, metadata) == []
+            context = MigrationContext.configure(conn)
+            assert compare_metadata(context, declared_for("sqlite")) == []
         assert migrate.current_revision(engine) == migrate.head_revision()
         migrate.ensure_current(engine)
     finally:
