@@ -301,3 +301,10 @@ def test_queries_run_inline_only_when_they_need_no_io(boards: Container) -> None
     assert service.subject_of("default", view, ann) == ann
     done, _ = service.try_inline(lambda: service.subject_of("default", view, "lms:ann"))
     assert not done  # an identity reference is looked up in SQL
+
+
+def test_board_score_rows_are_read_by_position() -> None:
+    """``SqlBoards`` makes a ``BoardScoreRow`` of a whole ``board_scores`` row by position."""
+    from plaudit.store.ports import BoardScoreRow
+
+    assert tuple(tables.board_scores.c.keys()) == BoardScoreRow._fields

@@ -156,6 +156,9 @@ def players_generation(conn: Connection) -> int:
     return int(found or 0)
 
 
+_SEPARATOR = "\x1f"  # ASCII's unit separator: _among joins strings with it
+
+
 def _among(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
     """``column IN values``: on PostgreSQL as ``= ANY(array)``, one parameter however many
     values (psycopg parses a statement's text for each call, and a long IN list made that
@@ -176,9 +179,6 @@ def _among(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
             )
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(values)
-
-
-_SEPARATOR = "\x1f"  # ASCII's unit separator
 
 
 def _pieces(conn: Connection, items: Sequence[Any]) -> Iterable[Sequence[Any]]:
