@@ -10,7 +10,7 @@ import anyio
 import anyio.to_thread
 
 from plaudit.bootstrap import Container, conninfo, dispatcher
-from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor, PlayerIndexer
+from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor
 from plaudit.workers.projector import Projector
 from plaudit.workers.scale_out import ScaleOutWorker
 from plaudit.workers.wakeup import Wakeup
@@ -43,10 +43,10 @@ async def run_worker(container: Container) -> None:
         ).run()
 
     async def housekeeping() -> None:
+        # No player indexer: PostgreSQL's log is indexed by player as it is written.
         async with anyio.create_task_group() as tg:
             tg.start_soon(IdempotencyJanitor(container.idempotency).run)
             tg.start_soon(OutboxJanitor(container.dispatch, settings.webhooks.retention).run)
-            tg.start_soon(PlayerIndexer(container.event_log).run)
 
     worker = ScaleOutWorker(
         container.db,

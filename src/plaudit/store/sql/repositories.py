@@ -44,7 +44,6 @@ from plaudit.store.sql import tables as t
 from plaudit.store.sql.postgres import (
     EVENT_COLUMNS,
     append_events,
-    copy_insert,
     event_values,
     events_in_partitions,
     stored_event,
@@ -685,7 +684,10 @@ class SqlEvents:
         return [_event(r) for r in rows]
 
     def index_players(self, limit: int) -> int:
-        """Extend player_events over the next ``limit`` events of the log; how many."""
+        """Extend player_events over the next ``limit`` events of the log; how many (none on
+        PostgreSQL, whose log is indexed by player as it is written)."""
+        if not keeps_player_events(self.conn):
+            return 0
         upto = _indexed_upto(self.conn)
         c = t.events.c
         rows = self.conn.execute(
@@ -698,18 +700,9 @@ class SqlEvents:
             return 0
         # Sorted by key: the B-tree is written page by page rather than at random.
         entries = sorted((tenant, player, position) for tenant, player, position in rows)
-        # By hand (COPY on PostgreSQL): through SQLAlchemy's executemany, with a dict of
-        # parameters per row, indexing took as much of a scale-out worker's CPU as scoring.
-        if self.conn.dialect.name == "sqlite":
-            self.conn.exec_driver_sql(_INDEX_PLAYERS_SQL, entries)
-        else:
-            copy_insert(
-                self.conn,
-                "player_events",
-                ("tenant_id", "player_id", "position"),
-                entries,
-                rarely_conflict=True,
-            )
+        # By hand: through SQLAlchemy's executemany, with a dict of parameters per row,
+        # indexing took as much CPU as scoring.
+        self.conn.exec_driver_sql(_INDEX_PLAYERS_SQL, entries)
         last = rows[-1][2]
         stmt = _insert(self.conn, t.cursors).values(name=PLAYER_INDEX, position=last)
         self.conn.execute(
@@ -719,6 +712,14 @@ class SqlEvents:
 
     def reassign_player(self, tenant_id: str, from_player: str, to_player: str) -> int:
         c = t.events.c
+        if not keeps_player_events(self.conn):
+            return int(
+                self.conn.execute(
+                    update(t.events)
+                    .where(c.tenant_id == tenant_id, c.player_id == from_player)
+                    .values(player_id=to_player)
+                ).rowcount
+            )
         pe = t.player_events.c
         upto = _indexed_upto(self.conn)
         positions = select(pe.position).where(
@@ -753,6 +754,12 @@ class SqlEvents:
         return [(source, int(count)) for source, count in rows]
 
 
+def keeps_player_events(conn: Connection) -> bool:
+    """Whether the log's positions by player are kept in player_events (SQLite) rather than
+    in an index of the log (PostgreSQL; tables.events)."""
+    return conn.dialect.name == "sqlite"
+
+
 def _indexed_upto(conn: Connection) -> int:
     """How far player_events covers the log."""
     value = conn.execute(select(t.cursors.c.position).where(t.cursors.c.name == PLAYER_INDEX))
@@ -762,12 +769,16 @@ def _indexed_upto(conn: Connection) -> int:
 def players_events(
     conn: Connection, tenant_id: str, player_ids: Iterable[str], columns: Any, *conditions: Any
 ) -> Any:
-    """The players' events (``columns`` of them, where ``conditions`` hold), unordered:
-    through player_events up to where it is kept, then the short tail of the log after it,
-    so a read sees every committed event, indexed or not yet."""
+    """The players' events (``columns`` of them, where ``conditions`` hold), unordered. On
+    SQLite through player_events up to where it is kept, then the short tail of the log after
+    it, so a read sees every committed event, indexed or not yet."""
     players = list(player_ids)
-    upto = _indexed_upto(conn)
     c = t.events.c
+    if not keeps_player_events(conn):
+        return select(columns).where(
+            c.tenant_id == tenant_id, c.player_id.in_(players), *conditions
+        )
+    upto = _indexed_upto(conn)
     pe = t.player_events.c
     indexed = (
         select(columns)

@@ -156,6 +156,10 @@ events = Table(
     Index(None, "tenant_id", "type", "position"),
     Index(None, "partition", "position"),
     Index(None, "tenant_id", "occurred_at"),
+    # By player: on PostgreSQL an index of the log, kept as events are appended (about 6 µs
+    # an event, against about 15 for player_events' copy and the read of the log that fills
+    # it). SQLite keeps player_events instead (see there).
+    Index(None, "tenant_id", "player_id", "position").ddl_if(dialect="postgresql"),
     sqlite_autoincrement=True,
 )
 
@@ -412,10 +416,12 @@ backfills = Table(
 player_events = Table(
     "player_events",
     metadata,
-    # Which log positions belong to which player. Kept by the workers, in large batches, off
-    # the ingest path: an index on events(player_id) is written at random places (players
-    # are random), and maintaining it on every ingest cost more than the rest of the insert.
-    # Reads by player use it up to the "player-index" cursor and scan the short tail after.
+    # Which log positions belong to which player, on SQLite (empty on PostgreSQL, which
+    # indexes the log by player itself). Kept by a worker, in large batches, off the ingest
+    # path: SQLite writes each page a transaction touches whole, an index on
+    # events(player_id) is written at random places (players are random), and maintaining
+    # it on every ingest cost more than the rest of the insert. Reads by player use it up
+    # to the "player-index" cursor and scan the short tail after.
     Column("tenant_id", String(64), primary_key=True),
     Column("player_id", String(40), primary_key=True),
     Column("position", BigInteger, primary_key=True),
