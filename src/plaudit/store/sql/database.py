@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import DBAPIError
 
 from plaudit.errors import Contended
 from plaudit.store.ports import (
@@ -128,11 +127,11 @@ class SqlDatabase:
                 uow = SqlUnitOfWork(conn, writing=True)
                 try:
                     yield uow
-                except DBAPIError as exc:
+                except Exception as exc:
                     # The races concurrent writers lose (PostgreSQL): a domain error that
                     # says nothing was written, for callers to retry or report as 409.
                     if lost_a_race(exc):
-                        log.info("a transaction lost a race: %s", exc.orig)
+                        log.info("a transaction lost a race: %s", getattr(exc, "orig", exc))
                         raise Contended() from exc
                     raise
                 finally:

@@ -12,8 +12,8 @@ def lost_a_race(exc: BaseException) -> bool:
     """A duplicate key met when another transaction committed the same key first, a
     deadlock or a serialization failure (SQLSTATE class 40): the transaction was rolled back
     whole. Only PostgreSQL has concurrent writers (SQLite's errors carry no SQLSTATE; a
-    constraint or trigger that refuses a write there is not a race)."""
-    if not isinstance(exc, sqlalchemy.exc.DBAPIError):
-        return False
-    code = getattr(exc.orig, "sqlstate", None)
+    constraint or trigger that refuses a write there is not a race). The error is
+    SQLAlchemy's, or psycopg's own from a statement run on it directly (postgres.fetch)."""
+    orig = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
+    code = getattr(orig, "sqlstate", None)
     return isinstance(code, str) and (code == _UNIQUE_VIOLATION or code.startswith("40"))

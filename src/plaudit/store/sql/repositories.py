@@ -46,6 +46,7 @@ from plaudit.store.sql.postgres import (
     append_events,
     event_values,
     events_in_partitions,
+    fetch,
     stored_event,
 )
 
@@ -132,11 +133,19 @@ TAIL_LOCK = 0x504C_0002
 def serialize(conn: Connection, lock: int) -> None:
     """Number rows in commit order from here to the end of the transaction (PostgreSQL)."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({int(lock)})")
+        fetch(conn, "SELECT pg_advisory_xact_lock(%s)", (lock,))
+
+
+_BUMP_PG = (
+    "INSERT INTO cursors (name, position) VALUES (%s, 1) ON CONFLICT (name) "
+    "DO UPDATE SET position = cursors.position + 1 RETURNING position"
+)
 
 
 def bump(conn: Connection, name: str) -> int:
     """Add 1 to a counter (1 if it was never set); its new value."""
+    if conn.dialect.name == "postgresql":  # once a scoring step: on psycopg (postgres.fetch)
+        return int(fetch(conn, _BUMP_PG, (name,))[0][0])
     stmt = _insert(conn, t.cursors).values(name=name, position=1)
     return int(
         conn.execute(
@@ -149,6 +158,9 @@ def bump(conn: Connection, name: str) -> int:
 
 def players_generation(conn: Connection) -> int:
     """The players' write counter."""
+    if conn.dialect.name == "postgresql":  # once a scoring step, once a group commit
+        rows = fetch(conn, "SELECT position FROM cursors WHERE name = %s", (PLAYERS_GENERATION,))
+        return int(rows[0][0]) if rows else 0
     found = conn.execute(
         select(t.cursors.c.position).where(t.cursors.c.name == PLAYERS_GENERATION)
     ).scalar()
@@ -166,11 +178,8 @@ def _among(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
     scoring looks up a batch's events and players so; the array is kept for other values
     and for strings that hold the separator."""
     if conn.dialect.name == "postgresql":
-        try:
-            joined = _SEPARATOR.join(values)
-        except TypeError:
-            joined = None
-        if joined and joined.count(_SEPARATOR) == len(values) - 1:  # "" would split to none
+        joined = _joined(values)
+        if joined is not None:
             return column == any_(
                 func.string_to_array(
                     bindparam(None, joined, type_=Text), bindparam(None, _SEPARATOR, type_=Text)
@@ -178,6 +187,27 @@ def _among(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
             )
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(values)
+
+
+def _joined(values: Sequence[Any]) -> str | None:
+    """Strings as one text for ``string_to_array(text, E'\\x1f')``; None when they cannot go
+    so (not strings, one holding the separator, or a lone "", which would split to none)."""
+    try:
+        joined = _SEPARATOR.join(values)
+    except TypeError:
+        return None
+    if joined and joined.count(_SEPARATOR) == len(values) - 1:
+        return joined
+    return None
+
+
+def among_sql(values: Sequence[Any]) -> tuple[str, Any]:
+    """``_among`` for a statement run on psycopg (postgres.fetch): ``column = `` followed by
+    this SQL, with this parameter."""
+    joined = _joined(values)
+    if joined is not None:
+        return "ANY(string_to_array(%s, chr(31)))", joined
+    return "ANY(%s)", list(values)
 
 
 def _pieces(conn: Connection, items: Sequence[Any]) -> Iterable[Sequence[Any]]:

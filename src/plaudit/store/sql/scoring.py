@@ -21,15 +21,25 @@ from plaudit.store.ports import (
     RuleSetVersion,
 )
 from plaudit.store.sql import tables as t
-from plaudit.store.sql.postgres import TimeText, copy_insert
+from plaudit.store.sql.postgres import TimeText, copy_insert, fetch
 from plaudit.store.sql.repositories import (
     _among,
     _insert,
     _pieces,
     _sqlite_datetime,
+    among_sql,
     delete_rows,
     players_events,
     sqlite_insert,
+)
+
+_SET_CURSORS_PG = (
+    "INSERT INTO cursors (name, position) SELECT * FROM unnest(%s::text[], %s::bigint[]) "
+    "ON CONFLICT (name) DO UPDATE SET position = excluded.position"
+)
+_EPOCHS_PG = (
+    "SELECT from_position, ruleset_id, version FROM ruleset_epochs WHERE tenant_id = %s "
+    "ORDER BY from_position"
 )
 
 _LEDGER_COLUMNS = (
@@ -130,6 +140,9 @@ class SqlRuleSets:
         return set(self.conn.execute(select(t.ruleset_epochs.c.tenant_id).distinct()).scalars())
 
     def epochs(self, tenant_id: str) -> list[tuple[int, str, int]]:
+        if self.conn.dialect.name == "postgresql":  # once a scoring step: on psycopg
+            found = fetch(self.conn, _EPOCHS_PG, (tenant_id,))
+            return [(int(p), r, int(v)) for p, r, v in found]
         c = t.ruleset_epochs.c
         rows = self.conn.execute(
             select(c.from_position, c.ruleset_id, c.version)
@@ -348,17 +361,25 @@ class SqlScoring:
         name order so that two workers never wait for each other in a circle; SQLite's
         writers are serialized anyway): two workers never advance one from the same place."""
         wanted = sorted(set(names))
-        c = t.cursors.c
-        stmt = select(c.name, c.position).where(c.name.in_(wanted)).order_by(c.name)
-        found = dict(self.conn.execute(stmt.with_for_update()).all())
+        found = self._locked_cursors(wanted)
         missing = [name for name in wanted if name not in found]
         if missing:  # first use: create them, then lock them all
+            c = t.cursors.c
             self.conn.execute(
                 _insert(self.conn, t.cursors).on_conflict_do_nothing(index_elements=[c.name]),
                 [{"name": name, "position": 0} for name in missing],
             )
-            found = dict(self.conn.execute(stmt.with_for_update()).all())
+            found = self._locked_cursors(wanted)
         return {name: int(position) for name, position in found.items()}
+
+    def _locked_cursors(self, wanted: list[str]) -> dict[str, int]:
+        if self.conn.dialect.name == "postgresql":  # once a scoring step: on psycopg
+            among, values = among_sql(wanted)
+            sql = "SELECT name, position FROM cursors WHERE name = " + among  # noqa: S608 - constants only
+            return dict(fetch(self.conn, sql + " ORDER BY name FOR UPDATE", (values,)))
+        c = t.cursors.c
+        stmt = select(c.name, c.position).where(c.name.in_(wanted)).order_by(c.name)
+        return dict(self.conn.execute(stmt.with_for_update()).all())
 
     def state_versions(self, tenant_id: str, player_ids: Iterable[str]) -> dict[str, int]:
         """Each stored state's write token, the rows locked until the transaction ends."""
@@ -369,22 +390,22 @@ class SqlScoring:
             raw: Any = self.conn.connection.driver_connection
             rows = raw.execute(_VERSIONS_SQL, (tenant_id, orjson.dumps(list(set(player_ids)))))
             return {player_id: int(version) for player_id, version in rows}
-        c = t.player_states.c
-        found: dict[str, int] = {}
-        for chunk in _pieces(self.conn, sorted(set(player_ids))):
-            rows = self.conn.execute(
-                select(c.player_id, c.version)
-                .where(c.tenant_id == tenant_id, _among(self.conn, c.player_id, chunk))
-                .with_for_update()
-            )
-            found.update((player_id, int(version)) for player_id, version in rows)
-        return found
+        wanted = list(set(player_ids))
+        if not wanted:
+            return {}
+        among, values = among_sql(wanted)  # once a scoring step: on psycopg
+        sql = "SELECT player_id, version FROM player_states WHERE tenant_id = %s AND player_id = "
+        rows = fetch(self.conn, f"{sql}{among} FOR UPDATE", (tenant_id, values))
+        return {player_id: int(version) for player_id, version in rows}
 
     def set_cursor(self, name: str, position: int) -> None:
         self.set_cursors({name: position})
 
     def set_cursors(self, positions: Mapping[str, int]) -> None:
         if not positions:
+            return
+        if self.conn.dialect.name == "postgresql":  # once a scoring step: on psycopg
+            fetch(self.conn, _SET_CURSORS_PG, (list(positions), list(positions.values())))
             return
         stmt = _insert(self.conn, t.cursors)
         self.conn.execute(
@@ -664,17 +685,12 @@ class SqlScoring:
             raw: Any = self.conn.connection.driver_connection
             rows = raw.execute(_RETRACTED_SQL, (tenant_id, orjson.dumps(list(set(event_ids)))))
             return {event_id for (event_id,) in rows}
-        c = t.event_retractions.c
-        found: set[str] = set()
-        for chunk in _pieces(self.conn, sorted(set(event_ids))):
-            found.update(
-                self.conn.execute(
-                    select(c.event_id).where(
-                        c.tenant_id == tenant_id, _among(self.conn, c.event_id, chunk)
-                    )
-                ).scalars()
-            )
-        return found
+        wanted = list(set(event_ids))
+        if not wanted:
+            return set()
+        among, values = among_sql(wanted)  # once a scoring step: on psycopg
+        sql = "SELECT event_id FROM event_retractions WHERE tenant_id = %s AND event_id = "
+        return {event_id for (event_id,) in fetch(self.conn, sql + among, (tenant_id, values))}
 
     def event_ledger(self, tenant_id: str, event_id: str) -> list[LedgerRow]:
         c = t.ledger.c
