@@ -75,7 +75,7 @@ async def test_points_are_told_only_while_a_subscription_wants_them(
     container.scoring.score_pending()
     assert "points.awarded" not in {t for t, _ in told(container)}
 
-    await client.post(
+    made = await client.post(
         "/v1/webhooks", json={"url": "https://example.com/h", "event_types": ["points.awarded"]}
     )
     await client.post("/v1/events", json=[event("2")])
@@ -88,6 +88,17 @@ async def test_points_are_told_only_while_a_subscription_wants_them(
     points = [d for t, d in told(container) if t == "points.awarded"]
     assert [(p["kind"], p["amount"]) for p in points] == [("rule", 10.0), ("adjustment", 5.0)]
     assert points[1]["reason"] == "helped a colleague"
+
+    # Disabled, then deleted: no longer wanted.
+    hook = f"/v1/webhooks/{made.json()['id']}"
+    assert (await client.patch(hook, json={"enabled": False})).status_code == 200
+    await client.post("/v1/events", json=[event("3")])
+    container.scoring.score_pending()
+    await client.patch(hook, json={"enabled": True})
+    assert (await client.delete(hook)).status_code == 204
+    await client.post("/v1/events", json=[event("4")])
+    container.scoring.score_pending()
+    assert len([t for t, _ in told(container) if t == "points.awarded"]) == 2
 
 
 async def test_a_closed_window_is_announced_once_with_its_final_top(

@@ -33,6 +33,7 @@ from plaudit.store.ports import (
     Subscription,
 )
 from plaudit.store.sql import tables as t
+from plaudit.store.sql.postgres import fetch
 from plaudit.store.sql.repositories import (
     TAIL_LOCK,
     _chunks,
@@ -188,6 +189,13 @@ def _columns(record: Delivery | Subscription) -> dict[str, Any]:
     return {f.name: getattr(record, f.name) for f in fields(record)}
 
 
+# The event types of a tenant's live subscriptions (JSON, which psycopg decodes).
+_WANTED_PG = (
+    "SELECT event_types FROM webhook_subscriptions "
+    "WHERE tenant_id = %s AND deleted_at IS NULL AND enabled"
+)
+
+
 class SqlWebhooks:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -233,6 +241,9 @@ class SqlWebhooks:
         return bool(done)
 
     def wants(self, tenant_id: str, event_type: str) -> bool:
+        if self.conn.dialect.name == "postgresql":  # once a scoring step: on psycopg
+            found = fetch(self.conn, _WANTED_PG, (tenant_id,))
+            return any(event_type in types for (types,) in found)
         return any(s.enabled and event_type in s.event_types for s in self.subscriptions(tenant_id))
 
     def secrets(self, subscription_ids: Iterable[str], at: datetime) -> dict[str, list[str]]:
