@@ -16,6 +16,7 @@ from plaudit.store.sql.repositories import (
     _chunks,
     _insert,
     bump,
+    counter,
     delete_rows,
     serialize,
 )
@@ -43,6 +44,9 @@ _SCORE_COLUMNS = (
     "entries",
     "seq",
 )
+# Quoted: "window" is a keyword.
+_SCORE_LIST = ", ".join(f'"{column}"' for column in _SCORE_COLUMNS)
+_CHANGED_PG = f"SELECT {_SCORE_LIST} FROM board_scores WHERE seq > %s ORDER BY seq"  # noqa: S608 - constants only
 _PG_CONFLICT = 'ON CONFLICT (tenant_id, board_id, "window", subject) DO UPDATE SET '
 _PG_ADD = _PG_CONFLICT + (
     "units = board_scores.units + excluded.units, "
@@ -247,6 +251,15 @@ class SqlBoards:
 
     def changed_since(self, seq: int) -> Iterator[BoardScoreRow]:
         self.flush()
+        if self.conn.dialect.name == "postgresql":  # the projector's every sync: on psycopg
+            raw: Any = self.conn.connection.driver_connection
+            # A server-side cursor: after an outage the changes can be many.
+            with raw.cursor(name="plaudit_changed_since") as cur:
+                cur.itersize = 5000
+                cur.execute(_CHANGED_PG, (seq,))
+                for r in cur:
+                    yield BoardScoreRow(*r)
+            return
         c = t.board_scores.c
         result = self.conn.execution_options(yield_per=5000).execute(
             select(t.board_scores).where(c.seq > seq).order_by(c.seq)
@@ -256,10 +269,7 @@ class SqlBoards:
 
     def last_seq(self) -> int:
         self.flush()
-        value = self.conn.execute(
-            select(t.cursors.c.position).where(t.cursors.c.name == SEQ)
-        ).scalar()
-        return int(value or 0)
+        return counter(self.conn, SEQ)
 
     def window(self, tenant_id: str, board_id: str, window: str) -> list[BoardScoreRow]:
         self.flush()

@@ -156,15 +156,18 @@ def bump(conn: Connection, name: str) -> int:
     )
 
 
+def counter(conn: Connection, name: str) -> int:
+    """A counter's value (0 if it was never set)."""
+    if conn.dialect.name == "postgresql":  # read at every scoring step, group commit and sync
+        rows = fetch(conn, "SELECT position FROM cursors WHERE name = %s", (name,))
+        return int(rows[0][0]) if rows else 0
+    found = conn.execute(select(t.cursors.c.position).where(t.cursors.c.name == name)).scalar()
+    return int(found or 0)
+
+
 def players_generation(conn: Connection) -> int:
     """The players' write counter."""
-    if conn.dialect.name == "postgresql":  # once a scoring step, once a group commit
-        rows = fetch(conn, "SELECT position FROM cursors WHERE name = %s", (PLAYERS_GENERATION,))
-        return int(rows[0][0]) if rows else 0
-    found = conn.execute(
-        select(t.cursors.c.position).where(t.cursors.c.name == PLAYERS_GENERATION)
-    ).scalar()
-    return int(found or 0)
+    return counter(conn, PLAYERS_GENERATION)
 
 
 _SEPARATOR = "\x1f"  # ASCII's unit separator: _among joins strings with it
