@@ -5,6 +5,7 @@ events whose announcement was lost scored all the same, by the sweeper."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,8 @@ from plaudit.bootstrap import Container, build, conninfo, prepare_scale_out
 from plaudit.domain.events import IncomingEvent
 from plaudit.domain.partitions import PARTITIONS
 from plaudit.settings import LeaderboardSettings, Settings, StreamSettings
-from plaudit.workers.scale_out import _MEMBER, ScaleOutWorker
+from plaudit.store.sql.boards import BOARD_CHANGES
+from plaudit.workers.scale_out import _MEMBER, ScaleOutWorker, hear
 from tests.support.postgres import POSTGRES_URL, empty
 from tests.support.redis_keys import REDIS_URL, unique_prefix
 
@@ -100,6 +102,26 @@ async def _until(check: Callable[[], bool], within: float, what: str) -> None:
     while not await asyncio.to_thread(check):
         assert time.monotonic() < deadline, what
         await asyncio.sleep(0.05)
+
+
+async def test_listeners_hear_of_each_commit_that_changed_board_scores(scaled: Container) -> None:
+    source = RULES + "leaderboards:\n  - {id: xp, name: XP, metric: {currency: xp}}\n"
+    view = scaled.rulesets.create("default", "with a board", source)
+    scaled.rulesets.publish("default", view.record.id, "test")
+    heard = asyncio.Event()
+    listening = asyncio.create_task(hear(conninfo(scaled.settings), BOARD_CHANGES, heard.set))
+    try:
+        await asyncio.wait_for(heard.wait(), 10)  # once listening: what committed before
+        heard.clear()
+        await asyncio.to_thread(_ingest, scaled, 5, "a")  # logged only: no board changed
+        await asyncio.sleep(0.5)
+        assert not heard.is_set()
+        assert (await asyncio.to_thread(scaled.scoring.score_pending)).events == 5
+        await asyncio.wait_for(heard.wait(), 10)
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
 
 
 async def test_announced_events_are_scored_by_the_partitions_holder(scaled: Container) -> None:

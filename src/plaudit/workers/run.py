@@ -10,17 +10,20 @@ import anyio
 import anyio.to_thread
 
 from plaudit.bootstrap import Container, conninfo, dispatcher
+from plaudit.store.sql.boards import BOARD_CHANGES
 from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor
 from plaudit.workers.projector import Projector
-from plaudit.workers.scale_out import ScaleOutWorker
+from plaudit.workers.scale_out import ScaleOutWorker, hear
 from plaudit.workers.wakeup import Wakeup
 
 log = logging.getLogger("plaudit.worker")
 
-# The projector looks at SQL this often for board changes committed by other workers (the
-# scoring of its own process wakes it): their event-to-leaderboard delay is scoring's
-# commit plus at most this.
-_PROJECTOR_POLL = 0.02
+# The projector follows SQL when a transaction that changed board scores commits: the
+# scoring of its own process wakes it, other processes' commits by PostgreSQL's NOTIFY
+# (workers.scale_out.hear). It also looks this often, for changes committed while its
+# listening connection was down (it used to poll every 20 ms: 50 syncs a second, each a
+# few statements, busy or idle).
+_PROJECTOR_POLL = 0.5
 
 
 async def run_worker(container: Container) -> None:
@@ -34,13 +37,16 @@ async def run_worker(container: Container) -> None:
     async def projector() -> None:
         # A Redis that lost its data (or a first start) is rebuilt from SQL.
         await anyio.to_thread.run_sync(container.leaderboards.start)
-        await Projector(
+        following = Projector(
             container.leaderboards,
             settings.leaderboards.reconcile_every,
             poll=_PROJECTOR_POLL,
             closings=container.closings,
             wakeup=scored,
-        ).run()
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hear, conninfo(settings), BOARD_CHANGES, scored.set)
+            tg.start_soon(following.run)
 
     async def housekeeping() -> None:
         # No player indexer: PostgreSQL's log is indexed by player as it is written.

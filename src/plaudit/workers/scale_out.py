@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import psycopg
+from psycopg import sql
 
 from plaudit.domain.partitions import PARTITIONS
 from plaudit.services.scoring import ScoringService, partitions_behind
@@ -322,3 +323,22 @@ class ScaleOutWorker:
                 if pending:
                     found[partition] = pending[0].tenant_id
         return found
+
+
+async def hear(conninfo: str, channel: str, heard: Callable[[], None], retry: float = 1.0) -> None:
+    """Call ``heard`` each time a transaction that notified ``channel`` commits (PostgreSQL
+    LISTEN), and once on every (re)connection for what committed while not listening.
+    Reconnects after a failure; whoever is told keeps a slow poll for such gaps."""
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, application_name="plaudit-listener", connect_timeout=5
+            )
+            async with conn:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                heard()
+                async for _ in conn.notifies():
+                    heard()
+        except (psycopg.Error, OSError) as exc:
+            log.warning("listening on %s failed (%s); again in %.0f s", channel, exc, retry)
+            await asyncio.sleep(retry)

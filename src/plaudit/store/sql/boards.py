@@ -22,6 +22,9 @@ from plaudit.store.sql.repositories import (
 )
 
 SEQ = "board-seq"
+# PostgreSQL's NOTIFY channel: a transaction that numbers board changes tells its listeners
+# (the projector) when it commits.
+BOARD_CHANGES = "plaudit_board_changes"
 
 _ADD_SQLITE = (
     "INSERT INTO board_scores (tenant_id, board_id, window, subject, units, reached_us, entries, "
@@ -96,7 +99,7 @@ class SqlBoards:
     def _next_seq(self) -> int:
         """One sequence number per transaction (writers are serialized)."""
         if self._seq is None:
-            serialize(self.conn, TAIL_LOCK)
+            serialize(self.conn, TAIL_LOCK, notify=BOARD_CHANGES)
             self._seq = bump(self.conn, SEQ)
         return self._seq
 

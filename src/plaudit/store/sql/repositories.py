@@ -130,10 +130,15 @@ LOG_LOCK = 0x504C_0001
 TAIL_LOCK = 0x504C_0002
 
 
-def serialize(conn: Connection, lock: int) -> None:
-    """Number rows in commit order from here to the end of the transaction (PostgreSQL)."""
-    if conn.dialect.name == "postgresql":
+def serialize(conn: Connection, lock: int, notify: str | None = None) -> None:
+    """Number rows in commit order from here to the end of the transaction (PostgreSQL);
+    with ``notify``, that channel's listeners hear of it when the transaction commits."""
+    if conn.dialect.name != "postgresql":
+        return
+    if notify is None:
         fetch(conn, "SELECT pg_advisory_xact_lock(%s)", (lock,))
+    else:
+        fetch(conn, "SELECT pg_advisory_xact_lock(%s), pg_notify(%s, '')", (lock, notify))
 
 
 _BUMP_PG = (
