@@ -421,6 +421,8 @@ class Latency:
     cpu_others: dict[str, float]
     # Where a probe's time went, from the server's own timestamps (p50, p99 ms): see PHASES.
     phases: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # Each probe's (send, s after the first; latency, ms): whether the slow ones cluster.
+    probe_series: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -638,6 +640,10 @@ async def latency(
         cpu=share,
         cpu_others=cpu.others,
         phases=phases,
+        probe_series=[
+            (round(t - run.t0, 3), round(1000 * (v - t), 1))
+            for t, v in zip(run.sent, run.seen, strict=True)
+        ],
     )
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from itertools import count
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event
 
 from plaudit.bootstrap import Container, build
 from plaudit.domain.events import IncomingEvent
@@ -16,6 +18,7 @@ from plaudit.leaderboards.memory import MemoryProjection
 from plaudit.leaderboards.ports import BoardKey, Change, Projection
 from plaudit.settings import Settings
 from plaudit.store.sql import tables
+from plaudit.store.sql.database import SqlDatabase
 from tests.conftest import FakeClock
 
 RULES = """
@@ -224,6 +227,38 @@ def test_a_closed_window_leaves_the_projection_and_is_answered_from_sql(
     ]
     (mine,) = boards.leaderboards.around("default", closed, player_id(boards, "ann"), 0)
     assert (mine.rank, mine.score) == (2, 3.0)
+
+
+@pytest.mark.parametrize("read", ["page", "rank"])
+def test_a_closed_windows_reads_can_use_the_rank_index(boards: Container, read: str) -> None:
+    """The index leaves all-time windows out; a planner uses it only for a query that says
+    so (a parameter's value does not tell a prepared statement's plan)."""
+    send(boards, "ann", 3)
+    settle(boards)
+    db = boards.db
+    assert isinstance(db, SqlDatabase)
+    seen: list[tuple[str, Any]] = []
+
+    def capture(*args: Any) -> None:
+        seen.append((args[2], args[3]))  # the statement and its parameters
+
+    week = boards.leaderboards.window("default", "weekly", None).key
+    with db.read() as uow:
+        event.listen(uow.conn, "before_cursor_execute", capture)
+        if read == "page":
+            assert len(uow.boards.ranked("default", "weekly", week, None, 0, 10)) == 1
+        else:  # the count of those ahead, once the subject's row is found
+            ann = player_id(boards, "ann")
+            assert uow.boards.rank_of("default", "weekly", week, ann, None) is not None
+        event.remove(uow.conn, "before_cursor_execute", capture)
+        statement, parameters = seen[-1]
+        if db.is_sqlite:
+            plan = uow.conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+        else:  # tables this small are read whole unless that is ruled out
+            uow.conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            uow.conn.exec_driver_sql("SET LOCAL enable_sort = off")
+            plan = uow.conn.exec_driver_sql("EXPLAIN " + statement, parameters)
+        assert "ix_board_scores_ranked" in str(plan.all())
 
 
 def test_a_restarted_process_serves_the_same_standings(

@@ -291,6 +291,9 @@ class SqlBoards:
             c.tenant_id == tenant_id,
             c.board_id == board_id,
             c.window == window,
+            # What the rank index holds, said literally so that the planner may use it; an
+            # all-time window is read from SQL only for a board no longer live (by its key).
+            t.RANKED_WINDOWS if window != t.ALL_TIME_WINDOW else true(),
             c.entries > 0,
             c.units >= min_units if min_units is not None else true(),
         )
