@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import os
@@ -16,7 +15,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from plaudit.errors import PlauditError
-from plaudit.runtime import collect_rarely
+from plaudit.runtime import collect_rarely, settle
 
 app = typer.Typer(
     name="plaudit",
@@ -132,10 +131,7 @@ def serve(
     else:
         out.print("Admin key: created on first start; make another with `plaudit keys create`.")
     sys.stdout.flush()
-    # Everything built so far lives as long as the process: keep the collector off it.
-    gc.collect()
-    gc.freeze()
-    collect_rarely()
+    settle()
     config = uvicorn.Config(
         api,
         host=host,
@@ -210,7 +206,7 @@ def worker() -> None:
         )
         out.print("[bold]Plaudit[/] worker started")
         sys.stdout.flush()
-        collect_rarely()
+        settle()
         asyncio.run(run_worker(container))
     finally:
         container.close()

@@ -7,12 +7,13 @@ from fastapi import FastAPI
 
 from plaudit.api.app import create_app
 from plaudit.bootstrap import build
-from plaudit.runtime import collect_rarely
+from plaudit.runtime import settle
 from plaudit.settings import Settings
 
 
 def scale_out_app() -> FastAPI:
-    collect_rarely()
     container = build(Settings())
     background = [container.stream.serve] if container.stream is not None else []
-    return create_app(container, background=background, on_shutdown=[container.close])
+    app = create_app(container, background=background, on_shutdown=[container.close])
+    settle()
+    return app
