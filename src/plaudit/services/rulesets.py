@@ -107,6 +107,8 @@ class Epochs:
         self.uow = uow
         self.tenant_id = tenant_id
         self.epochs = epochs
+        # Asked for every event of a step: the book's shared cache takes a lock each time.
+        self._versions: dict[tuple[str, int], tuple[RuleSetVersion, CompiledRuleSet]] = {}
 
     def for_position(self, position: int) -> tuple[RuleSetVersion, CompiledRuleSet] | None:
         chosen = None
@@ -117,8 +119,11 @@ class Epochs:
                 break
         if chosen is None:
             return None
-        found = self.book.version(self.uow, self.tenant_id, *chosen)
-        assert found is not None
+        found = self._versions.get(chosen)
+        if found is None:
+            found = self.book.version(self.uow, self.tenant_id, *chosen)
+            assert found is not None
+            self._versions[chosen] = found
         return found
 
 
