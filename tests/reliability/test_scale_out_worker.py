@@ -21,6 +21,7 @@ from plaudit.domain.events import IncomingEvent
 from plaudit.domain.partitions import PARTITIONS
 from plaudit.settings import LeaderboardSettings, Settings, StreamSettings
 from plaudit.store.sql.boards import BOARD_CHANGES
+from plaudit.store.sql.webhooks import OUTBOX_CHANGES
 from plaudit.workers.scale_out import _MEMBER, ScaleOutWorker, hear
 from tests.support.postgres import POSTGRES_URL, empty
 from tests.support.redis_keys import REDIS_URL, unique_prefix
@@ -104,16 +105,26 @@ async def _until(check: Callable[[], bool], within: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_listeners_hear_of_each_commit_that_changed_board_scores(scaled: Container) -> None:
-    source = RULES + "leaderboards:\n  - {id: xp, name: XP, metric: {currency: xp}}\n"
-    view = scaled.rulesets.create("default", "with a board", source)
+TOLD = """
+badges:
+  - {id: starter, name: Starter, criteria: {count: {on: task.done, at_least: 1}}}
+leaderboards:
+  - {id: xp, name: XP, metric: {currency: xp}}
+"""
+
+
+@pytest.mark.parametrize("channel", [BOARD_CHANGES, OUTBOX_CHANGES])
+async def test_listeners_hear_of_each_commit_that_changed_what_they_follow(
+    scaled: Container, channel: str
+) -> None:
+    view = scaled.rulesets.create("default", "told", RULES + TOLD)  # board totals, messages
     scaled.rulesets.publish("default", view.record.id, "test")
     heard = asyncio.Event()
-    listening = asyncio.create_task(hear(conninfo(scaled.settings), BOARD_CHANGES, heard.set))
+    listening = asyncio.create_task(hear(conninfo(scaled.settings), channel, heard.set))
     try:
         await asyncio.wait_for(heard.wait(), 10)  # once listening: what committed before
         heard.clear()
-        await asyncio.to_thread(_ingest, scaled, 5, "a")  # logged only: no board changed
+        await asyncio.to_thread(_ingest, scaled, 5, "a")  # logged only: nothing to follow
         await asyncio.sleep(0.5)
         assert not heard.is_set()
         assert (await asyncio.to_thread(scaled.scoring.score_pending)).events == 5

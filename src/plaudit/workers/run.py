@@ -11,6 +11,7 @@ import anyio.to_thread
 
 from plaudit.bootstrap import Container, conninfo, dispatcher
 from plaudit.store.sql.boards import BOARD_CHANGES
+from plaudit.store.sql.webhooks import OUTBOX_CHANGES
 from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor
 from plaudit.workers.projector import Projector
 from plaudit.workers.scale_out import ScaleOutWorker, hear
@@ -48,6 +49,14 @@ async def run_worker(container: Container) -> None:
             tg.start_soon(hear, conninfo(settings), BOARD_CHANGES, scored.set)
             tg.start_soon(following.run)
 
+    async def dispatch() -> None:
+        # Woken when a transaction that added messages commits, in any process; it also
+        # looks every PLAUDIT_WEBHOOKS__POLL.
+        delivering = dispatcher(container)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hear, conninfo(settings), OUTBOX_CHANGES, delivering.wakeup.set)
+            tg.start_soon(delivering.run)
+
     async def housekeeping() -> None:
         # No player indexer: PostgreSQL's log is indexed by player as it is written.
         async with anyio.create_task_group() as tg:
@@ -61,7 +70,7 @@ async def run_worker(container: Container) -> None:
         stream,
         singletons={
             "leaderboard projection": projector,
-            "webhook dispatcher": dispatcher(container).run,
+            "webhook dispatcher": dispatch,
             "housekeeping": housekeeping,
         },
         after_batch=scored.set,

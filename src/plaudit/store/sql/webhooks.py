@@ -61,6 +61,11 @@ def _message(row: RowMapping) -> StoredMessage:
     )
 
 
+# PostgreSQL's NOTIFY channel: a transaction that adds messages tells its listeners (the
+# dispatcher) when it commits.
+OUTBOX_CHANGES = "plaudit_outbox_changes"
+
+
 class SqlOutbox:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -68,7 +73,7 @@ class SqlOutbox:
     def add(self, tenant_id: str, messages: Sequence[OutboxMessage], at: datetime) -> int:
         if not messages:
             return 0
-        serialize(self.conn, TAIL_LOCK)
+        serialize(self.conn, TAIL_LOCK, notify=OUTBOX_CHANGES)
         if self.conn.dialect.name == "sqlite":
             # By hand, as the ledger: scoring writes a message per award and level reached,
             # and SQLAlchemy's per-row processing cost more than SQLite's insert.
