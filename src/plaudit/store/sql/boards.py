@@ -37,16 +37,7 @@ _ENTRIES_SQLITE = (
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 
-_SCORE_COLUMNS = (
-    "tenant_id",
-    "board_id",
-    "window",
-    "subject",
-    "units",
-    "reached_us",
-    "entries",
-    "seq",
-)
+_SCORE_COLUMNS = BoardScoreRow._fields  # the table's columns, in its order (checked by a test)
 # Quoted: "window" is a keyword.
 _SCORE_LIST = ", ".join(f'"{column}"' for column in _SCORE_COLUMNS)
 _CHANGED_PG = f"SELECT {_SCORE_LIST} FROM board_scores WHERE seq > %s ORDER BY seq"  # noqa: S608 - constants only
@@ -261,7 +252,7 @@ class SqlBoards:
                 cur.itersize = 5000
                 cur.execute(_CHANGED_PG, (seq,))
                 for r in cur:
-                    yield BoardScoreRow(*r)
+                    yield _row(r)
             return
         c = t.board_scores.c
         result = self.conn.execution_options(yield_per=5000).execute(

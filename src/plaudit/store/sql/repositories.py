@@ -209,13 +209,16 @@ def _joined(values: Sequence[Any]) -> str | None:
     return None
 
 
-def among_sql(values: Sequence[Any]) -> tuple[str, Any]:
-    """``_among`` for a statement run on psycopg (postgres.fetch): ``column = `` followed by
-    this SQL, with this parameter."""
+def fetch_among(
+    conn: Connection, sql: str, params: Sequence[Any], values: Sequence[Any], tail: str = ""
+) -> list[tuple[Any, ...]]:
+    """``_among`` for a statement run on psycopg (postgres.fetch): ``sql`` ends with
+    ``column = ``; the values go as its last parameter, then ``tail``."""
     joined = _joined(values)
-    if joined is not None:
-        return "ANY(string_to_array(%s, chr(31)))", joined
-    return "ANY(%s)", list(values)
+    if joined is None:
+        return fetch(conn, f"{sql}ANY(%s){tail}", (*params, list(values)))
+    among = f"ANY(string_to_array(%s, chr({ord(_SEPARATOR)})))"
+    return fetch(conn, f"{sql}{among}{tail}", (*params, joined))
 
 
 def _pieces(conn: Connection, items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -800,8 +803,7 @@ def keeps_player_events(conn: Connection) -> bool:
 
 def _indexed_upto(conn: Connection) -> int:
     """How far player_events covers the log."""
-    value = conn.execute(select(t.cursors.c.position).where(t.cursors.c.name == PLAYER_INDEX))
-    return int(value.scalar() or 0)
+    return counter(conn, PLAYER_INDEX)
 
 
 def players_events(

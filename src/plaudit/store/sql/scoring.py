@@ -27,8 +27,8 @@ from plaudit.store.sql.repositories import (
     _insert,
     _pieces,
     _sqlite_datetime,
-    among_sql,
     delete_rows,
+    fetch_among,
     players_events,
     sqlite_insert,
 )
@@ -374,9 +374,8 @@ class SqlScoring:
 
     def _locked_cursors(self, wanted: list[str]) -> dict[str, int]:
         if self.conn.dialect.name == "postgresql":  # once a scoring step: on psycopg
-            among, values = among_sql(wanted)
-            sql = "SELECT name, position FROM cursors WHERE name = " + among  # noqa: S608 - constants only
-            return dict(fetch(self.conn, sql + " ORDER BY name FOR UPDATE", (values,)))
+            sql = "SELECT name, position FROM cursors WHERE name = "
+            return dict(fetch_among(self.conn, sql, (), wanted, " ORDER BY name FOR UPDATE"))
         c = t.cursors.c
         stmt = select(c.name, c.position).where(c.name.in_(wanted)).order_by(c.name)
         return dict(self.conn.execute(stmt.with_for_update()).all())
@@ -393,9 +392,9 @@ class SqlScoring:
         wanted = list(set(player_ids))
         if not wanted:
             return {}
-        among, values = among_sql(wanted)  # once a scoring step: on psycopg
+        # Once a scoring step: on psycopg.
         sql = "SELECT player_id, version FROM player_states WHERE tenant_id = %s AND player_id = "
-        rows = fetch(self.conn, f"{sql}{among} FOR UPDATE", (tenant_id, values))
+        rows = fetch_among(self.conn, sql, (tenant_id,), wanted, " FOR UPDATE")
         return {player_id: int(version) for player_id, version in rows}
 
     def set_cursor(self, name: str, position: int) -> None:
@@ -688,9 +687,9 @@ class SqlScoring:
         wanted = list(set(event_ids))
         if not wanted:
             return set()
-        among, values = among_sql(wanted)  # once a scoring step: on psycopg
+        # Once a scoring step: on psycopg.
         sql = "SELECT event_id FROM event_retractions WHERE tenant_id = %s AND event_id = "
-        return {event_id for (event_id,) in fetch(self.conn, sql + among, (tenant_id, values))}
+        return {event_id for (event_id,) in fetch_among(self.conn, sql, (tenant_id,), wanted)}
 
     def event_ledger(self, tenant_id: str, event_id: str) -> list[LedgerRow]:
         c = t.ledger.c
