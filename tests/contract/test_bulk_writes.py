@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from plaudit.bootstrap import Container
-from plaudit.store.sql import postgres
 from plaudit.store.ports import BoardEntryRow, LedgerRow
+from plaudit.store.sql import postgres
 
 
 def _entry(container: Container, event: str, amount: float) -> LedgerRow:
