@@ -19,6 +19,7 @@ from plaudit.domain.events import IncomingEvent
 from plaudit.leaderboards.memory import MemoryProjection
 from plaudit.leaderboards.ports import BoardKey, Change, Projection
 from plaudit.settings import Settings
+from plaudit.store.sql import boards as sql_boards
 from plaudit.store.sql import tables
 from plaudit.store.sql.database import SqlDatabase
 from tests.conftest import FakeClock
@@ -183,6 +184,39 @@ def test_a_manual_adjustment_moves_the_currency_boards(boards: Container) -> Non
     boards.leaderboards.sync()
     assert projected(boards, "xp", "all") == [(player_id(boards, "ann"), 55_000)]
     assert projected(boards, "active", "all") == []  # a count board counts events only
+
+
+def test_a_sync_follows_changes_too_many_for_one_read(
+    boards: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL reads a sync's changes in one statement, and streams them through a
+    server-side cursor when they are more than that read takes: both ways follow SQL."""
+    monkeypatch.setattr(sql_boards, "_CHANGED_FEW", 3)
+    for actor, points in (("ann", 3), ("bob", 4), ("cy", 5), ("dee", 6)):
+        send(boards, actor, points)
+    settle(boards)  # 4 subjects on 3 boards: more than 3 changes
+    send(boards, "ann", 4)
+    settle(boards)  # 3 changes: one read
+    week = boards.leaderboards.window("default", "weekly", None).key
+    assert projected(boards, "xp", "all") == sql_order(boards, "xp", "all")
+    assert projected(boards, "weekly", week) == sql_order(boards, "weekly", week)
+    assert projected(boards, "active", "all") == sql_order(boards, "active", "all", 20_000)
+    with boards.db.read() as uow:
+        assert boards.leaderboards.projection.cursor() == uow.boards.last_seq()
+
+
+def test_a_projection_ahead_of_sql_is_rebuilt_from_it(boards: Container) -> None:
+    """SQL rebuilt or reset (its change numbers start over): the next sync finds no change
+    after the projection's cursor, and rebuilds the projection from SQL."""
+    for actor, points in (("ann", 3), ("bob", 4)):
+        send(boards, actor, points)
+    settle(boards)
+    projection = boards.leaderboards.projection
+    projection.apply([Change(BoardKey("default", "xp", "all"), "plr_ghost", 1, 0)], 10_000)
+    assert boards.leaderboards.sync() == 0
+    with boards.db.read() as uow:
+        assert projection.cursor() == uow.boards.last_seq() < 10_000
+    assert projected(boards, "xp", "all") == sql_order(boards, "xp", "all")
 
 
 def test_reconcile_finds_and_repairs_drift_then_reports_none(boards: Container) -> None:

@@ -257,12 +257,6 @@ class LeaderboardService:
         """Bring the projection up to what SQL has committed; returns the rows applied."""
         with self._sync_lock, self.db.read() as uow:
             cursor = self.projection.cursor()
-            last = uow.boards.last_seq()
-            if cursor > last:  # SQL was rebuilt (replay) or reset: start over
-                self._rebuild(uow, last)
-                return 0
-            if cursor == last:
-                return 0
             now = self.clock()
             changes: list[Change] = []
             seen = cursor
@@ -271,8 +265,13 @@ class LeaderboardService:
                 change = self._change(uow, row, now)
                 if change is not None:
                     changes.append(change)
-            self.projection.apply(changes, seen)
-            return len(changes)
+            if seen > cursor:  # then SQL's last number is past the cursor, as it should be
+                self.projection.apply(changes, seen)
+                return len(changes)
+            last = uow.boards.last_seq()
+            if cursor > last:  # SQL was rebuilt (replay) or reset: start over
+                self._rebuild(uow, last)
+            return 0
 
     def _change(self, uow: UnitOfWork, row: BoardScoreRow, now: datetime) -> Change | None:
         rules = self._rules(uow, row.tenant_id)

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, and_, delete, func, or_, select, true, tuple_
 
 from plaudit.store.ports import BoardEntryRow, BoardScoreRow
 from plaudit.store.sql import tables as t
-from plaudit.store.sql.postgres import copy_insert
+from plaudit.store.sql.postgres import copy_insert, fetch
 from plaudit.store.sql.repositories import (
     TAIL_LOCK,
     _chunks,
@@ -41,6 +41,8 @@ _SCORE_COLUMNS = BoardScoreRow._fields  # the table's columns, in its order (che
 # Quoted: "window" is a keyword.
 _SCORE_LIST = ", ".join(f'"{column}"' for column in _SCORE_COLUMNS)
 _CHANGED_PG = f"SELECT {_SCORE_LIST} FROM board_scores WHERE seq > %s ORDER BY seq"  # noqa: S608 - constants only
+_CHANGED_FEW = 5000
+_CHANGED_FEW_PG = _CHANGED_PG + " LIMIT %s + 1"
 _PG_CONFLICT = 'ON CONFLICT (tenant_id, board_id, "window", subject) DO UPDATE SET '
 _PG_ADD = _PG_CONFLICT + (
     "units = board_scores.units + excluded.units, "
@@ -247,7 +249,14 @@ class SqlBoards:
         self.flush()
         if self.conn.dialect.name == "postgresql":  # the projector's every sync: on psycopg
             raw: Any = self.conn.connection.driver_connection
-            # A server-side cursor: after an outage the changes can be many.
+            # What one sync finds is a few transactions' changes: one statement. A server-side
+            # cursor (declare, fetch, close: three round trips, a third of a sync's CPU at
+            # 5,000 events/s) only when they are many, after an outage.
+            rows = fetch(self.conn, _CHANGED_FEW_PG, (seq, _CHANGED_FEW))
+            if len(rows) <= _CHANGED_FEW:
+                for r in rows:
+                    yield _row(r)
+                return
             with raw.cursor(name="plaudit_changed_since") as cur:
                 cur.itersize = 5000
                 cur.execute(_CHANGED_PG, (seq,))
