@@ -80,3 +80,31 @@ def test_upserts_by_way_of_staging_keep_the_staging_table_small(
     # At most the threshold's rows and one more write's (~40 rows a page): 12 pages here,
     # 94 with every row staged still in the file.
     assert 0 < pages <= 25
+
+
+def test_a_conflict_in_a_later_bulk_write_keeps_the_earlier_writes_of_the_transaction(
+    container: Container,
+) -> None:
+    """On PostgreSQL each straight COPY goes in under a savepoint of the same name, left for
+    the commit to end: a conflict goes back to the latest one only."""
+    tenant, now = container.default_tenant, container.clock()
+    with container.db.write() as uow:
+        uow.scoring.append_ledger(tenant, [_entry(container, "evt_1", 1)], now)
+        uow.commit()
+    with container.db.write() as uow:
+        uow.boards.add_entries(tenant, [BoardEntryRow("evt_2", "weekly", "all", "plr_ann", 20, 1)])
+        uow.scoring.append_ledger(tenant, [_entry(container, "evt_2", 2)], now)
+        added = uow.scoring.append_ledger(
+            tenant, [_entry(container, "evt_1", 9), _entry(container, "evt_3", 3)], now
+        )
+        uow.commit()
+    assert added == 1
+    with container.db.read() as uow:
+        amounts = {
+            r.event_id: r.amount
+            for e in ("evt_1", "evt_2", "evt_3")
+            for r in uow.scoring.event_ledger(tenant, e)
+        }
+        entries = {e.ref: e.units for e in uow.boards.remove_entries(tenant, "evt_2")}
+    assert amounts == {"evt_1": 1, "evt_2": 2, "evt_3": 3}
+    assert entries == {"evt_2": 20}

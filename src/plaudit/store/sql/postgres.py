@@ -204,7 +204,10 @@ def copy_straight(conn: Connection, table: str, names: str, rows: Sequence[Seque
         except UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT plaudit_copy")
             return False
-        cur.execute("RELEASE SAVEPOINT plaudit_copy")
+        # Not released: the commit ends it with the transaction, and a RELEASE was one more
+        # round trip (a scoring step COPYs twice this way; ingestion once, holding the log's
+        # lock). A later savepoint of the same name nests inside it, and a rollback to that
+        # name goes back to the latest.
         return True
 
 
