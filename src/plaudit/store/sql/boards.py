@@ -15,10 +15,9 @@ from plaudit.store.sql.repositories import (
     TAIL_LOCK,
     _chunks,
     _insert,
-    bump,
     counter,
     delete_rows,
-    serialize,
+    serialized_bump,
 )
 
 SEQ = "board-seq"
@@ -92,8 +91,7 @@ class SqlBoards:
     def _next_seq(self) -> int:
         """One sequence number per transaction (writers are serialized)."""
         if self._seq is None:
-            serialize(self.conn, TAIL_LOCK, notify=BOARD_CHANGES)
-            self._seq = bump(self.conn, SEQ)
+            self._seq = serialized_bump(self.conn, TAIL_LOCK, BOARD_CHANGES, SEQ)
         return self._seq
 
     def add_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:
