@@ -7,7 +7,7 @@ appends them, so the unique constraint still decides what is a duplicate."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,11 +126,12 @@ def append_events(
     conn: Connection,
     tenant_id: str,
     batches: Sequence[tuple[Sequence[NewEventRow], datetime]],
-    lock: Callable[[], None],
+    lock: str,
 ) -> list[tuple[str, str]]:
     """Append several requests' rows (each with its time received) to the log, in order;
     (source, key) of those that got in (the others were logged already: duplicates).
-    ``lock`` takes the log's lock, held to the commit (rows are numbered from there).
+    ``lock``, a statement without parameters, takes the log's lock, held to the commit (rows
+    are numbered from there); straight in, it goes in one round trip with the savepoint.
 
     Straight in: COPY into the log under a savepoint. INSERT … ON CONFLICT DO NOTHING costs
     PostgreSQL a speculative insertion per row, and the rows a trip through a staging table:
@@ -147,15 +148,14 @@ def append_events(
         return []
     info = conn.connection.info
     if info.get(_PAUSE, 0) == 0:
-        lock()
-        if copy_straight(conn, "events", _COLUMNS, values):
+        if copy_straight(conn, "events", _COLUMNS, values, first=lock):
             return [(v[2], v[3]) for v in values]
-        info[_PAUSE] = _STRAIGHT_PAUSE
+        info[_PAUSE] = _STRAIGHT_PAUSE  # the lock is held: taken before the savepoint
         _stage(conn, values)
     else:
         info[_PAUSE] -= 1
         _stage(conn, values)  # unlocked: the lock is taken for the append only
-        lock()
+        fetch(conn, lock)
     raw: Any = conn.connection.driver_connection
     with raw.cursor() as cur:
         cur.execute(_APPEND)
@@ -188,15 +188,20 @@ def fetch(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[
     return cur.fetchall() if cur.description is not None else []
 
 
-def copy_straight(conn: Connection, table: str, names: str, rows: Sequence[Sequence[Any]]) -> bool:
+def copy_straight(
+    conn: Connection, table: str, names: str, rows: Sequence[Sequence[Any]], first: str = ""
+) -> bool:
     """COPY rows straight into ``table`` under a savepoint; False, with nothing written and
-    the transaction going on, when a row's key is there already."""
+    the transaction going on, when a row's key is there already. ``first``: a statement
+    without parameters run before the savepoint, in the same round trip (PostgreSQL's
+    simple query protocol takes several statements in one message; with parameters,
+    psycopg's extended protocol takes one)."""
     # Here, not at the top: the embedded mode imports this module and never needs it.
     from psycopg.errors import UniqueViolation  # noqa: PLC0415
 
     raw: Any = conn.connection.driver_connection
     with raw.cursor() as cur:
-        cur.execute("SAVEPOINT plaudit_copy")
+        cur.execute(f"{first}; SAVEPOINT plaudit_copy" if first else "SAVEPOINT plaudit_copy")
         try:
             with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                 for row in rows:

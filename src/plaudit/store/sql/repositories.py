@@ -127,6 +127,8 @@ PLAYERS_GENERATION = "players-gen"
 # The events lock is only taken by ingestion; the outbox and the boards share one lock, so
 # no two transactions ever wait for each other's locks in opposite orders.
 LOG_LOCK = 0x504C_0001
+# Without parameters: ingestion sends it in one message with the COPY's savepoint.
+_LOCK_LOG_PG = f"SELECT pg_advisory_xact_lock({LOG_LOCK})"
 TAIL_LOCK = 0x504C_0002
 
 
@@ -588,10 +590,7 @@ class SqlEvents:
                     inserted |= self._append_sqlite(tenant_id, rows, received_at)
             return inserted
         # Numbered in commit order from the log's lock on.
-        return set(append_events(self.conn, tenant_id, batches, self._lock_log))
-
-    def _lock_log(self) -> None:
-        serialize(self.conn, LOG_LOCK)
+        return set(append_events(self.conn, tenant_id, batches, _LOCK_LOG_PG))
 
     def _append_sqlite(
         self, tenant_id: str, rows: Sequence[NewEventRow], received_at: datetime
