@@ -205,6 +205,28 @@ def test_a_sync_follows_changes_too_many_for_one_read(
         assert boards.leaderboards.projection.cursor() == uow.boards.last_seq()
 
 
+@pytest.mark.parametrize("few", [2, 3, 4, 100])
+def test_changes_are_read_once_each_in_number_order_however_many(
+    boards: Container, monkeypatch: pytest.MonkeyPatch, few: int
+) -> None:
+    """Four transactions of three changes each (one a board), read past a limit that falls
+    inside a transaction's changes, at its end, or above them all (PostgreSQL)."""
+    monkeypatch.setattr(sql_boards, "_CHANGED_FEW", few)
+    for actor in ("ann", "bob", "cy", "dee"):
+        send(boards, actor, 3)
+        assert boards.scoring.score_pending().events == 1  # a transaction each
+    with boards.db.read() as uow:
+        read = list(uow.boards.changed_since(0))
+        stored = [
+            sql_boards._row(r)
+            for r in uow.conn.execute(tables.board_scores.select().order_by("seq"))
+        ]
+    assert [r.seq for r in read] == sorted(r.seq for r in read)
+    assert len({r.seq for r in read}) == 4
+    assert sorted(read) == sorted(stored)
+    assert len(read) == 12
+
+
 def test_a_projection_ahead_of_sql_is_rebuilt_from_it(boards: Container) -> None:
     """SQL rebuilt or reset (its change numbers start over): the next sync finds no change
     after the projection's cursor, and rebuilds the projection from SQL."""

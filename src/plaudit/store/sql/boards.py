@@ -42,6 +42,8 @@ _SCORE_LIST = ", ".join(f'"{column}"' for column in _SCORE_COLUMNS)
 _CHANGED_PG = f"SELECT {_SCORE_LIST} FROM board_scores WHERE seq > %s ORDER BY seq"  # noqa: S608 - constants only
 _CHANGED_FEW = 5000
 _CHANGED_FEW_PG = _CHANGED_PG + " LIMIT %s + 1"
+_CHANGED_FROM_PG = f"SELECT {_SCORE_LIST} FROM board_scores WHERE seq >= %s ORDER BY seq"  # noqa: S608 - constants only
+_SEQ_AT = _SCORE_COLUMNS.index("seq")
 _PG_CONFLICT = 'ON CONFLICT (tenant_id, board_id, "window", subject) DO UPDATE SET '
 _PG_ADD = _PG_CONFLICT + (
     "units = board_scores.units + excluded.units, "
@@ -255,9 +257,15 @@ class SqlBoards:
                 for r in rows:
                     yield _row(r)
                 return
+            # More: those numbered before the last one read, then the rest streamed from
+            # that number on (a transaction's rows share it and may straddle the limit).
+            last = rows[-1][_SEQ_AT]
+            for r in rows:
+                if r[_SEQ_AT] < last:
+                    yield _row(r)
             with raw.cursor(name="plaudit_changed_since") as cur:
                 cur.itersize = 5000
-                cur.execute(_CHANGED_PG, (seq,))
+                cur.execute(_CHANGED_FROM_PG, (last,))
                 for r in cur:
                     yield _row(r)
             return
