@@ -53,8 +53,8 @@ _STAGED_ROWS = "plaudit_staged_rows"
 # A staging table is emptied by DELETE, which leaves its rows dead in the file: autovacuum
 # never visits temporary tables, and inserts only reuse space that VACUUM has recorded, so
 # the file grew with every use for the connection's lifetime, and each DELETE scanned all
-# of it. Measured: 100-row upserts by way of staging took 1.7 ms of PostgreSQL's CPU on a
-# new connection, 14.5 ms after 3,000 (854 pages more every 500). After this many rows a
+# of it. bench/staging.py: 100-row upserts by way of staging took 1.4 ms of PostgreSQL's CPU
+# on a new connection, 11 ms after 3,000 (820 pages more every 500). After this many rows a
 # table is truncated before its next COPY: a new empty file, once per this many rows (a
 # TRUNCATE at every commit, as ON COMMIT DELETE ROWS does, cost a file truncation each).
 _TRUNCATE_AFTER = 20_000
