@@ -3,54 +3,44 @@
 does for requests that share an event): time per transaction and per event, for W = 1, 10,
 30, 60. The cost per event should not grow with W.
 
-    PYTHONPATH=/tmp/pin-$rev/src .venv/bin/python bench/group_append.py [--url URL]
+    PYTHONPATH=/tmp/pin-$rev/src .venv/bin/python bench/group_append.py
 
-It creates a database of its own on the server (dropped at the end).
+It creates and migrates a database of its own on PLAUDIT_TEST_POSTGRES_URL's server
+(``tests.support.postgres.scratch_database``), dropped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
+import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-import psycopg
 from sqlalchemy import create_engine
 
-from plaudit.store import migrate
-from plaudit.store.ports import NewEventRow
-from plaudit.store.sql.repositories import SqlEvents
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/group_append.py`: tests is a package here
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.postgres import scratch_database  # noqa: E402
+
+from plaudit.store.ports import NewEventRow  # noqa: E402
+from plaudit.store.sql.repositories import SqlEvents  # noqa: E402
 
 EVENTS_PER_REQUEST = 20
 REPEATS = 5
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--url",
-        default=os.environ.get(
-            "PLAUDIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
-        help="a PostgreSQL database to connect to (another is created beside it)",
-    )
-    args = parser.parse_args()
-    name = f"plaudit_bench_{uuid.uuid4().hex[:8]}"
-    base = args.url.rsplit("/", 1)[0]
-    with psycopg.connect(args.url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            run(f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1))
-        finally:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
+    with scratch_database("bench") as url:
+        run(url)
 
 
 def run(url: str) -> None:
     engine = create_engine(url)
-    migrate.upgrade(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO tenants (id, name, created_at) VALUES ('t', 't', now())")
         conn.exec_driver_sql(

@@ -4,27 +4,32 @@ connection ages: 100 players' states per transaction, 1,000 players, in blocks o
 transactions; per block, wall time and the server backend's CPU per transaction, and the
 staging table's size. Flat figures mean the staging table does not grow with use.
 
-    PYTHONPATH=/tmp/pin-$rev/src .venv/bin/python bench/staging.py [--url URL] [--blocks 6]
+    PYTHONPATH=/tmp/pin-$rev/src .venv/bin/python bench/staging.py [--blocks 6]
 
-It creates a database of its own on the server (dropped at the end).
+It creates and migrates a database of its own on PLAUDIT_TEST_POSTGRES_URL's server
+(``tests.support.postgres.scratch_database``), dropped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import random
+import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import create_engine
 
-from plaudit.store import migrate
-from plaudit.store.sql.scoring import SqlScoring
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/staging.py`: bench and tests are packages here
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.postgres import scratch_database  # noqa: E402
+
+from bench.ingest import cpu_seconds  # noqa: E402
+from plaudit.store.sql.scoring import SqlScoring  # noqa: E402
 
 PLAYERS = 1000
 PER_STEP = 100
@@ -33,34 +38,22 @@ BLOCK = 500
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--url",
-        default=os.environ.get(
-            "PLAUDIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
-        help="a PostgreSQL database to connect to (another is created beside it)",
-    )
     parser.add_argument("--blocks", type=int, default=6, help="blocks of 500 transactions")
     args = parser.parse_args()
-    name = f"plaudit_bench_{uuid.uuid4().hex[:8]}"
-    base = args.url.rsplit("/", 1)[0]
-    with psycopg.connect(args.url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            run(f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1), args.blocks)
-        finally:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with scratch_database("bench") as url:
+        run(url, args.blocks)
 
 
 def _backend_cpu(pid: int) -> float:
-    """CPU seconds of a local server backend, from /proc (utime + stime, in ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of the server backend (local): what ``cpu_seconds`` reads from /proc."""
+    cpu = cpu_seconds(pid)
+    if cpu is None:
+        raise SystemExit("bench/staging.py reads the server backend's CPU from /proc: Linux only")
+    return cpu
 
 
 def run(url: str, blocks: int) -> None:
     engine = create_engine(url, pool_size=1, max_overflow=0)
-    migrate.upgrade(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO tenants (id, name, created_at) VALUES ('t', 't', now())")
     rng = random.Random(1)

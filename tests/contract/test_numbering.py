@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 import psycopg
 import pytest
@@ -20,10 +21,10 @@ from plaudit.store.sql.repositories import (
     LOG_LOCK,
     TAIL_LOCK,
     counter,
-    serialize,
     serialized_bump,
 )
-from plaudit.store.sql.webhooks import OUTBOX_CHANGES
+
+T = TypeVar("T")
 
 
 def _number(db: SqlDatabase) -> int:
@@ -42,27 +43,17 @@ def test_a_board_change_number_waits_for_the_tails_holder_and_follows_it(
     if db.is_sqlite:  # one writer at a time: nothing to wait for
         assert _number(db) == first + 1
         return
-    numbered: list[int] = []
-    with db.engine.connect() as holder:
-        holder.begin()
-        serialize(holder, TAIL_LOCK, notify=OUTBOX_CHANGES)  # as an outbox write does
-        other = threading.Thread(target=lambda: numbered.append(_number(db)))
-        other.start()
-        other.join(0.5)
-        assert other.is_alive()  # waiting for the tail lock
-        assert not numbered
-        holder.commit()
-    other.join(10)
-    assert numbered == [first + 1]
+    # The holder takes the tail lock as an outbox write does: numbering nothing itself.
+    assert _waits_for_the_holder(container, TAIL_LOCK, lambda: _number(db)) == first + 1
     with db.read() as uow:
         assert counter(uow.conn, SEQ) == first + 1
 
 
-def _waits_for_the_holder(container: Container, lock: int, write: Callable[[], object]) -> None:
+def _waits_for_the_holder(container: Container, lock: int, write: Callable[[], T]) -> T:
     """``write`` (a transaction of its own) blocks while another holds ``lock``, and
-    completes once it commits. The holder's connection is not the pool's: ``write`` gets
-    the connection the test's earlier transactions used."""
-    done: list[object] = []
+    completes once it commits; what it returned. The holder's connection is not the
+    pool's: ``write`` gets the connection the test's earlier transactions used."""
+    done: list[T] = []
     with psycopg.connect(conninfo(container.settings)) as holder:
         holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
         other = threading.Thread(target=lambda: done.append(write()))
@@ -73,6 +64,7 @@ def _waits_for_the_holder(container: Container, lock: int, write: Callable[[], o
         holder.commit()
     other.join(10)
     assert len(done) == 1
+    return done[0]
 
 
 @pytest.mark.parametrize("case", ["new", "with-a-duplicate", "after-a-retry"])
