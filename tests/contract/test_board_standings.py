@@ -227,6 +227,31 @@ def test_changes_are_read_once_each_in_number_order_however_many(
     assert len(read) == 12
 
 
+def test_a_sync_finds_what_changed_by_its_number_without_reading_the_whole_table(
+    boards: Container,
+) -> None:
+    """What changed since the projection's cursor is one player's rows; PostgreSQL finds them
+    by the change number's index. Left to itself, its planner reads a table this small (or one
+    it has no statistics of) whole and sorts it: under load that is mostly dead rows, since
+    every change of a score leaves its old row behind."""
+    for actor in ("ann", "bob", "cy", "dee"):
+        send(boards, actor, 3)
+    settle(boards)
+    send(boards, "ann", 1)
+    assert boards.scoring.score_pending().events == 1
+    with boards.db.read() as uow:
+        read = list(uow.boards.changed_since(boards.leaderboards.projection.cursor()))
+        assert {r.subject for r in read} == {player_id(boards, "ann")}
+        assert len(read) == 3  # on each of the three boards
+        if not boards.db.is_sqlite:
+            seq_scans, index_scans = uow.conn.exec_driver_sql(
+                "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables "
+                "WHERE relname = 'board_scores'"
+            ).one()
+            assert seq_scans == 0
+            assert index_scans >= 1
+
+
 def test_a_projection_ahead_of_sql_is_rebuilt_from_it(boards: Container) -> None:
     """SQL rebuilt or reset (its change numbers start over): the next sync finds no change
     after the projection's cursor, and rebuilds the projection from SQL."""

@@ -176,14 +176,28 @@ def _stage(conn: Connection, values: Sequence[tuple[Any, ...]]) -> None:
                 copy.write_row((ord_, *row))
 
 
-def fetch(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+def fetch(
+    conn: Connection, sql: str, params: Sequence[Any] = (), first: str = ""
+) -> list[tuple[Any, ...]]:
     """One statement's rows, run straight on the transaction's psycopg connection: for the
     small statements a scoring step runs whatever its size (lock the cursors, look up
     states and retractions, number the board changes, move the cursors). Through
     SQLAlchemy's Core each took 0.6 to 1 ms of CPU (building the statement, its cache key,
     the execution context and result), on psycopg 0.15; with a dozen a step, that was most
-    of what a step of a few events cost."""
+    of what a step of a few events cost.
+
+    ``first``: a statement without parameters run before it, in the same round trip. The
+    two go in one message of the simple query protocol, the parameters bound on the client
+    (psycopg's ``ClientCursor``): the extended protocol takes one statement a message, and
+    the statement is planned anew each time rather than prepared."""
     raw: Any = conn.connection.driver_connection
+    if first:
+        from psycopg import ClientCursor  # noqa: PLC0415 - as in copy_straight
+
+        with ClientCursor(raw) as cur:
+            cur.execute(f"{first}; {sql}", params)
+            cur.nextset()
+            return cur.fetchall() if cur.description is not None else []
     cur = raw.execute(sql, params)
     return cur.fetchall() if cur.description is not None else []
 
