@@ -58,6 +58,7 @@ from bench.ingest import (  # noqa: E402
     machine_busy_seconds,
     percentile,
     pinned_code,
+    python_speed_us,
     running_server,
     save_json,
     stop_on_sigterm,
@@ -931,7 +932,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pinned_code(about)
     print(
         f"{about['date']}  {about['cpus']} CPUs ({about['cpu']})  Python {about['python']}  "
-        f"plaudit {about['revision'] or '?'}"
+        f"plaudit {about['revision'] or '?'}  speed {about['speed_us']} µs (sum(range(1000)))"
     )
     print(f"code under test: {about['code']}")
     print("note: the bench, the servers and the services share this machine's cores")
@@ -944,6 +945,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted (the processes were stopped)", file=sys.stderr)
         return 130
+    about["speed_us_after"] = python_speed_us()
+    print(f"speed after the run: {about['speed_us_after']} µs")
     report(args, about, results)
     return 0
 

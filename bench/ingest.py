@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
@@ -525,6 +526,14 @@ def source_revision() -> str | None:
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def python_speed_us() -> float:
+    """µs for ``sum(range(1000))`` on one core, best of 5 (~0.7 s): this machine's speed swings
+    by 2 - 3x over hours (10 - 13 µs fast, 20 - 30 slow), and every figure with it, so each
+    result carries the speed it was measured at. Compare runs of about the same speed."""
+    best = min(timeit.repeat("sum(range(1000))", number=10_000, repeat=5))
+    return round(best / 10_000 * 1e6, 1)
+
+
 def machine() -> dict[str, Any]:
     model = platform.processor() or platform.machine()
     try:
@@ -541,6 +550,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "revision": source_revision(),
+        "speed_us": python_speed_us(),
     }
 
 
