@@ -213,7 +213,8 @@ def create_database(url: str, pool_size: int = 8) -> SqlDatabase:
 # A pooled connection idle longer than this is tried before it is handed out (a server
 # restarted meanwhile left it dead: it is replaced). One used more recently is handed out as
 # it is: trying every one (SQLAlchemy's pool_pre_ping) was a round trip more for every
-# transaction, some 420 a second at 5,000 events/s, a scoring step's 24 or a request's 6.
+# transaction, some 420 a second at 5,000 events/s (one of a scoring step's 24 round trips,
+# of an ingestion request's 7 - 8).
 # A server restarted within that second fails the transactions of such connections (as it
 # fails those under way); the pool then replaces all its connections.
 PING_IDLE = 1.0
