@@ -216,7 +216,7 @@ def create_database(url: str, pool_size: int = 8) -> SqlDatabase:
 # transaction, some 420 a second at 5,000 events/s (one of a scoring step's 24 round trips,
 # of an ingestion request's 7 - 8).
 # A server restarted within that second fails the transactions of such connections (as it
-# fails those under way); the pool then replaces all its connections.
+# fails those under way); SQLAlchemy, seeing a disconnect, then renews its whole pool.
 PING_IDLE = 1.0
 _IDLE_SINCE = "plaudit_idle_since"
 
@@ -232,8 +232,7 @@ def _configure_postgres(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
-        if record is not None:
-            record.info[_IDLE_SINCE] = time.monotonic()
+        record.info[_IDLE_SINCE] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:

@@ -127,9 +127,11 @@ PLAYERS_GENERATION = "players-gen"
 # The events lock is only taken by ingestion; the outbox and the boards share one lock, so
 # no two transactions ever wait for each other's locks in opposite orders.
 LOG_LOCK = 0x504C_0001
-# Without parameters: ingestion sends it in one message with the COPY's savepoint.
-_LOCK_LOG_PG = f"SELECT pg_advisory_xact_lock({LOG_LOCK})"
 TAIL_LOCK = 0x504C_0002
+_LOCK_PG = "SELECT pg_advisory_xact_lock(%s)"
+_LOCK_NOTIFY_PG = "SELECT pg_advisory_xact_lock(%s), pg_notify(%s, '')"
+# Without parameters: ingestion sends it in one message with the COPY's savepoint.
+_LOCK_LOG_PG = _LOCK_PG % LOG_LOCK
 
 
 def serialize(conn: Connection, lock: int, notify: str | None = None) -> None:
@@ -138,15 +140,15 @@ def serialize(conn: Connection, lock: int, notify: str | None = None) -> None:
     if conn.dialect.name != "postgresql":
         return
     if notify is None:
-        fetch(conn, "SELECT pg_advisory_xact_lock(%s)", (lock,))
+        fetch(conn, _LOCK_PG, (lock,))
     else:
-        fetch(conn, "SELECT pg_advisory_xact_lock(%s), pg_notify(%s, '')", (lock, notify))
+        fetch(conn, _LOCK_NOTIFY_PG, (lock, notify))
 
 
-_BUMP_PG = (
-    "INSERT INTO cursors (name, position) VALUES (%s, 1) ON CONFLICT (name) "
-    "DO UPDATE SET position = cursors.position + 1 RETURNING position"
+_INCREMENT_PG = (
+    "ON CONFLICT (name) DO UPDATE SET position = cursors.position + 1 RETURNING position"
 )
+_BUMP_PG = "INSERT INTO cursors (name, position) VALUES (%s, 1) " + _INCREMENT_PG  # noqa: S608 - constants only
 
 
 def bump(conn: Connection, name: str) -> int:
@@ -166,9 +168,8 @@ def bump(conn: Connection, name: str) -> int:
 # The lock, the notification and the counter's new value in one statement: the row to
 # upsert comes from the locking SELECT, so the lock is taken before the counter is read.
 _SERIALIZED_BUMP_PG = (
-    "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(%s), pg_notify(%s, '')) "
-    "INSERT INTO cursors (name, position) SELECT %s, 1 FROM locked ON CONFLICT (name) "
-    "DO UPDATE SET position = cursors.position + 1 RETURNING position"
+    f"WITH locked AS MATERIALIZED ({_LOCK_NOTIFY_PG}) "  # noqa: S608 - constants only
+    f"INSERT INTO cursors (name, position) SELECT %s, 1 FROM locked {_INCREMENT_PG}"
 )
 
 
@@ -177,6 +178,7 @@ def serialized_bump(conn: Connection, lock: int, notify: str, name: str) -> int:
     trip instead of two, and the second was taken holding a lock others wait for (a scoring
     step numbers its board changes this way)."""
     if conn.dialect.name != "postgresql":
+        serialize(conn, lock, notify)
         return bump(conn, name)
     return int(fetch(conn, _SERIALIZED_BUMP_PG, (lock, notify, name))[0][0])
 
