@@ -1,6 +1,6 @@
 """The SQLite units of work: durable commits and reference checks by default, relaxed or
 unchecked ones only where asked. PostgreSQL's pool: a connection left idle is tried before
-use, one used a moment ago is not."""
+use, one used a moment ago is not; no statement is prepared."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from plaudit.store.sql import database
 from plaudit.store.sql.database import create_database
+from plaudit.store.sql.postgres import fetch
 from tests.support.postgres import POSTGRES_URL
 
 FULL, NORMAL = 2, 1
@@ -111,5 +112,24 @@ def test_a_connection_used_a_moment_ago_is_handed_out_untried(
         monkeypatch.setattr(database, "PING_IDLE", 0.0)
         assert _backend(db) in backends
         assert len(tried) == 1
+    finally:
+        db.close()
+
+
+@pytest.mark.postgres
+def test_no_statement_is_prepared_however_often_a_connection_runs_it(postgres_url: str) -> None:
+    """A prepared statement may get one generic plan for any parameters: the scale-out
+    scorer's read of its partitions would then read the log from its start at every step."""
+    db = create_database(postgres_url, pool_size=1)
+    try:
+        for _ in range(3):  # committed each time: nothing makes psycopg forget
+            with db.write() as uow:
+                for _ in range(12):  # past psycopg's threshold (5)
+                    uow.events.in_partitions({1: 0, 2: 0}, 10)
+                    fetch(uow.conn, "SELECT position FROM cursors WHERE name = %s", ["x"])
+                uow.commit()
+        with db.write() as uow:
+            prepared = fetch(uow.conn, "SELECT statement FROM pg_prepared_statements")
+        assert prepared == []
     finally:
         db.close()
