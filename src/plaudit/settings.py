@@ -161,6 +161,16 @@ class WorkerSettings(BaseModel):
     batch: int = Field(default=2000, ge=1, le=20_000)
     # Without a stream (PLAUDIT_STREAM_URL unset), how often workers look at the log.
     poll: timedelta = timedelta(milliseconds=200)
+    # The scale-out mode: a worker starts a scoring step at most this often. A step costs
+    # about 6 ms of CPU (worker and PostgreSQL together) whatever its size, and a worker
+    # steps whenever a message has come, so at 1,000 - 5,000 events/s steps of a few dozen
+    # events came every ~20 ms: 40 ms took a third of a core off the workers and
+    # PostgreSQL, for ~20 ms more from event to leaderboard at the median (bench/README.md).
+    # A step that takes longer (a backlog) is followed by the next at once; 0 steps as
+    # soon as messages come.
+    step_interval: timedelta = Field(
+        default=timedelta(milliseconds=40), ge=timedelta(0), le=timedelta(seconds=10)
+    )
     # The embedded mode, on a machine of 2 CPUs or more: while the log is behind by two
     # batches or more, a helper process evaluates the next batch while one is written.
     ahead: bool = True

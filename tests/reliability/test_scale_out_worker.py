@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from sqlalchemy import create_engine, text
 from plaudit.bootstrap import Container, build, conninfo, prepare_scale_out
 from plaudit.domain.events import IncomingEvent
 from plaudit.domain.partitions import PARTITIONS
+from plaudit.services.scoring import BatchOutcome
 from plaudit.settings import LeaderboardSettings, Settings, StreamSettings
 from plaudit.store.sql.boards import BOARD_CHANGES
 from plaudit.store.sql.webhooks import OUTBOX_CHANGES
@@ -71,7 +73,9 @@ async def scaled(postgres_url: str, tmp_path: Path) -> AsyncIterator[Container]:
         container.close()
 
 
-def _worker(container: Container, sweep_every: float = 60.0) -> ScaleOutWorker:
+def _worker(
+    container: Container, sweep_every: float = 60.0, step_interval: float = 0.0
+) -> ScaleOutWorker:
     return ScaleOutWorker(
         container.db,
         container.scoring,
@@ -80,6 +84,7 @@ def _worker(container: Container, sweep_every: float = 60.0) -> ScaleOutWorker:
         singletons={},
         sweep_every=sweep_every,
         rebalance_every=0.1,
+        step_interval=step_interval,
     )
 
 
@@ -152,6 +157,41 @@ async def test_announced_events_are_scored_by_the_partitions_holder(scaled: Cont
         worker.cancel()
         publisher.cancel()
         await asyncio.gather(worker, publisher, return_exceptions=True)
+
+
+async def test_steps_start_no_closer_than_the_step_interval_and_score_everything(
+    scaled: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step costs about the same whatever its size: announcements that come within the
+    interval wait for one step together."""
+    stream = scaled.stream
+    assert stream is not None
+    starts: list[float] = []
+    score = scaled.scoring.score_partitions
+
+    def timed(partitions: list[int]) -> BatchOutcome:
+        starts.append(time.monotonic())
+        return score(partitions)
+
+    monkeypatch.setattr(scaled.scoring, "score_partitions", timed)
+    publisher = asyncio.create_task(stream.run_publisher())
+    scaling = _worker(scaled, step_interval=0.3)
+    worker = asyncio.create_task(scaling.run())
+    try:
+        await _until(lambda: len(scaling.owned) == PARTITIONS, 15, "partitions taken")
+        await asyncio.sleep(0.5)
+        starts.clear()
+        for batch in range(12):  # announcements every 50 ms, for 0.6 s
+            await asyncio.to_thread(_ingest, scaled, 20, f"i{batch}-")
+            await asyncio.sleep(0.05)
+        await _until(lambda: _ledger(scaled) == (240, 480.0), 15, f"scored {_ledger(scaled)}")
+    finally:
+        worker.cancel()
+        publisher.cancel()
+        await asyncio.gather(worker, publisher, return_exceptions=True)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert len(starts) >= 2
+    assert min(gaps) > 0.29, gaps
 
 
 async def test_events_whose_announcement_was_lost_are_scored_after_a_sweep(

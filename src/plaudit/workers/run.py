@@ -77,6 +77,7 @@ async def run_worker(container: Container) -> None:
         },
         after_batch=scored.set,
         poll=settings.worker.poll.total_seconds(),
+        step_interval=settings.worker.step_interval.total_seconds(),
         sweep_every=settings.stream.sweep_every.total_seconds(),
     )
     main = asyncio.current_task()

@@ -115,6 +115,7 @@ class ScaleOutWorker:
         poll: float = 0.2,
         sweep_every: float = 2.0,
         rebalance_every: float = 1.0,
+        step_interval: float = 0.0,
     ) -> None:
         self.db = db
         self.scoring = scoring
@@ -125,6 +126,7 @@ class ScaleOutWorker:
         self.poll = poll
         self.sweep_every = sweep_every
         self.rebalance_every = rebalance_every
+        self.step_interval = step_interval
         self._partitions: dict[int, asyncio.Task[None]] = {}
         self._jobs: dict[str, asyncio.Task[None]] = {}
         # Messages fetched per partition, acknowledged once their partition is scored; the
@@ -246,7 +248,9 @@ class ScaleOutWorker:
     async def _score_forever(self) -> None:
         """One scoring step at a time for all the partitions held, each step one
         transaction: few events per partition still make one large batch. Messages are
-        acknowledged only after the step that scored their partition committed."""
+        acknowledged only after the step that scored their partition committed. A step
+        starts ``step_interval`` after the previous one started, or later: what comes
+        meanwhile waits for it (a step's cost hardly depends on its size)."""
         while True:
             if self.stream is None:
                 with contextlib.suppress(TimeoutError):
@@ -254,6 +258,7 @@ class ScaleOutWorker:
             else:
                 await self._wake.wait()
             self._wake.clear()
+            started = time.monotonic()
             held = self.owned
             if not held:
                 continue
@@ -273,6 +278,7 @@ class ScaleOutWorker:
                 for message in messages:
                     with contextlib.suppress(Exception):  # unacknowledged: delivered again
                         await message.ack()
+            await asyncio.sleep(max(0.0, self.step_interval - (time.monotonic() - started)))
 
     async def _drain(self, partitions: list[int]) -> None:
         while True:
