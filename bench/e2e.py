@@ -47,12 +47,14 @@ from typing import Any
 import aiohttp
 import httpx
 import orjson
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/e2e.py`: bench and tests are packages here
     sys.path.insert(0, str(ROOT))
 
 from tests.support.cluster import cluster  # noqa: E402
+from tests.support.postgres import POSTGRES_URL  # noqa: E402
 
 from bench.ingest import (  # noqa: E402
     BenchError,
@@ -345,6 +347,8 @@ class CpuUse:
         self.services = {name: role for role, name in deployment.services.items()}
         self.before = processes()
         self.busy = machine_busy_seconds()
+        self.checkpoints_before = checkpoints() if "postgres" in self.services.values() else None
+        self.checkpoints: int | None = None  # PostgreSQL's, during the stretch, once stopped
         self.started = time.perf_counter()
         self.others: dict[str, float] = {}  # the busiest other processes, once stopped
 
@@ -357,6 +361,9 @@ class CpuUse:
         return self.services.get(name)
 
     def stop(self) -> dict[str, float]:
+        if self.checkpoints_before is not None:
+            now = checkpoints()
+            self.checkpoints = None if now is None else now - self.checkpoints_before
         after = processes()
         busy = machine_busy_seconds()
         elapsed = time.perf_counter() - self.started
@@ -384,6 +391,19 @@ class CpuUse:
         return share
 
 
+def checkpoints() -> int | None:
+    """Checkpoints PostgreSQL's server has made so far (timed and requested; a checkpoint
+    makes the next change of each page log the whole page), None if it cannot be asked."""
+    try:
+        with psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+            ).fetchone()
+    except psycopg.Error:
+        return None
+    return None if row is None else int(row[0])
+
+
 def cpu_text(share: dict[str, float]) -> str:
     return ", ".join(f"{role} {pct:.0f}%" for role, pct in share.items())
 
@@ -402,6 +422,7 @@ class Throughput:
     cpu: dict[str, float]
     cpu_others: dict[str, float]  # the busiest processes in "other", by name
     cpu_us_per_event: float  # the deployment's CPU (bench and other left out) per event
+    checkpoints: int | None = None  # PostgreSQL's during the case (scale-out)
 
 
 @dataclass(slots=True)
@@ -425,6 +446,7 @@ class Latency:
     cpu_others: dict[str, float]
     # Where a probe's time went, from the server's own timestamps (p50, p99 ms): see PHASES.
     phases: dict[str, tuple[float, float]] = field(default_factory=dict)
+    checkpoints: int | None = None  # PostgreSQL's during the case (scale-out)
     # Each probe's (send, s after the first; latency, ms): whether the slow ones cluster.
     probe_series: list[tuple[float, float]] = field(default_factory=list)
 
@@ -511,6 +533,7 @@ async def throughput(dep: Deployment, work: Workload, base: int) -> Throughput:
         cpu=share,
         cpu_others=cpu.others,
         cpu_us_per_event=round(deployment_cpu(share) * (complete - started) / work.events, 1),
+        checkpoints=cpu.checkpoints,
     )
 
 
@@ -645,6 +668,7 @@ async def latency(
         cpu=share,
         cpu_others=cpu.others,
         phases=phases,
+        checkpoints=cpu.checkpoints,
         probe_series=[
             (round(t - run.t0, 3), round(1000 * (v - t), 1))
             for t, v in zip(run.sent, run.seen, strict=True)
@@ -815,6 +839,10 @@ def table(results: Sequence[Result]) -> str:
             "  on the board when ingest ended", [f"{x.on_board_at_ingest_end_pct:.0f}%" for x in t]
         ),
         row("  CPU µs per event (deployment)", [f"{x.cpu_us_per_event:,.0f}" for x in t]),
+        row(
+            "  PostgreSQL checkpoints, each round",
+            [" / ".join(_count(x.checkpoints) for x in r.rounds) for r in results],
+        ),
         row(f"latency: {la[0].target_rate:,.0f} events/s", ["" for _ in results]),
         row(
             "  sent / acknowledged events/s",
@@ -833,6 +861,7 @@ def table(results: Sequence[Result]) -> str:
             [f"{x.probes_seen}/{x.probes}, {x.poll_period_ms}" for x in la],
         ),
         row("  drained after last send (s)", [f"{x.drained_s:.2f}" for x in la]),
+        row("  PostgreSQL checkpoints", [_count(x.checkpoints) for x in la]),
         row("  a probe's phases, p50 / p99 ms:", ["" for _ in results]),
         *[
             row(
@@ -855,6 +884,10 @@ def table(results: Sequence[Result]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def verdicts(results: Sequence[Result]) -> list[str]:
