@@ -778,7 +778,7 @@ def measure(dep: Deployment, plan: Plan, args: argparse.Namespace) -> Result:
     print(f"  set up in {setup_s:.1f} s; throughput, {events:,} events...", flush=True)
     rounds = [asyncio.run(throughput(dep, plan.rounds[0], base))]
     base += plan.rounds[0].points
-    said(rounds[-1])
+    report_round(rounds[-1])
     # The latency case after the first round, as before there were rounds: on a log of the
     # same size (the embedded mode slows as its log grows).
     print(f"  latency at {args.rate:,.0f} events/s for {args.seconds:g} s...", flush=True)
@@ -794,15 +794,15 @@ def measure(dep: Deployment, plan: Plan, args: argparse.Namespace) -> Result:
         )
     )
     print(f"  p50 {lat.p50_ms} ms, p99 {lat.p99_ms} ms, max {lat.max_ms} ms", flush=True)
-    base += plan.background.points + len(plan.probes) - 1
+    base += plan.background.points + len(plan.probes[1:])  # what the latency case sent
     for work in plan.rounds[1:]:
         rounds.append(asyncio.run(throughput(dep, work, base)))
         base += work.points
-        said(rounds[-1])
+        report_round(rounds[-1])
     return Result(dep.name, round(setup_s, 2), median_round(rounds), lat, rounds)
 
 
-def said(tp: Throughput) -> None:
+def report_round(tp: Throughput) -> None:
     line = f"  ingest {tp.ingest_per_s:,} events/s, end to end {tp.e2e_per_s:,} events/s"
     print(line, flush=True)
 

@@ -17,7 +17,6 @@ uses Redis at PLAUDIT_TEST_REDIS_URL under a key prefix of its own; both go at t
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -35,20 +34,14 @@ if str(ROOT) not in sys.path:  # `python bench/step_cost.py`: tests is a package
 from tests.support.postgres import scratch_database  # noqa: E402
 from tests.support.redis_keys import REDIS_URL, delete_prefix, unique_prefix  # noqa: E402
 
+from bench.e2e import RULESET  # noqa: E402
+from bench.ingest import cpu_seconds  # noqa: E402
 from plaudit.bootstrap import build, prepare_embedded  # noqa: E402
 from plaudit.domain.events import IncomingEvent  # noqa: E402
 from plaudit.settings import LeaderboardSettings, Settings  # noqa: E402
 
-RULES = """\
-currencies: [xp]
-rules:
-  - {id: task, on: task.done, award: {xp: "event.properties.points"}}
-leaderboards:
-  - {id: xp, name: XP, metric: {currency: xp}}
-"""
 PLAYERS = 1000
 HELD = list(range(8))  # a worker's share of the 16 partitions, with one other worker
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def backends_cpu(conn: psycopg.Connection[tuple[int]], database: str) -> float:
@@ -60,14 +53,7 @@ def backends_cpu(conn: psycopg.Connection[tuple[int]], database: str) -> float:
             (database,),
         )
     ]
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
+    return sum(cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 def main() -> None:
@@ -97,7 +83,7 @@ def run(url: str, prefix: str, data: Path, args: argparse.Namespace) -> None:
     c = build(settings)
     prepare_embedded(c)
     tenant = c.default_tenant
-    view = c.rulesets.create(tenant, "bench", RULES)
+    view = c.rulesets.create(tenant, "bench", RULESET)
     c.rulesets.publish(tenant, view.record.id, "bench")
     when = c.clock() - timedelta(hours=1)
     counter = 0

@@ -45,10 +45,10 @@ _CHANGED_FEW_PG = _CHANGED_PG + " LIMIT %s + 1"
 _CHANGED_FROM_PG = f"SELECT {_SCORE_LIST} FROM board_scores WHERE seq >= %s ORDER BY seq"  # noqa: S608 - constants only
 # What changed is read by the seq index, always (for the sync's transaction). Left to the
 # planner it was a scan of the whole table and a sort whenever it guessed that many rows
-# match: without statistics (a new database, before autovacuum's first analyze) or in the
-# generic plan of a prepared statement it takes a third of the rows, where a sync finds a
-# few transactions' changes. And the table is mostly dead rows between autovacuum's visits:
-# each change of a score leaves its old row behind (seq is indexed, so no update is HOT).
+# match: without statistics (a new database, before autovacuum's first analyze) it takes a
+# third of the rows, where a sync finds a few transactions' changes. And the table is mostly
+# dead rows between autovacuum's visits: each change of a score leaves its old row behind
+# (seq is indexed, so no update is HOT).
 # A scan's cost grows with the boards, a sync's changes do not (docs/architecture.md).
 _BY_SEQ_PG = "SET LOCAL enable_seqscan TO off"
 _SEQ_AT = _SCORE_COLUMNS.index("seq")

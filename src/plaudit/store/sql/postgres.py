@@ -188,8 +188,7 @@ def fetch(
 
     ``first``: a statement without parameters run before it, in the same round trip. The
     two go in one message of the simple query protocol, the parameters bound on the client
-    (psycopg's ``ClientCursor``): the extended protocol takes one statement a message, and
-    the statement is planned anew each time rather than prepared."""
+    (psycopg's ``ClientCursor``): the extended protocol takes one statement a message."""
     raw: Any = conn.connection.driver_connection
     if first:
         from psycopg import ClientCursor  # noqa: PLC0415 - as in copy_straight
