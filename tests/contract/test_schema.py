@@ -86,3 +86,36 @@ def test_postgresql_downgrade_puts_the_tenant_keys_back() -> None:
             assert not set(HOT) & _tenant_keyed(engine)
         finally:
             engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_indexes_only_the_ledger_entries_without_an_event_by_player() -> None:
+    with scratch_database("schema") as url:
+        engine = create_engine(url)
+        cfg = migrate._config()
+
+        def ledger_indexes() -> dict[str, tuple[object, ...]]:
+            found = inspect(engine).get_indexes("ledger")
+            return {str(i["name"]): tuple(i["column_names"]) for i in found}
+
+        try:
+            without_event = ("tenant_id", "player_id", "id")
+            assert ledger_indexes()["ix_ledger_without_event"] == without_event
+            assert "ix_ledger_tenant_id_player_id_id" not in ledger_indexes()
+            with engine.connect() as conn:
+                where = conn.exec_driver_sql(
+                    "SELECT pg_get_expr(indpred, indrelid) FROM pg_index "
+                    "WHERE indexrelid = 'ix_ledger_without_event'::regclass"
+                ).scalar_one()
+            assert where == "(event_id IS NULL)"
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.downgrade(cfg, "c3a8e5f0b214")  # the revision before
+            assert "ix_ledger_without_event" not in ledger_indexes()
+            assert ledger_indexes()["ix_ledger_tenant_id_player_id_id"] == without_event
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            assert "ix_ledger_tenant_id_player_id_id" not in ledger_indexes()
+        finally:
+            engine.dispose()

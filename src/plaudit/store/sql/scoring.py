@@ -493,13 +493,11 @@ class SqlScoring:
         return {currency: round(float(total), 4) for currency, total in rows}
 
     def _players_entries(self, tenant_id: str, player_id: str, after_id: int) -> Any:
-        """The player's ledger entries after ``after_id``, unordered. On SQLite, where the
-        ledger has no index by player, found by way of the player's events, and the few
-        without an event through their partial index."""
+        """The player's ledger entries after ``after_id``, unordered. The ledger has no
+        index by player: found by way of the player's events, and the few without an event
+        through their partial index."""
         c = t.ledger.c
         mine = (c.tenant_id == tenant_id, c.player_id == player_id, c.id > after_id)
-        if self.conn.dialect.name != "sqlite":
-            return select(t.ledger).where(*mine)
         events = players_events(self.conn, tenant_id, [player_id], t.events.c.id)
         return union_all(
             select(t.ledger).where(*mine, c.event_id.in_(events)),
@@ -701,20 +699,14 @@ class SqlScoring:
         return [ledger_row(r) for r in rows]
 
     def move_player(self, tenant_id: str, from_player: str, to_player: str) -> None:
-        if self.conn.dialect.name == "sqlite":
-            # The ledger by way of the events (of either player: the events may have moved
-            # already), and the entries without an event.
-            c = t.ledger.c
-            theirs = (c.tenant_id == tenant_id, c.player_id == from_player)
-            events = players_events(self.conn, tenant_id, [from_player, to_player], t.events.c.id)
-            for which in (c.event_id.in_(events), c.event_id.is_(None)):
-                self.conn.execute(
-                    update(t.ledger).where(*theirs, which).values(player_id=to_player)
-                )
-            moved: tuple[Any, ...] = (t.badge_awards, t.rule_errors, t.issuance_log)
-        else:
-            moved = (t.ledger, t.badge_awards, t.rule_errors, t.issuance_log)
-        for table in moved:
+        # The ledger by way of the events (of either player: the events may have moved
+        # already), and the entries without an event: it has no index by player.
+        c = t.ledger.c
+        theirs = (c.tenant_id == tenant_id, c.player_id == from_player)
+        events = players_events(self.conn, tenant_id, [from_player, to_player], t.events.c.id)
+        for which in (c.event_id.in_(events), c.event_id.is_(None)):
+            self.conn.execute(update(t.ledger).where(*theirs, which).values(player_id=to_player))
+        for table in (t.badge_awards, t.rule_errors, t.issuance_log):
             self.conn.execute(
                 update(table)
                 .where(table.c.tenant_id == tenant_id, table.c.player_id == from_player)
