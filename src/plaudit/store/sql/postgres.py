@@ -286,21 +286,12 @@ _EVENT_COLUMNS = (
 def stored_event(r: Sequence[Any], occurred_at: datetime, received_at: datetime) -> StoredEvent:
     """A log row read as ``position, EVENT_COLUMNS`` (properties as JSON text) by either
     store's hand-written read; its two times as that store's driver gives them, made aware."""
+    # Positional (position, id, tenant, source, key, type, player, actor, two times,
+    # properties, sequence, partition): by keyword 2.8 µs an event, this way 0.9.
     return StoredEvent(
-        position=r[0],
-        id=r[1],
-        tenant_id=r[2],
-        source=r[3],
-        key=r[4],
-        type=r[5],
-        player_id=r[6],
-        actor=r[7],
-        occurred_at=occurred_at,
-        received_at=received_at,
-        properties=orjson.loads(r[10]),
-        sequence=r[11],
-        partition=r[12],
-    )
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7],
+        occurred_at, received_at, orjson.loads(r[10]), r[11], r[12],
+    )  # fmt: skip
 
 
 def events_in_partitions(
