@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from plaudit.leaderboards.ports import SCALE
-from plaudit.leaderboards.windows import counts, window_of
+from plaudit.leaderboards.windows import ALL_TIME, counts, window_of
 from plaudit.rules.compiler import CompiledRuleSet
 from plaudit.rules.effects import BoardScored, Effect
 from plaudit.store.ports import BoardEntryRow
@@ -43,9 +43,13 @@ def board_entries(
         if not isinstance(effect, BoardScored):
             continue
         board = rules.boards[effect.board_id]
-        window = window_of(board, occurred_at)
-        if window is None or not counts(board, window, received_at):
-            continue
+        if board.board.window == "all_time":  # the usual board: one window, never closed
+            window = ALL_TIME
+        else:
+            found = window_of(board, occurred_at)
+            if found is None or not counts(board, found, received_at):
+                continue
+            window = found
         out.append(
             BoardEntryRow(
                 ref, effect.board_id, window, effect.subject, to_units(effect.amount), reached
