@@ -119,3 +119,53 @@ def test_postgresql_indexes_only_the_ledger_entries_without_an_event_by_player()
             assert "ix_ledger_tenant_id_player_id_id" not in ledger_indexes()
         finally:
             engine.dispose()
+
+
+def test_the_migration_indexes_by_subject_the_entries_no_events_lead_to(
+    container: Container,
+) -> None:
+    """Entries written before f2b8c4d6e1a3: an event's entry for the event's own player is
+    found through its events; a group's and an adjustment's stay indexed by subject."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from plaudit.domain.events import IncomingEvent
+
+    report = container.ingest.ingest(
+        "default",
+        [IncomingEvent("k1", "lms", "task.done", "ann", datetime(2026, 5, 1, tzinfo=UTC))],
+    )
+    (result,) = report.results
+    engine = _engine(container)
+    cfg = migrate._config()
+    rows = [
+        (result.event_id, "xp", result.player_id),  # the event's, for its player
+        (result.event_id, "teams", "red"),  # a group's
+        ("adj_1", "xp", result.player_id),  # an adjustment's
+    ]
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "e5d1a7c3b920")  # the revision before
+            for ref, board, subject in rows:
+                conn.execute(
+                    text(
+                        'INSERT INTO board_entries (tenant_id, ref, board_id, "window", '
+                        "subject, units, reached_us) VALUES ('default', :ref, :board, 'all', "
+                        ":subject, 10000, 0)"
+                    ),
+                    {"ref": ref, "board": board, "subject": subject},
+                )
+    finally:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        flags = conn.execute(text("SELECT ref, board_id, by_subject FROM board_entries"))
+        found = {(ref, board): bool(flag) for ref, board, flag in flags}
+    assert found == {
+        (result.event_id, "xp"): False,
+        (result.event_id, "teams"): True,
+        ("adj_1", "xp"): True,
+    }

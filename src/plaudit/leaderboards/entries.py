@@ -34,9 +34,12 @@ def board_entries(
     occurred_at: datetime,
     received_at: datetime,
     effects: Iterable[Effect],
+    player_id: str | None = None,
 ) -> list[BoardEntryRow]:
     """Entries for the boards an event (or adjustment) moved. A contribution outside a
-    season, or received after its window closed plus the board's grace, counts nowhere."""
+    season, or received after its window closed plus the board's grace, counts nowhere.
+    ``player_id``: the event's player (None for an adjustment); an entry whose subject is
+    that player is found through the player's events, the others by subject."""
     out = []
     reached = micros(occurred_at)
     for effect in effects:
@@ -50,9 +53,11 @@ def board_entries(
             if found is None or not counts(board, found, received_at):
                 continue
             window = found
+        subject = effect.subject
+        units = to_units(effect.amount)
         out.append(
             BoardEntryRow(
-                ref, effect.board_id, window, effect.subject, to_units(effect.amount), reached
+                ref, effect.board_id, window, subject, units, reached, subject != player_id
             )
         )
     return out

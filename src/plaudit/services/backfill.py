@@ -202,7 +202,9 @@ class BackfillService:
                 )
                 if rules.boards:
                     entries.extend(
-                        board_entries(rules, e.id, e.occurred_at, e.received_at, effects)
+                        board_entries(
+                            rules, e.id, e.occurred_at, e.received_at, effects, e.player_id
+                        )
                     )
                 for effect in effects:
                     if isinstance(effect, PointsAwarded):

@@ -965,7 +965,9 @@ class ScoringService:
         produced.add(event, version, effects, now, starting_level(rules))
         if rules.boards:
             produced.entries.extend(
-                board_entries(rules, event.id, event.occurred_at, event.received_at, effects)
+                board_entries(
+                    rules, event.id, event.occurred_at, event.received_at, effects, event.player_id
+                )
             )
 
     def _effects(

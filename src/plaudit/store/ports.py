@@ -439,7 +439,8 @@ class ScoringRepository(Protocol):
 
 
 class BoardEntryRow(NamedTuple):
-    """What one event (``ref``) or adjustment put on one board."""
+    """What one event (``ref``) or adjustment put on one board. ``by_subject``: not found
+    through its subject's events (an adjustment's, or a group's), so indexed by subject."""
 
     ref: str
     board_id: str
@@ -447,6 +448,7 @@ class BoardEntryRow(NamedTuple):
     subject: str
     units: int
     reached_us: int
+    by_subject: bool = True
 
 
 class BoardScoreRow(NamedTuple):

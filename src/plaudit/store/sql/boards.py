@@ -6,7 +6,19 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, true, tuple_, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    delete,
+    false,
+    func,
+    or_,
+    select,
+    true,
+    tuple_,
+    union_all,
+    update,
+)
 
 from plaudit.store.ports import BoardEntryRow, BoardScoreRow
 from plaudit.store.sql import tables as t
@@ -17,6 +29,7 @@ from plaudit.store.sql.repositories import (
     _insert,
     counter,
     delete_rows,
+    players_events,
     serialized_bump,
 )
 
@@ -32,10 +45,12 @@ _ADD_SQLITE = (
     "reached_us = max(reached_us, excluded.reached_us), seq = excluded.seq"
 )
 _ENTRIES_SQLITE = (
-    "INSERT INTO board_entries (tenant_id, ref, board_id, window, subject, units, reached_us) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    "INSERT INTO board_entries (tenant_id, ref, board_id, window, subject, units, reached_us, "
+    "by_subject) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 
+# An entry's columns: the tenant, then the row's fields in order.
+_ENTRY_COLUMNS = ("tenant_id", *BoardEntryRow._fields)
 _SCORE_COLUMNS = BoardScoreRow._fields  # the table's columns, in its order (checked by a test)
 # Quoted: "window" is a keyword.
 _SCORE_LIST = ", ".join(f'"{column}"' for column in _SCORE_COLUMNS)
@@ -117,22 +132,13 @@ class SqlBoards:
 
     def _insert_entries(self, tenant_id: str, entries: Sequence[BoardEntryRow]) -> None:
         if self.conn.dialect.name == "sqlite":
-            self.conn.exec_driver_sql(
-                _ENTRIES_SQLITE,
-                [
-                    (tenant_id, e.ref, e.board_id, e.window, e.subject, e.units, e.reached_us)
-                    for e in entries
-                ],
-            )
+            self.conn.exec_driver_sql(_ENTRIES_SQLITE, [(tenant_id, *e) for e in entries])
             return
         copy_insert(
             self.conn,
             "board_entries",
-            ("tenant_id", "ref", "board_id", "window", "subject", "units", "reached_us"),
-            (
-                (tenant_id, e.ref, e.board_id, e.window, e.subject, e.units, e.reached_us)
-                for e in entries
-            ),
+            _ENTRY_COLUMNS,
+            ((tenant_id, *e) for e in entries),
             rarely_conflict=True,
         )
 
@@ -175,13 +181,20 @@ class SqlBoards:
             ],
         )
 
-    def _sums(self, tenant_id: str, where: Any) -> dict[_Key, _Total]:
-        """(units, latest reached_us, entries) per board, window and subject, from entries."""
-        e = t.board_entries.c
+    def _sums(
+        self, tenant_id: str, where: Any, subjects: set[str] | None = None
+    ) -> dict[_Key, _Total]:
+        """(units, latest reached_us, entries) per board, window and subject, from entries
+        (of ``subjects`` only, when given: found by them rather than by a scan)."""
+        if subjects is None:
+            e: Any = t.board_entries.c
+            found = select(t.board_entries).where(e.tenant_id == tenant_id, where).subquery()
+        else:
+            found = self._subjects_entries(tenant_id, subjects, where).subquery()
+        e = found.c
         rows = self.conn.execute(
             select(e.board_id, e.window, e.subject, func.sum(e.units), func.max(e.reached_us))
             .add_columns(func.count())
-            .where(e.tenant_id == tenant_id, where)
             .group_by(e.board_id, e.window, e.subject)
         )
         return {(b, w, s): (int(u), int(r), int(n)) for b, w, s, u, r, n in rows}
@@ -193,16 +206,30 @@ class SqlBoards:
         e = t.board_entries.c
         totals: dict[_Key, _Total] = dict.fromkeys(keys, (0, 0, 0))
         for chunk in _chunks(sorted(keys), 300):
-            totals.update(
-                self._sums(tenant_id, tuple_(e.board_id, e.window, e.subject).in_(list(chunk)))
-            )
+            keyed = tuple_(e.board_id, e.window, e.subject).in_(list(chunk))
+            totals.update(self._sums(tenant_id, keyed, {s for _, _, s in chunk}))
         self._upsert(tenant_id, totals, self._next_seq(), add=False)
+
+    def _subjects_entries(self, tenant_id: str, subjects: set[str], *where: Any) -> Any:
+        """``select`` of the entries of ``subjects`` (where ``where`` holds). PostgreSQL: those
+        found through the subjects' events (as players), and those indexed by subject."""
+        e = t.board_entries.c
+        mine = (e.tenant_id == tenant_id, e.subject.in_(sorted(subjects)), *where)
+        if self.conn.dialect.name == "sqlite":  # indexed by subject, all of them
+            return select(t.board_entries).where(*mine)
+        events = players_events(self.conn, tenant_id, sorted(subjects), t.events.c.id)
+        return union_all(
+            select(t.board_entries).where(*mine, e.by_subject == false(), e.ref.in_(events)),
+            select(t.board_entries).where(*mine, e.by_subject == true()),
+        )
 
     def remove_entries(self, tenant_id: str, ref: str) -> list[BoardEntryRow]:
         self.flush()
         e = t.board_entries.c
         rows = [
-            BoardEntryRow(r.ref, r.board_id, r.window, r.subject, r.units, r.reached_us)
+            BoardEntryRow(
+                r.ref, r.board_id, r.window, r.subject, r.units, r.reached_us, r.by_subject
+            )
             for r in self.conn.execute(
                 select(t.board_entries).where(e.tenant_id == tenant_id, e.ref == ref)
             )
@@ -231,23 +258,29 @@ class SqlBoards:
             self._upsert(tenant_id, totals, self._next_seq(), add=False)
 
     def move_subject(self, tenant_id: str, from_subject: str, to_subject: str) -> None:
+        """After a merge (the events moved to ``to_subject`` already): the entries of
+        ``from_subject`` become ``to_subject``'s."""
         self.flush()
         e = t.board_entries.c
-        keys = {
-            (b, w)
-            for b, w in self.conn.execute(
-                select(e.board_id, e.window)
-                .where(e.tenant_id == tenant_id, e.subject == from_subject)
-                .distinct()
-            )
-        }
+        theirs = (e.tenant_id == tenant_id, e.subject == from_subject)
+        paths: tuple[Any, ...] = (true(),)  # SQLite: indexed by subject, all of them
+        if self.conn.dialect.name != "sqlite":
+            events = players_events(self.conn, tenant_id, [from_subject, to_subject], t.events.c.id)
+            paths = (and_(e.by_subject == false(), e.ref.in_(events)), e.by_subject == true())
+        keys: set[tuple[str, str]] = set()
+        for which in paths:
+            keys |= {
+                (b, w)
+                for b, w in self.conn.execute(
+                    select(e.board_id, e.window).where(*theirs, which).distinct()
+                )
+            }
         if not keys:
             return
-        self.conn.execute(
-            update(t.board_entries)
-            .where(e.tenant_id == tenant_id, e.subject == from_subject)
-            .values(subject=to_subject)
-        )
+        for which in paths:
+            self.conn.execute(
+                update(t.board_entries).where(*theirs, which).values(subject=to_subject)
+            )
         self._recompute(
             tenant_id,
             {(b, w, s) for b, w in keys for s in (from_subject, to_subject)},

@@ -441,7 +441,23 @@ board_entries = Table(
     Column("subject", String(200), nullable=False),
     Column("units", BigInteger, nullable=False),  # score times 10,000
     Column("reached_us", BigInteger, nullable=False),  # occurred_at, µs since the epoch
-    Index(None, "tenant_id", "board_id", "window", "subject"),
+    # PostgreSQL indexes by subject only the entries the subject's events do not lead to:
+    # an entry is written for a random player with nearly every event, and an index of them
+    # all by subject was one of the dearest parts of writing one (as the ledger's by player).
+    # An event's entry for its own player is found through the player's events (by player,
+    # then the primary key); an adjustment's, or a group's, by the partial index. SQLite
+    # keeps the whole index: without statistics its planner prefers a table's primary key
+    # to a partial index for a table without rowid.
+    Column("by_subject", Boolean, nullable=False, server_default=text("true")),
+    Index(None, "tenant_id", "board_id", "window", "subject").ddl_if(dialect="sqlite"),
+    Index(
+        "ix_board_entries_by_subject",
+        "tenant_id",
+        "board_id",
+        "window",
+        "subject",
+        postgresql_where=text("by_subject"),
+    ).ddl_if(dialect="postgresql"),
     sqlite_with_rowid=False,
 )
 
