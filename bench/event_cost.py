@@ -22,28 +22,18 @@ import cProfile
 import itertools
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
-import redis
-
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/event_cost.py`: tests is a package here
+if str(ROOT) not in sys.path:  # `python bench/event_cost.py`: bench is a package here
     sys.path.insert(0, str(ROOT))
 
-from tests.support.postgres import scratch_database  # noqa: E402
-from tests.support.redis_keys import REDIS_URL, delete_prefix, unique_prefix  # noqa: E402
-
-from bench.e2e import ACTORS, RULESET  # noqa: E402
-from bench.step_cost import backends_cpu  # noqa: E402
-from plaudit.bootstrap import Container, build, prepare_embedded  # noqa: E402
-from plaudit.domain.events import IncomingEvent  # noqa: E402
+from bench.harness import Backends, bench_container, task_events  # noqa: E402
+from plaudit.bootstrap import Container  # noqa: E402
 from plaudit.runtime import settle  # noqa: E402
-from plaudit.settings import LeaderboardSettings, Settings  # noqa: E402
 
 PHASES = ("ingest", "scoring", "sync")
 HALVES = (list(range(8)), list(range(8, 16)))  # two workers' partitions
@@ -58,43 +48,25 @@ def main() -> None:
     args = parser.parse_args()
     if args.profile and args.profile[0] not in PHASES:
         parser.error(f"--profile's phase is one of {', '.join(PHASES)}")
-    prefix = unique_prefix()
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        with scratch_database("bench") as url, tempfile.TemporaryDirectory() as data:
-            run(url, prefix, Path(data), args)
-    finally:
-        delete_prefix(client, prefix)
-        client.close()
+    with bench_container() as (c, backends):
+        settle()  # the collector as `plaudit serve` and `plaudit worker` run it
+        run(c, backends, args)
 
 
 class Workload:
-    """The three phases, as ``plaudit serve`` and ``plaudit worker`` run them: each returns
-    how many events it handled."""
+    """The three phases, as ``plaudit serve`` and ``plaudit worker`` run them: ingestion and
+    scoring return how many events they handled."""
 
     def __init__(self, c: Container, events: int, batch: int) -> None:
         self.c, self.events, self.batch = c, events, batch
-        self.tenant = c.default_tenant
         self.when = c.clock() - timedelta(hours=1)
-        self.counter = 0
+        self.logged = 0
 
     def ingest(self) -> int:
         for _ in range(0, self.events, self.batch):
-            batch = []
-            for _ in range(self.batch):
-                self.counter += 1
-                n = self.counter
-                batch.append(
-                    IncomingEvent(
-                        f"e{n}",
-                        "lms",
-                        "task.done",
-                        f"u{n * 7919 % ACTORS}",
-                        self.when,
-                        {"points": 1 + n % 9},
-                    )
-                )
-            self.c.ingest.ingest(self.tenant, batch)
+            batch = task_events(self.logged + 1, self.batch, self.when)
+            self.c.ingest.ingest(self.c.default_tenant, batch)
+            self.logged += self.batch
         return self.events
 
     def scoring(self) -> int:
@@ -108,28 +80,13 @@ class Workload:
                 break
         return scored
 
-    def sync(self) -> int:
+    def sync(self) -> None:
         self.c.leaderboards.sync()
-        return self.events
 
 
-def run(url: str, prefix: str, data: Path, args: argparse.Namespace) -> None:
-    settings = Settings(
-        data_dir=data,
-        database_url=url,
-        redis_url=REDIS_URL,
-        leaderboards=LeaderboardSettings(redis_prefix=prefix),
-        _env_file=None,
-    )
-    c = build(settings)
-    prepare_embedded(c)
-    view = c.rulesets.create(c.default_tenant, "bench", RULESET)
-    c.rulesets.publish(c.default_tenant, view.record.id, "bench")
-    settle()  # the collector as `plaudit serve` and `plaudit worker` run it
-    database = url.rsplit("/", 1)[1].split("?", 1)[0]
-    watcher = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+def run(c: Container, backends: Backends, args: argparse.Namespace) -> None:
     work = Workload(c, args.events, args.batch)
-    phases: dict[str, Callable[[], int]] = {
+    phases: dict[str, Callable[[], int | None]] = {
         "ingest": work.ingest,
         "scoring": work.scoring,
         "sync": work.sync,
@@ -140,14 +97,14 @@ def run(url: str, prefix: str, data: Path, args: argparse.Namespace) -> None:
     for r in range(args.rounds):
         costs = {}
         for name, phase in phases.items():
-            client0, server0 = time.process_time(), backends_cpu(watcher, database)
+            client0, server0 = time.process_time(), backends.cpu()
             if name == profiled:
                 profiler.enable()
             done = phase()
             if name == profiled:
                 profiler.disable()
-            client1, server1 = time.process_time(), backends_cpu(watcher, database)
-            if done != args.events:
+            client1, server1 = time.process_time(), backends.cpu()
+            if done is not None and done != args.events:
                 raise SystemExit(f"{name}: {done} events of {args.events}")
             costs[name] = (client1 - client0, server1 - server0)
         rounds.append(costs)
@@ -156,8 +113,6 @@ def run(url: str, prefix: str, data: Path, args: argparse.Namespace) -> None:
             for name, (cl, sv) in costs.items()
         )
         print(f"round {r + 1}: µs of CPU an event, client + PostgreSQL: {line}", flush=True)
-    watcher.close()
-    c.close()
     report(rounds, args.events)
     if profile_file is not None:
         profiler.dump_stats(profile_file)

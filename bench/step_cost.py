@@ -19,41 +19,18 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
-import redis
-
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/step_cost.py`: tests is a package here
+if str(ROOT) not in sys.path:  # `python bench/step_cost.py`: bench is a package here
     sys.path.insert(0, str(ROOT))
 
-from tests.support.postgres import scratch_database  # noqa: E402
-from tests.support.redis_keys import REDIS_URL, delete_prefix, unique_prefix  # noqa: E402
+from bench.e2e import ACTORS  # noqa: E402
+from bench.harness import bench_container, task_events  # noqa: E402
 
-from bench.e2e import RULESET  # noqa: E402
-from bench.ingest import cpu_seconds  # noqa: E402
-from plaudit.bootstrap import build, prepare_embedded  # noqa: E402
-from plaudit.domain.events import IncomingEvent  # noqa: E402
-from plaudit.settings import LeaderboardSettings, Settings  # noqa: E402
-
-PLAYERS = 1000
 HELD = list(range(8))  # a worker's share of the 16 partitions, with one other worker
-
-
-def backends_cpu(conn: psycopg.Connection[tuple[int]], database: str) -> float:
-    """Seconds of CPU used so far by the database's other backends (still connected)."""
-    pids = [
-        pid
-        for (pid,) in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (database,),
-        )
-    ]
-    return sum(cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 def main() -> None:
@@ -62,72 +39,35 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--warm-up", type=int, default=200, help="untimed steps first")
     args = parser.parse_args()
-    prefix = unique_prefix()
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        with scratch_database("bench") as url, tempfile.TemporaryDirectory() as data:
-            run(url, prefix, Path(data), args)
-    finally:
-        delete_prefix(client, prefix)
-        client.close()
+    with bench_container() as (c, backends):
+        tenant = c.default_tenant
+        when = c.clock() - timedelta(hours=1)
+        logged = 0
 
+        def log(count: int) -> None:
+            nonlocal logged
+            c.ingest.ingest(tenant, task_events(logged + 1, count, when))
+            logged += count
 
-def run(url: str, prefix: str, data: Path, args: argparse.Namespace) -> None:
-    settings = Settings(
-        data_dir=data,
-        database_url=url,
-        redis_url=REDIS_URL,
-        leaderboards=LeaderboardSettings(redis_prefix=prefix),
-        _env_file=None,
-    )
-    c = build(settings)
-    prepare_embedded(c)
-    tenant = c.default_tenant
-    view = c.rulesets.create(tenant, "bench", RULESET)
-    c.rulesets.publish(tenant, view.record.id, "bench")
-    when = c.clock() - timedelta(hours=1)
-    counter = 0
-
-    def log(count: int) -> None:
-        nonlocal counter
-        batch = []
-        for _ in range(count):
-            counter += 1
-            batch.append(
-                IncomingEvent(
-                    f"e{counter}",
-                    "lms",
-                    "task.done",
-                    f"u{counter * 7919 % PLAYERS}",
-                    when,
-                    {"points": 1 + counter % 9},
-                )
-            )
-        c.ingest.ingest(tenant, batch)
-
-    log(PLAYERS)  # every player exists
-    while c.scoring.score_partitions(list(range(16))).events:
-        pass
-    c.leaderboards.sync()
-    database = url.rsplit("/", 1)[1].split("?", 1)[0]
-    watcher = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
-    steps: list[tuple[float, float]] = []
-    syncs: list[tuple[float, float]] = []
-    scored = 0
-    for n in range(args.warm_up + args.steps):
-        log(args.events)
-        timed = n >= args.warm_up
-        client0, server0 = time.process_time(), backends_cpu(watcher, database)
-        outcome = c.scoring.score_partitions(HELD)
-        client1, server1 = time.process_time(), backends_cpu(watcher, database)
+        log(ACTORS)  # every player exists
+        while c.scoring.score_partitions(list(range(16))).events:
+            pass
         c.leaderboards.sync()
-        client2, server2 = time.process_time(), backends_cpu(watcher, database)
-        if timed:
-            scored += outcome.events
-            steps.append((client1 - client0, server1 - server0))
-            syncs.append((client2 - client1, server2 - server1))
-    watcher.close()
-    c.close()
+        steps: list[tuple[float, float]] = []
+        syncs: list[tuple[float, float]] = []
+        scored = 0
+        for n in range(args.warm_up + args.steps):
+            log(args.events)
+            timed = n >= args.warm_up
+            client0, server0 = time.process_time(), backends.cpu()
+            outcome = c.scoring.score_partitions(HELD)
+            client1, server1 = time.process_time(), backends.cpu()
+            c.leaderboards.sync()
+            client2, server2 = time.process_time(), backends.cpu()
+            if timed:
+                scored += outcome.events
+                steps.append((client1 - client0, server1 - server0))
+                syncs.append((client2 - client1, server2 - server1))
     print(f"{args.steps} steps of {scored / args.steps:.1f} events (of {args.events} logged each)")
     for name, rows in (("scoring step", steps), ("projector sync", syncs)):
         client = statistics.fmean(r[0] for r in rows) * 1e3

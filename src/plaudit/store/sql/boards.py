@@ -187,8 +187,8 @@ class SqlBoards:
         """(units, latest reached_us, entries) per board, window and subject, from entries
         (of ``subjects`` only, when given: found by them rather than by a scan)."""
         if subjects is None:
-            e: Any = t.board_entries.c
-            found = select(t.board_entries).where(e.tenant_id == tenant_id, where).subquery()
+            tenants = t.board_entries.c.tenant_id == tenant_id
+            found = select(t.board_entries).where(tenants, where).subquery()
         else:
             found = self._subjects_entries(tenant_id, subjects, where).subquery()
         e = found.c
